@@ -1,0 +1,1 @@
+"""Campaign specifications shipped with mummi (data only)."""

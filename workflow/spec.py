@@ -1,0 +1,435 @@
+"""The campaign specification: one YAML file validated into typed, frozen settings.
+
+Every section has defaults that make a laptop dry run work, so the smallest valid
+spec is ``campaign: {name: x, workdir: runs/x}``. Unknown keys are errors: a typo
+must never be silently ignored. ``load_spec`` turns every problem into a
+:class:`SpecError` whose message names the file, the line, the key path, what was
+wrong and what is allowed.
+
+Relative paths inside a spec (``workdir``, ``macro.parameters``, ...) are resolved
+against the directory the spec file lives in, so a spec means the same thing from
+whatever directory ``mummi-run`` is started.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Backend = Literal["local", "slurm", "flux", "parsl", "simulated"]
+BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
+Device = Literal["auto", "cpu", "gpu"]
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+class Settings(BaseModel):
+    """Base of every section: strict about unknown keys, immutable once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# --------------------------------------------------------------------- campaign
+class StopSettings(Settings):
+    """When the campaign ends: the first condition met stops it."""
+
+    max_sims: PositiveInt | None = Field(40, description="Stop after this many sims have finished.")
+    macro_time_us: PositiveFloat | None = Field(None, description="Stop when the macro model reaches this time (µs).")
+    wall_time_h: PositiveFloat | None = Field(None, description="Stop after this much wall time in mummi-run (hours, summed over restarts).")
+    feedback_rounds: PositiveInt | None = Field(None, description="Stop after this many feedback rounds.")
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> StopSettings:
+        if all(v is None for v in self.model_dump().values()):
+            raise ValueError("set at least one of max_sims, macro_time_us, wall_time_h, feedback_rounds")
+        return self
+
+
+class CampaignSettings(Settings):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64, description="Campaign name: letters, digits, '_', '.', '-'.")
+    workdir: Path = Field(description="Campaign directory; everything the campaign writes lives under it.")
+    seed: NonNegativeInt = Field(0, description="Seed from which all randomness of the campaign flows.")
+    stop: StopSettings = StopSettings()
+
+
+# -------------------------------------------------------------------- resources
+class JobResources(Settings):
+    """What one job asks of the scheduler."""
+
+    nodes: PositiveInt = 1
+    tasks: PositiveInt = 1
+    cores_per_task: PositiveInt = 1
+    gpus_per_task: NonNegativeInt = 0
+    walltime_min: PositiveFloat = 60.0
+
+
+class SlurmSettings(Settings):
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    srun_args: list[str] = Field(default_factory=list, description="Extra srun options, one per list item.")
+
+
+class FluxSettings(Settings):
+    uri: str | None = Field(None, description="Broker URI; default: the enclosing instance (FLUX_URI).")
+    queue: str | None = None
+
+
+class ParslSettings(Settings):
+    provider: Literal["local", "slurm"] = "local"
+    max_workers_per_node: PositiveInt | None = None
+    worker_init: str = Field("", description="Shell lines run before each Parsl worker starts.")
+
+
+class SimulatedSettings(Settings):
+    """Virtual-clock backend: jobs 'run' for modelled durations."""
+
+    createsim_min: PositiveFloat = 90.0
+    sim_min: PositiveFloat = 24 * 60.0
+    failure_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class ResourceSettings(Settings):
+    backend: Backend = "local"
+    nodes: PositiveInt = 1
+    cores_per_node: PositiveInt = 2
+    gpus_per_node: NonNegativeInt = Field(2, description="GPU slots per node; with the local backend and the mock engine they are scheduling slots only.")
+    wfm_cores: NonNegativeInt = Field(0, description="Cores kept free for the coordinator on its node.")
+    allocation_walltime_min: PositiveFloat | None = Field(None, description="Allocation length when the backend cannot tell (local backend).")
+    slurm: SlurmSettings = SlurmSettings()
+    flux: FluxSettings = FluxSettings()
+    parsl: ParslSettings = ParslSettings()
+    simulated: SimulatedSettings = SimulatedSettings()
+
+
+# ------------------------------------------------------------------------ macro
+class MacroSettings(Settings):
+    """The DDFT macro model (seed 000, Methods, 'The macro model')."""
+
+    box_nm: PositiveFloat = Field(100.0, description="Edge L of the periodic square membrane (nm). Full scale: 1000.")
+    grid_points: Annotated[int, Field(ge=8)] = Field(120, description="Grid points N per edge. Full scale: 1200.")
+    n_ras: NonNegativeInt = Field(8, description="Number of RAS particles. Full scale: 300.")
+    dt_ns: PositiveFloat = Field(20.0, description="Lipid-field time step (ns).")
+    ras_dt_ps: PositiveFloat = Field(25.0, description="RAS Langevin time step (ps).")
+    output_interval_ns: PositiveFloat = Field(200.0, description="Macro time between frames (ns).")
+    reload_interval_ns: PositiveFloat = Field(1000.0, description="Macro time between checks for a newer parameter version (ns).")
+    checkpoint_interval_ns: PositiveFloat = Field(1000.0, description="Macro time between checkpoints (ns).")
+    temperature_K: PositiveFloat = 310.0
+    noise: bool = Field(True, description="Conserved thermal noise in the lipid dynamics.")
+    ras_state_changes: bool = False
+    parameters: Path | None = Field(None, description="Initial parameter file; default: the built-in set.")
+    compute: Literal["auto", "numpy", "torch"] = "auto"
+    resources: JobResources = JobResources(cores_per_task=1, walltime_min=24 * 60.0)
+
+    @model_validator(mode="after")
+    def _steps_fit(self) -> MacroSettings:
+        if self.ras_dt_ps * 1e-3 > self.dt_ns:
+            raise ValueError("ras_dt_ps must not exceed dt_ns (RAS substeps happen inside one lipid step)")
+        if self.output_interval_ns < self.dt_ns:
+            raise ValueError("output_interval_ns must be at least dt_ns")
+        return self
+
+
+class PatchSettings(Settings):
+    """Patches around each RAS (seed 000, 'Patches')."""
+
+    size_nm: PositiveFloat = 30.0
+    native_points: PositiveInt = Field(37, description="Native patch edge in grid points (odd: centred on the RAS).")
+    block_widths: list[PositiveInt] = Field(default_factory=lambda: [7, 7, 9, 7, 7], description="Block widths of the coarse patch; they sum to native_points.")
+
+    @model_validator(mode="after")
+    def _blocks_cover_patch(self) -> PatchSettings:
+        if self.native_points % 2 == 0:
+            raise ValueError(f"native_points must be odd so the patch is centred on the RAS, got {self.native_points}")
+        if sum(self.block_widths) != self.native_points:
+            raise ValueError(f"block_widths must sum to native_points ({self.native_points}), they sum to {sum(self.block_widths)}")
+        return self
+
+    @property
+    def coarse_points(self) -> int:
+        return len(self.block_widths)
+
+
+# ---------------------------------------------------------------------- encoder
+class EncoderTrainingSettings(Settings):
+    pre_campaign_ns: PositiveFloat = Field(2000.0, description="Length of the uncoupled macro run whose patches train the encoder (ns).")
+    epochs: PositiveInt = 40
+    batch_size: PositiveInt = 256
+    learning_rate: PositiveFloat = 1e-3
+    patience: PositiveInt = Field(5, description="Early stopping: epochs without validation improvement.")
+    validation_fraction: Fraction = 0.1
+    augment_rotations: bool = True
+
+
+class EncoderSettings(Settings):
+    kind: Literal["vae", "metric"] = "vae"
+    model: Path | None = Field(None, description="A trained model directory; default: train one in a pre-campaign.")
+    latent_dim: PositiveInt = 15
+    device: Device = "auto"
+    batch_size: PositiveInt = Field(4096, description="Inference batch size.")
+    training: EncoderTrainingSettings = EncoderTrainingSettings()
+
+
+# ---------------------------------------------------------------------- sampler
+class SamplerSettings(Settings):
+    """The DynIm sampler (seed 000, 'Sampling of macro configurations')."""
+
+    k: PositiveInt = Field(10, description="Neighbours in the novelty score.")
+    candidate_cap: PositiveInt = Field(35_000, description="Capacity of the candidate queue C.")
+    warmup: NonNegativeInt = Field(4, description="The first selections are uniformly random.")
+    index: Literal["flat", "ivf", "hnsw"] = Field("flat", description="'flat' is exact; 'ivf' and 'hnsw' approximate for very large S.")
+    device: Device = "auto"
+    normalize_weights: bool = False
+    checkpoint_interval_s: PositiveFloat = 60.0
+
+
+# ------------------------------------------------------------------------- jobs
+class RetrySettings(Settings):
+    max_retries: NonNegativeInt = 2
+    backoff_s: NonNegativeFloat = Field(5.0, description="Delay before the first retry; doubles with each further one.")
+
+
+class MockEngineSettings(Settings):
+    """The dry run's MD engine: 2-D Langevin dynamics of a patch."""
+
+    truth: Path | None = Field(None, description="The engine's hidden RAS-lipid potentials; default: the built-in set.")
+    beads_per_lipid_type: PositiveInt = 30
+    frames: PositiveInt = 200
+    steps_per_frame: PositiveInt = 20
+
+
+class GromacsSettings(Settings):
+    executable: str = "gmx"
+    forcefield: Path | None = Field(None, description="Force-field directory; default: the small coarse-grained field shipped with mummi. Point it at Martini for real campaigns.")
+    threads: PositiveInt = 1
+
+
+class DdcmdSettings(Settings):
+    executable: str = "ddcMD"
+    launcher: list[str] = Field(default_factory=list, description="Command prefix, e.g. ['jsrun', '-n1', '-g1'].")
+
+
+class CreatesimSettings(Settings):
+    engine: Literal["gromacs", "mock"] = "mock"
+    lipids_per_cell: PositiveInt = Field(64, description="Lipids per 6x6 nm cell and leaflet (the campaign's value: 64).")
+    cell_nm: PositiveFloat = 6.0
+    em_steps: PositiveInt = 500
+    equilibration_ns: PositiveFloat = 1.0
+    buffer: NonNegativeInt = Field(2, description="Createsims kept running ahead of free GPU slots.")
+    resources: JobResources = JobResources(cores_per_task=1, walltime_min=120.0)
+    retry: RetrySettings = RetrySettings()
+
+
+class SimSettings(Settings):
+    engine: Literal["gromacs", "ddcmd", "mock"] = "mock"
+    length_ns: PositiveFloat = Field(5.0, description="Production length per simulation (ns).")
+    dt_fs: PositiveFloat = 20.0
+    output_interval_ps: PositiveFloat = 100.0
+    checkpoint_interval_min: PositiveFloat = 15.0
+    resources: JobResources = JobResources(cores_per_task=1, gpus_per_task=1, walltime_min=24 * 60.0)
+    retry: RetrySettings = RetrySettings()
+    gromacs: GromacsSettings = GromacsSettings()
+    ddcmd: DdcmdSettings = DdcmdSettings()
+    mock: MockEngineSettings = MockEngineSettings()
+
+
+class AnalysisSettings(Settings):
+    """In situ protein-lipid RDF analysis beside each sim."""
+
+    bin_nm: PositiveFloat = 0.02
+    r_max_nm: PositiveFloat = 12.0
+    write_every_frames: PositiveInt = 20
+    leaflet: Literal["inner", "outer", "both"] = "inner"
+    poll_interval_s: PositiveFloat = 1.0
+    resources: JobResources = JobResources(cores_per_task=1, walltime_min=24 * 60.0)
+
+    @model_validator(mode="after")
+    def _bins_fit(self) -> AnalysisSettings:
+        if self.bin_nm >= self.r_max_nm:
+            raise ValueError(f"bin_nm ({self.bin_nm}) must be smaller than r_max_nm ({self.r_max_nm})")
+        return self
+
+
+class FeedbackSettings(Settings):
+    """Micro-to-macro feedback by iterative Boltzmann inversion."""
+
+    enabled: bool = True
+    interval_sims: PositiveInt = Field(8, description="Run a round after this many more sims have produced analysis counts.")
+    interval_s: PositiveFloat | None = Field(None, description="Also run a round after this many seconds.")
+    damping: Annotated[float, Field(gt=0, le=1)] = Field(0.5, description="Fraction of the Boltzmann-inversion correction applied per round.")
+    min_sims: PositiveInt = 4
+    use_weights: bool = Field(True, description="Weight each sim's counts by its DynIm weight.")
+
+
+class CheckpointSettings(Settings):
+    wfm_interval_s: PositiveFloat = 30.0
+    end_margin_min: PositiveFloat = Field(5.0, description="Stop starting work this long before the allocation ends.")
+
+
+# ------------------------------------------------------------------------- spec
+class CampaignSpec(Settings):
+    """A whole campaign."""
+
+    campaign: CampaignSettings
+    resources: ResourceSettings = ResourceSettings()
+    macro: MacroSettings = MacroSettings()
+    patches: PatchSettings = PatchSettings()
+    encoder: EncoderSettings = EncoderSettings()
+    sampler: SamplerSettings = SamplerSettings()
+    createsim: CreatesimSettings = CreatesimSettings()
+    sim: SimSettings = SimSettings()
+    analysis: AnalysisSettings = AnalysisSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    checkpoint: CheckpointSettings = CheckpointSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignSpec:
+        m, p = self.macro, self.patches
+        spacing = m.box_nm / m.grid_points
+        if p.native_points > m.grid_points:
+            raise ValueError(f"patches.native_points ({p.native_points}) exceeds macro.grid_points ({m.grid_points})")
+        if not math.isclose(p.native_points * spacing, p.size_nm, rel_tol=0.1):
+            raise ValueError(
+                f"patches.native_points x grid spacing = {p.native_points * spacing:.1f} nm does not match "
+                f"patches.size_nm = {p.size_nm} nm; keep box_nm/grid_points near {p.size_nm / p.native_points:.3f} nm"
+            )
+        for job in ("macro", "createsim", "sim", "analysis"):
+            res: JobResources = getattr(self, job).resources
+            if res.cores_per_task * res.tasks > self.resources.cores_per_node * res.nodes:
+                raise ValueError(f"{job}.resources asks for more cores per node than resources.cores_per_node ({self.resources.cores_per_node})")
+            if res.gpus_per_task * res.tasks > self.resources.gpus_per_node * res.nodes:
+                raise ValueError(f"{job}.resources asks for more GPUs per node than resources.gpus_per_node ({self.resources.gpus_per_node})")
+        return self
+
+    def to_yaml(self) -> str:
+        """The resolved settings, every default filled in, as YAML that loads back to the same spec."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+
+
+# ---------------------------------------------------------------------- loading
+class SpecError(Exception):
+    """A campaign spec that cannot be used; the message says where and how to fix it."""
+
+
+_PATH_FIELDS = (
+    ("campaign", "workdir"),
+    ("macro", "parameters"),
+    ("encoder", "model"),
+    ("sim", "gromacs", "forcefield"),
+    ("sim", "mock", "truth"),
+)
+
+
+def load_spec(path: str | Path) -> CampaignSpec:
+    """Read and validate a campaign spec file.
+
+    Raises
+    ------
+    SpecError
+        For a missing, unreadable, empty or malformed file and for every invalid
+        setting; all invalid settings are reported at once.
+    """
+    path = Path(path)
+    text = _read(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err)
+        raise SpecError(f"{where}: not valid YAML: {problem}. Fix the syntax at that position.") from err
+    if data is None:
+        raise SpecError(f"{path}: the file is empty; a spec needs at least a 'campaign' section with 'name' and 'workdir'.")
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}:1: the top level must be a mapping of sections (campaign, resources, macro, ...), got {type(data).__name__}.")
+    try:
+        spec = CampaignSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(_describe(path, root, err)) from err
+    return _resolve_paths(spec, path.resolve().parent)
+
+
+def _read(path: Path) -> str:
+    if not path.exists():
+        raise SpecError(f"{path}: no such file. Give the path of a campaign YAML file, e.g. specs/laptop.yaml.")
+    if path.is_dir():
+        raise SpecError(f"{path}: is a directory. Give the path of a campaign YAML file inside it.")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"{path}: cannot be read ({err}).") from err
+
+
+def _describe(path: Path, root: yaml.Node | None, err: ValidationError) -> str:
+    lines = [f"{path}: invalid campaign spec ({err.error_count()} problem{'s' * (err.error_count() > 1)}):"]
+    for e in err.errors():
+        loc = [str(part) for part in e["loc"]]
+        key = ".".join(loc) or "(top level)"
+        line = _line_of(root, e["loc"])
+        where = f"{path}:{line}" if line else str(path)
+        lines.append(f"  {where}: {key}: {_explain(e)}")
+    return "\n".join(lines)
+
+
+def _explain(e: dict[str, Any]) -> str:
+    kind, msg = e["type"], e["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key; check its spelling against the documented keys of this section (mummi-run SPEC --validate prints them all)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    got = e.get("input")
+    shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+    return f"{msg} (got {shown})"
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest YAML node along ``loc`` that exists in the file."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == str(part):
+                    line, node = key_node.start_mark.line + 1, value_node
+                    break
+            else:
+                return line or (node.start_mark.line + 1)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _resolve_paths(spec: CampaignSpec, base: Path) -> CampaignSpec:
+    for field_path in _PATH_FIELDS:
+        *parents, name = field_path
+        owner = spec
+        for p in parents:
+            owner = getattr(owner, p)
+        value = getattr(owner, name)
+        if value is not None and not value.is_absolute():
+            spec = _replace(spec, field_path, (base / value).resolve())
+    return spec
+
+
+def _replace(model: Settings, field_path: tuple[str, ...], value: Any) -> Any:
+    head, *rest = field_path
+    new = value if not rest else _replace(getattr(model, head), tuple(rest), value)
+    return model.model_copy(update={head: new})
+
+
+def default_spec_path() -> Path:
+    """The embedded laptop campaign (``specs/`` sits beside ``workflow/`` in the repo and in installs)."""
+    return Path(__file__).resolve().parent.parent / "specs" / "laptop.yaml"
