@@ -1,4 +1,116 @@
-def run_main(argv=None):
-    return 0
-def status_main(argv=None):
-    return 0
+"""Command-line entry points: ``mummi-run`` and ``mummi-status``.
+
+Exit codes of ``mummi-run``:
+
+==  ==========================================================================
+0   the campaign finished (or ``--validate``: the spec is valid)
+1   the campaign failed; the log says why
+2   bad usage or an invalid spec; nothing was written
+3   the workdir cannot be used as asked (e.g. ``--fresh`` on an existing campaign)
+75  stopped early but resumable (end of allocation, SIGTERM): run it again
+==  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from mummi.workflow.spec import CampaignSpec, SpecError, load_spec
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_WORKDIR = 3
+EXIT_RESUMABLE = 75  # sysexits.h EX_TEMPFAIL: "try again later"
+
+log = logging.getLogger("mummi.run")
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mummi-run",
+        description="Run, or resume, an ML-steered multiscale campaign described by a YAML spec.",
+        epilog="Exit codes: 0 done, 1 failed, 2 invalid spec or usage, 3 workdir refused, 75 stopped but resumable.",
+    )
+    parser.add_argument("spec", type=Path, help="campaign YAML file, e.g. specs/laptop.yaml")
+    parser.add_argument("--validate", action="store_true", help="print the resolved settings and exit")
+    parser.add_argument("--dry-run", action="store_true", help="local backend and mock MD engine: the whole loop on a laptop")
+    parser.add_argument("--fresh", action="store_true", help="start a new campaign; refuses if the workdir holds one")
+    parser.add_argument("--force", action="store_true", help="with --fresh: delete the existing campaign first")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def run_main(argv: Sequence[str] | None = None) -> int:
+    args = _run_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    if args.force and not args.fresh:
+        sys.stderr.write("mummi-run: --force only applies with --fresh\n")
+        return EXIT_USAGE
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as err:
+        sys.stderr.write(f"mummi-run: {err}\n")
+        return EXIT_USAGE
+    if args.dry_run:
+        spec = spec.for_dry_run()
+    if args.validate:
+        sys.stdout.write(f"# {args.spec}: valid. Resolved settings:\n{spec.to_yaml()}")
+        return EXIT_OK
+    return _run_campaign(spec, fresh=args.fresh, force=args.force, dry_run=args.dry_run)
+
+
+def _run_campaign(spec: CampaignSpec, *, fresh: bool, force: bool, dry_run: bool) -> int:
+    from mummi.workflow.campaign import CampaignError, prepare
+
+    try:
+        cdir, store, resuming = prepare(spec, fresh=fresh, force=force)
+    except CampaignError as err:
+        sys.stderr.write(f"mummi-run: {err}\n")
+        return EXIT_WORKDIR
+    log.info("%s campaign %r in %s", "resuming" if resuming else "created", spec.campaign.name, cdir.root)
+    try:
+        from mummi.workflow.coordinator import run_campaign
+    except ImportError:
+        store.close()
+        sys.stderr.write(
+            f"mummi-run: campaign {spec.campaign.name!r} is prepared in {cdir.root}, but this version of mummi "
+            "has no campaign loop yet (mummi.workflow.coordinator); only --validate is complete\n"
+        )
+        return EXIT_FAILED
+    with store:
+        return run_campaign(spec, cdir, store, resuming=resuming, dry_run=dry_run)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+# ------------------------------------------------------------------ status
+def status_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mummi-status", description="Show a campaign's progress from its state store (safe while it runs).")
+    parser.add_argument("workdir", type=Path, help="the campaign's workdir (holds campaign.db)")
+    parser.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    args = parser.parse_args(argv)
+    from mummi.workflow.status import StatusError, collect, render
+
+    try:
+        status = collect(args.workdir)
+    except StatusError as err:
+        sys.stderr.write(f"mummi-status: {err}\n")
+        return EXIT_USAGE
+    if args.json:
+        sys.stdout.write(json.dumps(status, indent=2) + "\n")
+    else:
+        render(status)
+    return EXIT_OK

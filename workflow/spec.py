@@ -309,6 +309,16 @@ class CampaignSpec(Settings):
                 raise ValueError(f"{job}.resources asks for more GPUs per node than resources.gpus_per_node ({self.resources.gpus_per_node})")
         return self
 
+    def for_dry_run(self) -> CampaignSpec:
+        """The same campaign on the local backend with the mock MD engine."""
+        return self.model_copy(
+            update={
+                "resources": self.resources.model_copy(update={"backend": "local"}),
+                "createsim": self.createsim.model_copy(update={"engine": "mock"}),
+                "sim": self.sim.model_copy(update={"engine": "mock"}),
+            }
+        )
+
     def to_yaml(self) -> str:
         """The resolved settings, every default filled in, as YAML that loads back to the same spec."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, default_flow_style=None)

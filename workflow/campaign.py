@@ -1,0 +1,138 @@
+"""The campaign directory: its layout, and creating, resuming or replacing one.
+
+Layout (DESIGN.md, "Campaign directory")::
+
+    WORKDIR/
+      campaign.db     state store
+      campaign.yaml   the resolved spec of the latest run
+      macro/ patches/ sampler/ sims/ feedback/ logs/
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mummi import __version__
+from mummi.workflow.atomic import atomic_write_text
+from mummi.workflow.spec import CampaignSpec
+from mummi.workflow.store import StateStore
+
+log = logging.getLogger(__name__)
+
+SUBDIRS = ("macro", "patches", "sampler", "sims", "feedback", "logs")
+DB_NAME = "campaign.db"
+SPEC_NAME = "campaign.yaml"
+
+
+class CampaignError(Exception):
+    """The workdir cannot be used as asked (an existing campaign, another campaign's folder)."""
+
+
+@dataclass(frozen=True)
+class CampaignDir:
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / DB_NAME
+
+    @property
+    def spec_copy(self) -> Path:
+        return self.root / SPEC_NAME
+
+    @property
+    def macro(self) -> Path:
+        return self.root / "macro"
+
+    @property
+    def patches(self) -> Path:
+        return self.root / "patches"
+
+    @property
+    def sampler(self) -> Path:
+        return self.root / "sampler"
+
+    @property
+    def sims(self) -> Path:
+        return self.root / "sims"
+
+    @property
+    def feedback(self) -> Path:
+        return self.root / "feedback"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def sim(self, sim_id: str) -> Path:
+        return self.sims / sim_id
+
+    def holds_campaign(self) -> bool:
+        return self.db.is_file()
+
+
+def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> tuple[CampaignDir, StateStore, bool]:
+    """Create the campaign in ``spec.campaign.workdir`` or reopen the one there.
+
+    Returns the directory, the open store and whether an existing campaign is resumed.
+    ``fresh`` starts over and refuses to touch an existing campaign unless ``force``,
+    in which case only the campaign's own files are removed.
+    """
+    cdir = CampaignDir(spec.campaign.workdir)
+    if cdir.root.exists() and not cdir.root.is_dir():
+        raise CampaignError(f"{cdir.root}: campaign.workdir exists and is not a directory; choose another workdir")
+    resuming = cdir.holds_campaign()
+    if resuming and fresh:
+        if not force:
+            raise CampaignError(
+                f"{cdir.root}: already holds a campaign; --fresh would overwrite it. "
+                "Run without --fresh to resume it, add --force to delete it and start over, or choose another campaign.workdir"
+            )
+        _remove_campaign(cdir)
+        resuming = False
+
+    cdir.root.mkdir(parents=True, exist_ok=True)
+    for sub in SUBDIRS:
+        (cdir.root / sub).mkdir(exist_ok=True)
+    store = StateStore(cdir.db)
+    spec_text = spec.to_yaml()
+    digest = hashlib.sha256(spec_text.encode()).hexdigest()
+    if resuming:
+        name = store.get_meta("campaign")
+        if name != spec.campaign.name:
+            store.close()
+            raise CampaignError(
+                f"{cdir.root}: holds campaign {name!r}, but the spec names {spec.campaign.name!r}; "
+                "use that campaign's spec, or another campaign.workdir for a new campaign"
+            )
+        runs = store.get_meta("runs", 0) + 1
+        changed = store.get_meta("spec_sha256") != digest
+        store.set_meta("runs", runs)
+        store.set_meta("spec_sha256", digest)
+        store.record_event("campaign.resumed", spec.campaign.name, run=runs, spec_changed=changed)
+        if changed:
+            log.warning("the spec differs from the one the campaign last ran with; the new settings apply from now on")
+    else:
+        with store.transaction():
+            store.set_meta("campaign", spec.campaign.name)
+            store.set_meta("created_at", time.time())
+            store.set_meta("mummi_version", __version__)
+            store.set_meta("seed", spec.campaign.seed)
+            store.set_meta("runs", 1)
+            store.set_meta("spec_sha256", digest)
+            store.record_event("campaign.created", spec.campaign.name)
+    atomic_write_text(cdir.spec_copy, spec_text)
+    return cdir, store, resuming
+
+
+def _remove_campaign(cdir: CampaignDir) -> None:
+    log.warning("removing the existing campaign in %s (--fresh --force)", cdir.root)
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", SPEC_NAME):
+        (cdir.root / name).unlink(missing_ok=True)
+    for sub in SUBDIRS:
+        shutil.rmtree(cdir.root / sub, ignore_errors=True)
