@@ -14,6 +14,7 @@ whatever directory ``mummi-run`` is started.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -365,7 +366,7 @@ def load_spec(path: str | Path) -> CampaignSpec:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as err:
         raise SpecError(_describe(path, root, err)) from err
-    return _resolve_paths(spec, path.resolve().parent)
+    return _resolve_paths(spec, path)
 
 
 def _read(path: Path) -> str:
@@ -422,15 +423,24 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _resolve_paths(spec: CampaignSpec, base: Path) -> CampaignSpec:
+def _resolve_paths(spec: CampaignSpec, spec_file: Path) -> CampaignSpec:
+    """Expand ``~`` and ``$VARS`` in path settings and anchor relative ones at the spec's folder."""
+    base = spec_file.resolve().parent
     for field_path in _PATH_FIELDS:
         *parents, name = field_path
         owner = spec
         for p in parents:
             owner = getattr(owner, p)
         value = getattr(owner, name)
-        if value is not None and not value.is_absolute():
-            spec = _replace(spec, field_path, (base / value).resolve())
+        if value is None:
+            continue
+        expanded = Path(os.path.expandvars(os.path.expanduser(str(value))))
+        if "$" in str(expanded):
+            raise SpecError(
+                f"{spec_file}: {'.'.join(field_path)}: '{value}' names an environment variable that is not set; "
+                "set it or write the path out"
+            )
+        spec = _replace(spec, field_path, (base / expanded).resolve())
     return spec
 
 
