@@ -1,0 +1,124 @@
+"""mummi-run and mummi-status from the command line, and the campaign directory they manage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mummi.workflow.campaign import SUBDIRS, CampaignError, prepare
+from mummi.workflow.cli import EXIT_OK, EXIT_USAGE, EXIT_WORKDIR, run_main, status_main
+from mummi.workflow.spec import default_spec_path, load_spec
+
+
+def spec_file(tmp_path: Path, name: str = "tiny", workdir: str = "run") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"campaign:\n  name: {name}\n  workdir: {workdir}\n")
+    return path
+
+
+def console_script(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert found, f"{name} is not installed (pip install -e .)"
+    return found
+
+
+def test_validate_prints_resolved_settings(capsys):
+    assert run_main([str(default_spec_path()), "--validate"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "valid" in out and "candidate_cap: 35000" in out and "block_widths: [7, 7, 9, 7, 7]" in out
+
+
+def test_invalid_spec_exits_2_through_the_console_script(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("campaign:\n  name: x\n  workdir: w\nsampler:\n  candidate_cap: -5\n")
+    out = subprocess.run([console_script("mummi-run"), str(bad), "--validate"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == EXIT_USAGE
+    assert f"{bad}:5: sampler.candidate_cap: Input should be greater than 0 (got -5)" in out.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_missing_spec_exits_2(tmp_path, capsys):
+    assert run_main([str(tmp_path / "none.yaml")]) == EXIT_USAGE
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_force_without_fresh_is_a_usage_error(tmp_path):
+    assert run_main([str(spec_file(tmp_path)), "--force"]) == EXIT_USAGE
+
+
+def test_prepare_creates_the_layout_then_resumes(tmp_path):
+    spec = load_spec(spec_file(tmp_path))
+    cdir, store, resuming = prepare(spec)
+    store.close()
+    assert not resuming
+    assert all((cdir.root / sub).is_dir() for sub in SUBDIRS)
+    assert load_spec(cdir.spec_copy) == spec
+    cdir, store, resuming = prepare(spec)
+    with store:
+        assert resuming and store.get_meta("runs") == 2
+        assert [e["kind"] for e in store.events("campaign.resumed")] == ["campaign.resumed"]
+
+
+def test_fresh_refuses_an_existing_campaign_and_leaves_it_intact(tmp_path, capsys):
+    path = spec_file(tmp_path)
+    cdir, store, _ = prepare(load_spec(path))
+    store.add_patches([("p1", 0.0, 0, "f.h5")])
+    store.close()
+    (cdir.sims / "sim-1").mkdir()
+    assert run_main([str(path), "--fresh"]) == EXIT_WORKDIR
+    assert "already holds a campaign" in capsys.readouterr().err
+    assert (cdir.sims / "sim-1").is_dir()
+    _, store, resuming = prepare(load_spec(path))
+    with store:
+        assert resuming and store.patch_counts()["seen"] == 1
+
+
+def test_fresh_force_replaces_only_the_campaign_files(tmp_path):
+    spec = load_spec(spec_file(tmp_path))
+    cdir, store, _ = prepare(spec)
+    store.add_patches([("p1", 0.0, 0, "f.h5")])
+    store.close()
+    (cdir.sims / "sim-1").mkdir()
+    (cdir.root / "notes.txt").write_text("mine")
+    _, store, resuming = prepare(spec, fresh=True, force=True)
+    with store:
+        assert not resuming and store.patch_counts()["seen"] == 0
+    assert not (cdir.sims / "sim-1").exists()
+    assert (cdir.root / "notes.txt").read_text() == "mine"
+
+
+def test_another_campaigns_workdir_is_refused(tmp_path):
+    prepare(load_spec(spec_file(tmp_path, "first")))[1].close()
+    with pytest.raises(CampaignError, match="holds campaign 'first', but the spec names 'second'"):
+        prepare(load_spec(spec_file(tmp_path, "second")))
+
+
+def test_status_table_and_json(tmp_path, capsys):
+    spec = load_spec(spec_file(tmp_path))
+    cdir, store, _ = prepare(spec)
+    with store:
+        store.add_patches([("p1", 0.0, 0, "f.h5"), ("p2", 0.0, 1, "f.h5")])
+        store.record_selection("p1", "sim-000001", 1.5)
+        round_no = store.start_feedback_round(1)
+        store.finish_feedback_round(round_no, parameter_version=1, distance=0.25)
+    assert status_main([str(cdir.root), "--json"]) == EXIT_OK
+    status = json.loads(capsys.readouterr().out)
+    assert status["campaign"] == "tiny"
+    assert status["patches"] == {"seen": 1, "candidate": 0, "selected": 1, "discarded": 0, "total": 2}
+    assert status["sims"]["selected"] == 1
+    assert status["feedback_rounds"][0]["distance"] == 0.25
+    env = {**os.environ, "COLUMNS": "120"}
+    out = subprocess.run([console_script("mummi-status"), str(cdir.root)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "tiny" in out.stdout and "selected 1" in out.stdout and "0.25" in out.stdout
+
+
+def test_status_of_a_folder_without_a_campaign(tmp_path, capsys):
+    assert status_main([str(tmp_path)]) == EXIT_USAGE
+    assert "no campaign database" in capsys.readouterr().err
