@@ -201,27 +201,36 @@ class RetrySettings(Settings):
 class MockEngineSettings(Settings):
     """The dry run's MD engine: 2-D Langevin dynamics of a patch."""
 
-    truth: Path | None = Field(None, description="The engine's hidden RAS-lipid potentials; default: the built-in set.")
-    beads_per_lipid_type: PositiveInt = 30
-    frames: PositiveInt = 200
-    steps_per_frame: PositiveInt = 20
+    truth: Path | None = Field(None, description="The engine's hidden RAS-lipid potentials (JSON like adapters/forcefield/mock_truth.json); default: the built-in set.")
+    beads_per_lipid_type: PositiveInt | None = Field(None, description="Simulate at most this many lipids of each channel (a random subset of the built membrane); None: all of them.")
+    frames: PositiveInt = Field(200, description="Frames written over sim.length_ns.")
+    steps_per_frame: PositiveInt = Field(20, description="Langevin steps per frame; the step is length_ns / (frames * steps_per_frame).")
+    lipid_diffusion_nm2_per_ns: PositiveFloat = Field(5.0, description="Lateral diffusion coefficient of a lipid bead (accelerated, so patches mix within a short sim).")
+    ras_diffusion_nm2_per_ns: PositiveFloat = Field(0.5, description="Lateral diffusion coefficient of a RAS bead.")
+    lipid_repulsion_kj_mol: NonNegativeFloat = Field(5.0, description="Height of the soft lipid-lipid repulsion within a leaflet; 0 makes lipids ideal (the dilute limit).")
+    lipid_size_nm: PositiveFloat = Field(0.6, description="Range of the lipid-lipid soft repulsion.")
+    ras_size_nm: PositiveFloat = Field(3.0, description="Range of the RAS-RAS soft repulsion.")
+    checkpoint_every_frames: PositiveInt = Field(20, description="Frames between checkpoints; the trajectory grows in blocks of this many frames.")
 
 
 class GromacsSettings(Settings):
     executable: str = "gmx"
     forcefield: Path | None = Field(None, description="Force-field directory; default: the small coarse-grained field shipped with mummi. Point it at Martini for real campaigns.")
     threads: PositiveInt = 1
+    mdrun_args: list[str] = Field(default_factory=list, description="Extra gmx mdrun options, one per list item (e.g. ['-nb', 'gpu']).")
 
 
 class DdcmdSettings(Settings):
     executable: str = "ddcMD"
     launcher: list[str] = Field(default_factory=list, description="Command prefix, e.g. ['jsrun', '-n1', '-g1'].")
+    checkpoint_every_frames: PositiveInt = Field(50, description="Output frames between ddcMD checkpoints (snapshot directories).")
 
 
 class CreatesimSettings(Settings):
     engine: Literal["gromacs", "mock"] = "mock"
     lipids_per_cell: PositiveInt = Field(64, description="Lipids per 6x6 nm cell and leaflet (the campaign's value: 64).")
-    cell_nm: PositiveFloat = 6.0
+    cell_nm: PositiveFloat = Field(6.0, description="Edge of one coarse cell; the membrane is 5 cells wide.")
+    jitter: Annotated[float, Field(ge=0, lt=0.5)] = Field(0.2, description="Random displacement of lipids from their lattice sites, as a fraction of the lattice spacing.")
     em_steps: PositiveInt = 500
     equilibration_ns: PositiveFloat = 1.0
     buffer: NonNegativeInt = Field(2, description="Createsims kept running ahead of free GPU slots.")
@@ -235,6 +244,7 @@ class SimSettings(Settings):
     dt_fs: PositiveFloat = 20.0
     output_interval_ps: PositiveFloat = 100.0
     checkpoint_interval_min: PositiveFloat = 15.0
+    stop_margin_min: PositiveFloat = Field(5.0, description="Stop cleanly (checkpoint and exit) this long before the job's walltime.")
     resources: JobResources = JobResources(cores_per_task=1, gpus_per_task=1, walltime_min=24 * 60.0)
     retry: RetrySettings = RetrySettings()
     gromacs: GromacsSettings = GromacsSettings()
@@ -249,6 +259,8 @@ class AnalysisSettings(Settings):
     r_max_nm: PositiveFloat = 12.0
     write_every_frames: PositiveInt = 20
     leaflet: Literal["inner", "outer", "both"] = "inner"
+    contact_nm: PositiveFloat = Field(1.5, description="Lateral protein-lipid distance counted as a contact in the per-frame features.")
+    leaflet_cutoff_nm: PositiveFloat = Field(1.5, description="Head-group distance cutoff of MDAnalysis' LeafletFinder.")
     poll_interval_s: PositiveFloat = 1.0
     resources: JobResources = JobResources(cores_per_task=1, walltime_min=24 * 60.0)
 
