@@ -1,0 +1,59 @@
+"""One interface for the MD engines of createsim and sim (DESIGN.md, "MD engines").
+
+An engine sets a system up from a built membrane (createsim), runs or resumes
+production from its own checkpoint until done or until a deadline (sim), and
+names the trajectory that the in situ analysis follows. Engines are chosen by
+name; each lives in its own module, imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from pathlib import Path
+from typing import Protocol
+
+from mummi.adapters.membrane import Membrane
+from mummi.workflow.spec import CampaignSpec
+
+ENGINES: dict[str, str] = {
+    "gromacs": "mummi.adapters.gromacs:GromacsEngine",
+    "ddcmd": "mummi.adapters.ddcmd:DdcmdEngine",
+    "mock": "mummi.adapters.mock_md:MockEngine",
+}
+
+
+class MDEngine(Protocol):
+    name: str
+
+    def setup(self, sim_dir: Path, membrane: Membrane, spec: CampaignSpec, seed: int) -> dict[str, object]:
+        """Createsim: write the engine's inputs, minimise and equilibrate; write ``eq.gro``.
+
+        Idempotent: steps whose outputs exist are skipped. Returns facts for the status record.
+        """
+        ...
+
+    def production(self, sim_dir: Path, spec: CampaignSpec, seed: int, deadline: float | None) -> bool:
+        """Sim: run or resume production; True when it is complete, False when it
+        stopped cleanly (checkpoint written) because ``deadline`` (epoch seconds) neared."""
+        ...
+
+    def trajectory(self, sim_dir: Path) -> tuple[Path, Path]:
+        """(topology/coordinate file, trajectory file) that the in situ analysis reads."""
+        ...
+
+
+def get_engine(name: str) -> MDEngine:
+    """The engine called ``name`` (one of :data:`ENGINES`)."""
+    try:
+        target = ENGINES[name]
+    except KeyError:
+        raise ValueError(f"unknown MD engine {name!r}; allowed: {', '.join(ENGINES)}") from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def seed_for(campaign_seed: int, *names: str) -> int:
+    """A 63-bit seed from the campaign seed and names (sim id, purpose): stable across runs and machines."""
+    text = ":".join([str(campaign_seed), *names])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
