@@ -1,0 +1,278 @@
+"""The local backend: jobs as processes on this machine, packed onto its cores and GPUs.
+
+Each job runs in its own session (process group) through
+:mod:`mummi.adapters.local_runner`, so it survives a coordinator crash, can be
+cancelled as a whole, and leaves its exit code in a file. The backend keeps one
+JSON record per job in its state folder; after a coordinator restart,
+:meth:`LocalBackend.reattach` reads them back, keeps the cores and GPUs of jobs
+still alive reserved, and reports the others' exit codes.
+
+Jobs that do not fit the free resources wait in a queue; any queued job that
+fits is started (first fit), so a waiting GPU job never blocks a CPU-only one.
+``CUDA_VISIBLE_DEVICES`` names a job's GPUs (empty for CPU-only jobs) and
+``OMP_NUM_THREADS`` its core count; its process is pinned to its cores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from mummi.adapters.backend import Backend, BackendError, JobSpec, JobStatus
+from mummi.workflow.atomic import atomic_write_text
+from mummi.workflow.states import JobState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _LocalJob:
+    id: str
+    name: str
+    command: list[str]
+    workdir: str
+    log_path: str
+    env: dict[str, str]
+    cores_needed: int
+    gpus_needed: int
+    state: str = JobState.SUBMITTED.value
+    pid: int | None = None
+    start_ticks: int | None = None
+    cores: list[int] = field(default_factory=list)
+    gpus: list[int] = field(default_factory=list)
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+class LocalBackend(Backend):
+    label = "local"
+    poll_interval_s = 0.5
+
+    def __init__(
+        self,
+        state_dir: str | Path,
+        cores: int,
+        gpus: int,
+        walltime_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.cores, self.gpus = cores, gpus
+        self.walltime_s = walltime_s
+        self._clock = clock
+        self._started = clock()
+        self._jobs: dict[str, _LocalJob] = {}
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._queue: list[str] = []
+        self._counter: int | None = None
+
+    # -------------------------------------------------------------- verbs
+    def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
+        records = [self._record_for(job) for job in jobs]
+        for rec in records:
+            self._jobs[rec.id] = rec
+            self._queue.append(rec.id)
+            self._save(rec)
+        self._schedule()
+        return [rec.id for rec in records]
+
+    def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        self._reap()
+        self._schedule()
+        result = {}
+        for job_id in ids:
+            rec = self._jobs.get(job_id)
+            if rec is None:
+                result[job_id] = JobStatus(JobState.FAILED, reason="unknown to the local backend")
+            else:
+                result[job_id] = JobStatus(JobState(rec.state), rec.exit_code, rec.reason)
+        return result
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        for job_id in ids:
+            rec = self._jobs.get(job_id)
+            if rec is None or JobState(rec.state).terminal:
+                continue
+            if job_id in self._queue:
+                self._queue.remove(job_id)
+                self._finish(rec, JobState.CANCELLED, None, "cancelled before it started")
+            else:
+                _signal_group(rec.pid, signal.SIGTERM)
+                rec.reason = "cancelled"
+                self._save(rec)
+
+    def time_left_s(self) -> float | None:
+        if self.walltime_s is None:
+            return None
+        return max(0.0, self.walltime_s - (self._clock() - self._started))
+
+    def reattach(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        for job_id in ids:
+            path = self._record_path(job_id)
+            if job_id in self._jobs or not path.is_file():
+                continue
+            rec = _LocalJob(**json.loads(path.read_text()))
+            self._jobs[job_id] = rec
+            state = JobState(rec.state)
+            if state is JobState.SUBMITTED:
+                self._queue.append(job_id)
+            elif state is JobState.RUNNING:
+                log.info("re-attached to %s (%s, pid %s)", job_id, rec.name, rec.pid)
+        return self.status(ids)
+
+    def close(self) -> None:
+        self._reap()
+
+    # ------------------------------------------------------------ helpers
+    def _record_for(self, job: JobSpec) -> _LocalJob:
+        res = job.resources
+        if res.nodes != 1:
+            raise BackendError(f"job {job.name}: the local backend runs on one node, the job asks for {res.nodes}")
+        cores, gpus = res.tasks * res.cores_per_task, res.tasks * res.gpus_per_task
+        if cores > self.cores or gpus > self.gpus:
+            raise BackendError(
+                f"job {job.name} needs {cores} cores and {gpus} GPUs; this machine offers {self.cores} cores and {self.gpus} GPUs"
+                " (resources.cores_per_node / gpus_per_node)"
+            )
+        return _LocalJob(
+            id=self._next_id(), name=job.name, command=list(job.command), workdir=str(job.workdir),
+            log_path=str(job.log_path), env=dict(job.env), cores_needed=cores, gpus_needed=gpus,
+        )
+
+    def _next_id(self) -> str:
+        if self._counter is None:
+            numbers = [int(p.stem.rsplit("-", 1)[1]) for p in self.state_dir.glob("local-*.json")]
+            self._counter = max(numbers, default=0)
+        self._counter += 1
+        return f"local-{self._counter:07d}"
+
+    def _free(self) -> tuple[list[int], list[int]]:
+        busy = [r for r in self._jobs.values() if r.state == JobState.RUNNING.value]
+        used_cores = {c for r in busy for c in r.cores}
+        used_gpus = {g for r in busy for g in r.gpus}
+        return [c for c in range(self.cores) if c not in used_cores], [g for g in range(self.gpus) if g not in used_gpus]
+
+    def _schedule(self) -> None:
+        free_cores, free_gpus = self._free()
+        for job_id in list(self._queue):
+            rec = self._jobs[job_id]
+            if rec.cores_needed <= len(free_cores) and rec.gpus_needed <= len(free_gpus):
+                rec.cores, free_cores = free_cores[: rec.cores_needed], free_cores[rec.cores_needed :]
+                rec.gpus, free_gpus = free_gpus[: rec.gpus_needed], free_gpus[rec.gpus_needed :]
+                self._queue.remove(job_id)
+                self._launch(rec)
+
+    def _launch(self, rec: _LocalJob) -> None:
+        exit_file = self._exit_path(rec.id)
+        exit_file.unlink(missing_ok=True)
+        env = {
+            **os.environ,
+            **rec.env,
+            "CUDA_VISIBLE_DEVICES": ",".join(map(str, rec.gpus)),
+            "OMP_NUM_THREADS": str(max(1, len(rec.cores))),
+            "MUMMI_JOB_ID": rec.id,
+            "MUMMI_CPU_LIST": ",".join(map(str, rec.cores)),
+        }
+        argv = [sys.executable, "-m", "mummi.adapters.local_runner", str(exit_file), "--", *rec.command]
+        Path(rec.workdir).mkdir(parents=True, exist_ok=True)
+        Path(rec.log_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(rec.log_path, "ab") as out:
+            try:
+                child = subprocess.Popen(argv, cwd=rec.workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            except OSError as err:
+                self._finish(rec, JobState.FAILED, None, f"cannot start: {err}")
+                return
+        self._children[rec.id] = child
+        rec.pid, rec.start_ticks = child.pid, _start_ticks(child.pid)
+        rec.state = JobState.RUNNING.value
+        self._save(rec)
+        log.debug("started %s (%s) pid %d cores %s gpus %s", rec.id, rec.name, child.pid, rec.cores, rec.gpus)
+
+    def _reap(self) -> None:
+        for rec in self._jobs.values():
+            if rec.state != JobState.RUNNING.value:
+                continue
+            child = self._children.get(rec.id)
+            if child is not None:
+                if child.poll() is None:
+                    continue
+                del self._children[rec.id]
+            elif _alive(rec.pid, rec.start_ticks):
+                continue
+            code = _read_exit(self._exit_path(rec.id))
+            if rec.reason == "cancelled":
+                self._finish(rec, JobState.CANCELLED, code, "cancelled")
+            elif code is None:
+                self._finish(rec, JobState.FAILED, None, "the job's runner died without an exit code")
+            else:
+                self._finish(rec, JobState.DONE if code == 0 else JobState.FAILED, code,
+                             None if code == 0 else f"exit code {code}; log: {rec.log_path}")
+
+    def _finish(self, rec: _LocalJob, state: JobState, code: int | None, reason: str | None) -> None:
+        rec.state, rec.exit_code, rec.reason = state.value, code, reason
+        self._save(rec)
+
+    def _save(self, rec: _LocalJob) -> None:
+        atomic_write_text(self._record_path(rec.id), json.dumps(asdict(rec)))
+
+    def _record_path(self, job_id: str) -> Path:
+        return self.state_dir / f"{job_id}.json"
+
+    def _exit_path(self, job_id: str) -> Path:
+        return self.state_dir / f"{job_id}.exit"
+
+
+def _read_exit(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Process start time in clock ticks since boot (Linux), to tell a pid from a reused one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _alive(pid: int | None, start_ticks: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if start_ticks is not None and _start_ticks(pid) != start_ticks:
+        return False
+    return _state_of(pid) != "Z"
+
+
+def _state_of(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _signal_group(pid: int | None, signum: int) -> None:
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass

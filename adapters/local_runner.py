@@ -1,0 +1,55 @@
+"""``python -m mummi.adapters.local_runner EXIT_FILE -- COMMAND...``
+
+Pins itself to the cores in ``MUMMI_CPU_LIST`` (indices into this process's
+allowed CPUs), runs COMMAND, passes SIGTERM/SIGINT on to it, and writes its exit code to
+EXIT_FILE (atomically) when it ends. The local backend starts every job through
+this runner so that a coordinator which restarted, and is no longer the job's
+parent, can still learn how the job ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from mummi.workflow.atomic import atomic_write_text
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[1] != "--":
+        sys.stderr.write("usage: python -m mummi.adapters.local_runner EXIT_FILE -- COMMAND...\n")
+        return 2
+    exit_file, command = Path(argv[0]), argv[2:]
+    _pin(os.environ.get("MUMMI_CPU_LIST", ""))
+    try:
+        child = subprocess.Popen(command)
+    except OSError as err:
+        sys.stderr.write(f"local_runner: cannot start {command[0]!r}: {err}\n")
+        atomic_write_text(exit_file, "127\n")
+        return 127
+
+    def forward(signum: int, _frame: object) -> None:
+        child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    code = child.wait()
+    # A child killed by signal N reports -N; shells report 128 + N.
+    code = 128 - code if code < 0 else code
+    atomic_write_text(exit_file, f"{code}\n")
+    return code
+
+
+def _pin(cpu_list: str) -> None:
+    """Restrict this process (and so the command it starts) to its share of cores."""
+    if not cpu_list or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[int(i) % len(cpus)] for i in cpu_list.split(",")})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
