@@ -1,0 +1,485 @@
+"""The DynIm sampler: exact greedy novelty selection, incremental, with importance weights.
+
+Definitions (seed 000, "Sampling of macro configurations", "Reconstruction of the
+true distribution"):
+
+* The **score** of a candidate is the mean Euclidean distance to its ``k`` nearest
+  selected points (fewer while ``|S| < k``; ``inf`` while S is empty), with distances
+  computed canonically (:mod:`mummi.sampler.knn`).
+* **Selection** is greedy and exact: each pick is the candidate with the highest
+  current score, its score reflecting every earlier pick, including earlier picks of
+  the same burst. **Ties** go to the older candidate (earlier ``add_candidates`` call,
+  earlier row). The first ``warmup`` picks are uniformly random among the current
+  candidates (in arrival order, drawn from the sampler's seeded generator).
+* The candidate queue C is **capped**: after each ``add_candidates`` call only the
+  ``candidate_cap`` best candidates (same order: score, then age) stay; the rest are
+  *discarded*. Discarded candidates are never selected but count for the weights.
+* The **weight** of a selected point q is ``1 + |{p seen, not selected: nn_S(p) = q}|``
+  where ``nn_S(p)`` is p's nearest selected point (ties: the older selected point).
+
+How it stays fast and exact. Every candidate keeps its sorted k-NN distances to S
+(and their positions in S) as of an *epoch* (a prefix of S); scores only fall as S
+grows, so a stale score is an upper bound. A small *front* of the best candidates is
+kept exact after every pick; a pick is the front's best when it beats the best stale
+score outside the front, else everything is refreshed in one vectorised pass and the
+front rebuilt. A refresh compares a candidate only with the selected points added
+since its epoch, through a float32 GEMM filter with a proven error bound, and
+recomputes canonically just the pairs that can enter its k-NN list. New candidates
+are scored against S by the :mod:`~mummi.sampler.index` (exact ``flat`` by default).
+Discarded points keep their nearest selected point and are brought up to date only
+when weights are asked for, skipping every selected point s with
+``d1(s) > 2 nn(p)`` (``d1(s)``: s's distance to the points selected before it), which
+by the triangle inequality cannot be nearer to p than p's current nearest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mummi.sampler import checkpoint as ckpt
+from mummi.sampler.history import EventHistory
+from mummi.sampler.index import make_index
+from mummi.sampler.knn import knn_scores, merge_knn, row_sq_dist, slack, sq_norms
+from mummi.workflow.spec import SamplerSettings
+
+log = logging.getLogger(__name__)
+
+CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
+_FRONT = 512  # candidates kept exact between full refreshes
+_CHUNK = 1 << 22  # elements per filter block
+
+
+class SamplerInputError(ValueError):
+    """Input the sampler refuses; its state is unchanged."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One pick: the patch id, its score when picked, its position in S, and whether it was a random warm-up pick."""
+
+    id: str
+    score: float
+    index: int
+    random: bool = False
+
+
+class DynimSampler:
+    """DynIm sampling of latent vectors (see the module docstring for the exact rules).
+
+    Parameters
+    ----------
+    dim
+        Latent dimension.
+    settings
+        ``k``, ``candidate_cap``, ``warmup``, ``index`` (``flat`` is exact), ``device``,
+        ``normalize_weights``.
+    seed
+        Seed of the warm-up draws.
+    history
+        CSV file the event history is appended to (see :mod:`mummi.sampler.history`);
+        ``None`` keeps no history.
+    """
+
+    def __init__(self, dim: int, settings: SamplerSettings | None = None, seed: int = 0, history: str | Path | None = None) -> None:
+        if dim < 1:
+            raise ValueError(f"latent dimension must be positive, got {dim}")
+        self.dim = dim
+        self.settings = settings or SamplerSettings()
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._history = EventHistory(history) if history is not None else None
+        k = self.settings.k
+        self._index = make_index(self.settings.index, dim, self.settings.device, self.settings.index_probe)
+        # Every point ever added, in arrival order.
+        self._x = np.empty((0, dim), dtype=np.float32)
+        self._ids: list[str] = []
+        self._known: set[str] = set()
+        self._status = np.empty(0, dtype=np.int8)
+        # Nearest selected point of discarded points, valid for S[:epoch].
+        self._nn_dist = np.empty(0)
+        self._nn_pos = np.empty(0, dtype=np.int64)
+        self._nn_epoch = np.empty(0, dtype=np.int64)
+        # S, in order of selection.
+        self._sel = np.empty(0, dtype=np.int64)
+        self._sel_d1 = np.empty(0)
+        self._sel_norm = np.empty(0, dtype=np.float32)
+        self._n_random = 0
+        # C, in arrival order; dead slots have score -inf until the next add compacts them.
+        self._c = np.empty(0, dtype=np.int64)
+        self._c_x = np.empty((0, dim), dtype=np.float32)
+        self._c_norm = np.empty(0, dtype=np.float32)
+        self._c_dist = np.empty((0, k))
+        self._c_pos = np.empty((0, k), dtype=np.int64)
+        self._c_epoch = np.empty(0, dtype=np.int64)
+        self._c_score = np.empty(0)
+        self._n_alive = 0
+        self._reset_front()
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_candidates(self) -> int:
+        return self._n_alive
+
+    @property
+    def n_selected(self) -> int:
+        return len(self._sel)
+
+    @property
+    def n_seen(self) -> int:
+        return len(self._ids)
+
+    @property
+    def n_discarded(self) -> int:
+        return self.n_seen - self.n_selected - self.n_candidates
+
+    @property
+    def selected_ids(self) -> list[str]:
+        return [self._ids[i] for i in self._sel]
+
+    @property
+    def selected_latents(self) -> np.ndarray:
+        return self._index.points.copy()
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (
+            f"DynimSampler(dim={self.dim}, k={s.k}, cap={s.candidate_cap}, index={s.index!r}: "
+            f"{self.n_candidates} candidates, {self.n_selected} selected, {self.n_discarded} discarded)"
+        )
+
+    # ------------------------------------------------------------------- adds
+    def add_candidates(self, ids: Sequence[str], latents: np.ndarray) -> list[str]:
+        """Score new candidates and insert them into C; return the ids this call discarded.
+
+        Raises
+        ------
+        SamplerInputError
+            For a wrong shape, non-finite coordinates, or an id that is repeated or
+            was added before; nothing is changed then.
+        """
+        x = self._validate(ids, latents)
+        n = len(x)
+        if n == 0:
+            return []
+        first = self.n_seen
+        self._x = np.concatenate([self._x, x])
+        self._ids.extend(ids)
+        self._known.update(ids)
+        self._status = np.concatenate([self._status, np.zeros(n, dtype=np.int8)])
+        self._nn_dist = np.concatenate([self._nn_dist, np.full(n, np.inf)])
+        self._nn_pos = np.concatenate([self._nn_pos, np.full(n, -1, dtype=np.int64)])
+        self._nn_epoch = np.concatenate([self._nn_epoch, np.zeros(n, dtype=np.int64)])
+
+        dist, pos = self._index.search(x, self.settings.k)
+        new = _Block(np.arange(first, first + n), x, dist, pos, len(self._sel))
+        discarded = self._insert(new)
+        self._event("add", "", np.nan, n)
+        if len(discarded):
+            self._event("discard", "", np.nan, len(discarded))
+        return [self._ids[i] for i in discarded]
+
+    def _validate(self, ids: Sequence[str], latents: np.ndarray) -> np.ndarray:
+        if isinstance(ids, str):
+            raise SamplerInputError("ids must be a sequence of strings, got one string")
+        ids = list(ids)
+        try:
+            x = np.asarray(latents, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise SamplerInputError(f"latents must be a numeric array, got {type(latents).__name__}") from err
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise SamplerInputError(f"latents must have shape (n, {self.dim}), got {x.shape}")
+        if len(ids) != len(x):
+            raise SamplerInputError(f"got {len(ids)} ids for {len(x)} latent rows")
+        bad = ~np.isfinite(x).all(axis=1) | (np.abs(x) > np.finfo(np.float32).max).any(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise SamplerInputError(f"latents must be finite float32 values; row {i} (id {ids[i]!r}) is {x[i].tolist()}")
+        not_str = [i for i in ids if not isinstance(i, str)]
+        if not_str:
+            raise SamplerInputError(f"ids must be strings, got {not_str[0]!r}")
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            raise SamplerInputError(f"id {dup!r} appears twice in one add_candidates call")
+        again = [i for i in ids if i in self._known]
+        if again:
+            raise SamplerInputError(f"id {again[0]!r} was added before ({len(again)} repeated ids in this call)")
+        return x.astype(np.float32)
+
+    def _insert(self, new: _Block) -> np.ndarray:
+        """Append ``new`` to C, compacting dead slots, and enforce the cap; return discarded seen indices."""
+        alive = self._c_score > -np.inf
+        cap = self.settings.candidate_cap
+        if self._n_alive + len(new.seen) > cap:
+            self._refresh(np.flatnonzero(alive))
+        keep = np.flatnonzero(alive)
+        scores = knn_scores(new.dist, len(self._sel))
+        c = np.concatenate([self._c[keep], new.seen])
+        c_score = np.concatenate([self._c_score[keep], scores])
+        c_dist = np.concatenate([self._c_dist[keep], new.dist])
+        c_pos = np.concatenate([self._c_pos[keep], new.pos])
+        c_epoch = np.concatenate([self._c_epoch[keep], np.full(len(new.seen), new.epoch)])
+        c_x = np.concatenate([self._c_x[keep], new.x])
+        discarded = np.empty(0, dtype=np.int64)
+        if len(c) > cap:
+            order = np.lexsort((c, -c_score))  # best first: score down, then age
+            drop = np.sort(order[cap:])
+            stay = np.sort(order[:cap])
+            discarded = c[drop]
+            self._status[discarded] = DISCARDED
+            self._nn_dist[discarded] = c_dist[drop, 0]
+            self._nn_pos[discarded] = c_pos[drop, 0]
+            self._nn_epoch[discarded] = c_epoch[drop]
+            c, c_score, c_dist, c_pos, c_epoch, c_x = (a[stay] for a in (c, c_score, c_dist, c_pos, c_epoch, c_x))
+        self._c, self._c_score, self._c_dist, self._c_pos, self._c_epoch, self._c_x = c, c_score, c_dist, c_pos, c_epoch, c_x
+        self._c_norm = sq_norms(c_x)
+        self._n_alive = len(c)
+        self._reset_front()
+        return discarded
+
+    # -------------------------------------------------------------- selection
+    def select(self, n: int) -> list[Selection]:
+        """Pick up to ``n`` candidates one after another (fewer if C runs out)."""
+        if n < 0:
+            raise ValueError(f"the number of selections must be >= 0, got {n}")
+        picks: list[Selection] = []
+        while len(picks) < n and self._n_alive > 0:
+            if len(self._sel) < self.settings.warmup:
+                slot = int(np.flatnonzero(self._c_score > -np.inf)[self._rng.integers(self._n_alive)])
+                self._refresh(np.array([slot]))
+                random = True
+            else:
+                slot = self._best()
+                random = False
+            picks.append(self._pick(slot, random))
+        if len(picks) < n:
+            log.info("asked for %d selections, C had only %d candidates", n, len(picks))
+        return picks
+
+    def _best(self) -> int:
+        """Slot of the candidate with the highest exact key (score, then age)."""
+        while True:
+            if len(self._front):
+                i = int(self._front[np.argmax(self._c_score[self._front])])
+                s, b = self._c_score[i], self._outside_score
+                if s > b or (s == b and i < self._outside_slot):
+                    return i
+            self._rebuild_front()
+
+    def _rebuild_front(self) -> None:
+        alive = np.flatnonzero(self._c_score > -np.inf)
+        self._refresh(alive)
+        scores = self._c_score[alive]
+        m = min(_FRONT, len(alive))
+        if m == len(alive):
+            self._front, self._outside_score, self._outside_slot = alive, -np.inf, -1
+            return
+        # The front is the first m slots in (score down, age) order.
+        v = np.partition(scores, len(scores) - m)[len(scores) - m]
+        above = alive[scores > v]
+        ties = alive[scores == v]
+        n_ties = m - len(above)
+        self._front = np.sort(np.concatenate([above, ties[:n_ties]]))
+        if n_ties < len(ties):
+            self._outside_score, self._outside_slot = v, int(ties[n_ties])
+        else:
+            below = scores < v
+            j = int(np.argmax(np.where(below, scores, -np.inf)))
+            self._outside_score, self._outside_slot = float(scores[j]), int(alive[j])
+
+    def _reset_front(self) -> None:
+        self._front = np.empty(0, dtype=np.int64)
+        self._outside_score, self._outside_slot = np.inf, -1
+
+    def _pick(self, slot: int, random: bool) -> Selection:
+        seen = int(self._c[slot])
+        score = float(self._c_score[slot])
+        self._index.add(self._c_x[slot : slot + 1])
+        self._sel = np.append(self._sel, seen)
+        self._sel_d1 = np.append(self._sel_d1, self._c_dist[slot, 0])
+        self._sel_norm = np.append(self._sel_norm, self._c_norm[slot])
+        self._status[seen] = SELECTED
+        self._c_score[slot] = -np.inf
+        self._n_alive -= 1
+        self._n_random += random
+        self._front = self._front[self._front != slot]
+        self._refresh(self._front)
+        self._event("select", self._ids[seen], score, 1)
+        return Selection(self._ids[seen], score, len(self._sel) - 1, random)
+
+    def _refresh(self, slots: np.ndarray) -> None:
+        """Bring the k-NN lists and scores of ``slots`` up to date with all of S."""
+        n_sel = len(self._sel)
+        slots = slots[self._c_epoch[slots] < n_sel]
+        if len(slots) == 0:
+            return
+        e0 = int(self._c_epoch[slots].min())
+        block = self._index.points[e0:]
+        block_norm = self._sel_norm[e0:]
+        changed = []
+        rows = max(1, _CHUNK // len(block))
+        for start in range(0, len(slots), rows):
+            part = slots[start : start + rows]
+            r, j = _filter_pairs(
+                self._c_x[part], self._c_norm[part], block, block_norm, self._c_dist[part, -1], self._c_epoch[part] - e0
+            )
+            if len(r):
+                d = np.sqrt(row_sq_dist(self._c_x[part[r]], block[j]))
+                changed.append(merge_knn(self._c_dist, self._c_pos, part[r], d, j + e0))
+        self._c_epoch[slots] = n_sel
+        if changed:
+            rows = np.concatenate(changed)
+            self._c_score[rows] = knn_scores(self._c_dist[rows], n_sel)
+
+    # ---------------------------------------------------------------- weights
+    def weights(self, normalize: bool | None = None) -> dict[str, float]:
+        """DynIm weight of every selected patch, by id (see :meth:`weight_array`)."""
+        return dict(zip(self.selected_ids, self.weight_array(normalize).tolist()))
+
+    def weight_array(self, normalize: bool | None = None) -> np.ndarray:
+        """Weights of the selected points in order of selection.
+
+        ``w(q) = 1 + number of seen, non-selected points whose nearest selected point
+        is q``; scaled to mean 1 when ``normalize`` (default: the settings').
+        """
+        n_sel = len(self._sel)
+        if n_sel == 0:
+            return np.empty(0)
+        alive = np.flatnonzero(self._c_score > -np.inf)
+        self._refresh(alive)
+        self._update_discarded()
+        discarded = self._status == DISCARDED
+        nearest = np.concatenate([self._c_pos[alive, 0], self._nn_pos[discarded]])
+        w = 1.0 + np.bincount(nearest[nearest >= 0], minlength=n_sel)
+        if self.settings.normalize_weights if normalize is None else normalize:
+            w *= n_sel / w.sum()
+        return w
+
+    def _update_discarded(self) -> None:
+        """Bring the nearest selected point of every discarded point up to date."""
+        n_sel = len(self._sel)
+        todo = np.flatnonzero((self._status == DISCARDED) & (self._nn_epoch < n_sel))
+        points = self._index.points
+        for epoch in np.unique(self._nn_epoch[todo]):
+            group = todo[self._nn_epoch[todo] == epoch]
+            # s can be nearer to p than p's nearest only if d1(s) <= 2 nn(p).
+            later = np.arange(epoch, n_sel)
+            later = later[np.argsort(self._sel_d1[later], kind="stable")]
+            reach = np.searchsorted(self._sel_d1[later], 2 * self._nn_dist[group] * (1 + 1e-9), side="right")
+            group, reach = group[np.argsort(reach)], np.sort(reach)
+            rows = max(1, _CHUNK // max(1, int(reach[-1])))
+            for start in range(0, len(group), rows):
+                part, m = group[start : start + rows], int(reach[min(start + rows, len(group)) - 1])
+                if m == 0:
+                    continue
+                cand = later[:m]
+                x = self._x[part]
+                r, j = _filter_pairs(x, sq_norms(x), points[cand], self._sel_norm[cand], self._nn_dist[part], None)
+                if len(r) == 0:
+                    continue
+                d = np.sqrt(row_sq_dist(x[r], points[cand[j]]))
+                pos = cand[j]
+                order = np.lexsort((pos, d, r))
+                r, d, pos = r[order], d[order], pos[order]
+                first = np.r_[True, r[1:] != r[:-1]]
+                r, d, pos = r[first], d[first], pos[first]
+                better = (d < self._nn_dist[part[r]]) | ((d == self._nn_dist[part[r]]) & (pos < self._nn_pos[part[r]]))
+                self._nn_dist[part[r[better]]] = d[better]
+                self._nn_pos[part[r[better]]] = pos[better]
+        self._nn_epoch[todo] = n_sel
+
+    # ------------------------------------------------------------- inspection
+    def candidate_scores(self) -> tuple[list[str], np.ndarray]:
+        """Ids and exact current scores of the candidates, in arrival order."""
+        alive = np.flatnonzero(self._c_score > -np.inf)
+        self._refresh(alive)
+        return [self._ids[i] for i in self._c[alive]], self._c_score[alive].copy()
+
+    # ------------------------------------------------------------ persistence
+    def _event(self, event: str, patch_id: str, score: float, count: int) -> None:
+        if self._history is not None:
+            self._history.append(event, patch_id, score, count, self.n_candidates, self.n_selected, self.n_seen)
+
+    def checkpoint(self, directory: str | Path) -> Path:
+        """Write the whole state to ``directory`` atomically (no pickle); flush the history first."""
+        if self._history is not None:
+            self._history.flush()
+        arrays = {
+            "x": self._x, "ids": np.array(self._ids, dtype=str), "status": self._status,
+            "nn_dist": self._nn_dist, "nn_pos": self._nn_pos, "nn_epoch": self._nn_epoch,
+            "sel": self._sel, "sel_d1": self._sel_d1,
+            "c": self._c, "c_dist": self._c_dist, "c_pos": self._c_pos, "c_epoch": self._c_epoch, "c_score": self._c_score,
+        }  # fmt: skip
+        meta = {
+            "dim": self.dim,
+            "seed": self.seed,
+            "settings": self.settings.model_dump(mode="json"),
+            "rng": self._rng.bit_generator.state,
+            "n_random": self._n_random,
+            "history": None if self._history is None else {"path": str(self._history.path), "size": self._history.size},
+        }
+        return ckpt.save(directory, arrays, meta)
+
+    @classmethod
+    def restore(cls, directory: str | Path, history: str | Path | None = None) -> DynimSampler:
+        """The sampler saved in ``directory`` by :meth:`checkpoint`.
+
+        The history file (by default the one recorded in the checkpoint) is cut back
+        to its length at checkpoint time: later events belong to a run that is lost.
+        """
+        arrays, meta = ckpt.load(directory)
+        hist = meta["history"]
+        if history is None and hist is not None:
+            history = hist["path"]
+        if history is not None and hist is not None:
+            EventHistory.truncate(history, hist["size"])
+        self = cls(meta["dim"], SamplerSettings.model_validate(meta["settings"]), meta["seed"], history)
+        self._rng.bit_generator.state = meta["rng"]
+        self._n_random = meta["n_random"]
+        self._x = arrays["x"]
+        self._ids = arrays["ids"].tolist()
+        self._known = set(self._ids)
+        for name in ("status", "nn_dist", "nn_pos", "nn_epoch", "sel", "sel_d1", "c", "c_dist", "c_pos", "c_epoch", "c_score"):
+            setattr(self, f"_{name}", arrays[name])
+        self._index.add(self._x[self._sel])
+        self._sel_norm = sq_norms(self._x[self._sel])
+        self._c_x = self._x[self._c]
+        self._c_norm = sq_norms(self._c_x)
+        self._n_alive = int((self._c_score > -np.inf).sum())
+        return self
+
+
+@dataclass
+class _Block:
+    """New candidates with their k-NN lists, valid for S[:epoch]."""
+
+    seen: np.ndarray
+    x: np.ndarray
+    dist: np.ndarray
+    pos: np.ndarray
+    epoch: int
+
+
+def _filter_pairs(
+    x: np.ndarray, x_norm: np.ndarray, y: np.ndarray, y_norm: np.ndarray, radius: np.ndarray, skip: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) whose distance may be <= ``radius[i]``, skipping ``j < skip[i]``.
+
+    A float32 GEMM gives every squared distance up to :func:`slack`; the pairs it
+    cannot rule out are returned for a canonical recomputation.
+    """
+    g = x @ y.T
+    g *= -2
+    g += x_norm[:, None]
+    g += y_norm[None, :]
+    limit = radius.astype(np.float64) ** 2
+    tol = slack(x.shape[1])
+    keep = g <= (limit + tol * x_norm)[:, None] + tol * y_norm[None, :]
+    if skip is not None and skip.any():
+        keep &= np.arange(len(y))[None, :] >= skip[:, None]
+    return np.nonzero(keep)
