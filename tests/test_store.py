@@ -140,3 +140,29 @@ def test_a_reader_in_another_process_sees_committed_state_while_a_writer_holds_t
 def test_readonly_open_of_a_missing_database(tmp_path):
     with pytest.raises(StoreError, match="no campaign database"):
         StateStore.open_readonly(tmp_path / "campaign.db")
+
+
+def test_requeue_counts_failures_apart_from_attempts(store):
+    job = store.add_job("sim", ["true"], {})
+    store.set_job_state(job, JobState.SUBMITTED)
+    store.set_job_state(job, JobState.FAILED, exit_code=75)
+    again = store.requeue_job(job, failed=False)
+    assert (again.attempt, again.failures, again.state) == (2, 0, JobState.PENDING)
+    store.set_job_state(job, JobState.SUBMITTED)
+    store.set_job_state(job, JobState.FAILED, exit_code=1)
+    again = store.requeue_job(job, failed=True)
+    assert (again.attempt, again.failures) == (3, 1)
+
+
+def test_an_old_database_is_migrated_in_place(tmp_path):
+    path = tmp_path / "c.db"
+    db = sqlite3.connect(path)
+    import mummi.workflow.store as store_module
+
+    db.executescript(store_module.MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    db.execute("INSERT INTO jobs (kind, state, command, resources, created_at, updated_at) VALUES ('sim', 'done', '[]', '{}', 0, 0)")
+    db.commit()
+    db.close()
+    with StateStore(path) as s:
+        assert s.schema_version == SCHEMA_VERSION
+        assert s.job(1).failures == 0 and s.job(1).state is JobState.DONE

@@ -88,6 +88,10 @@ MIGRATIONS: tuple[str, ...] = (
         details           TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # 1 -> 2: failures counted apart from attempts (a clean stop-and-continue is no failure).
+    """
+    ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -103,6 +107,7 @@ class JobRecord:
     subject: str | None
     state: JobState
     attempt: int
+    failures: int
     backend_id: str | None
     command: list[str]
     resources: dict[str, Any]
@@ -267,6 +272,14 @@ class StateStore:
             self._log("job.state", str(job_id), data)
             return self.job(job_id)
 
+    def requeue_job(self, job_id: int, *, failed: bool) -> JobRecord:
+        """A new attempt of an ended job (FAILED/CANCELLED -> PENDING); ``failed`` counts it as a failure."""
+        with self.transaction() as db:
+            self.set_job_state(job_id, JobState.PENDING, reason="retry" if failed else "continue")
+            if failed:
+                db.execute("UPDATE jobs SET failures = failures + 1 WHERE id = ?", (job_id,))
+            return self.job(job_id)
+
     def job(self, job_id: int) -> JobRecord:
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
@@ -409,6 +422,7 @@ def _str(value: str | Path | None) -> str | None:
 def _job_record(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
         id=row["id"], kind=row["kind"], subject=row["subject"], state=JobState(row["state"]), attempt=row["attempt"],
+        failures=row["failures"],
         backend_id=row["backend_id"], command=json.loads(row["command"]), resources=json.loads(row["resources"]),
         workdir=row["workdir"], log_path=row["log_path"], exit_code=row["exit_code"],
         created_at=row["created_at"], updated_at=row["updated_at"],

@@ -1,0 +1,129 @@
+"""Jobs as the coordinator sees them: recorded in the store, run by a backend, retried with backoff.
+
+Every transition is written to the store before the coordinator acts on it, so a
+coordinator killed at any moment finds on restart which jobs were handed to the
+backend (and re-attaches to them) and which were only recorded (and submits them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from mummi.adapters.backend import Backend, JobSpec, JobStatus
+from mummi.workflow.spec import JobResources, RetrySettings
+from mummi.workflow.states import JobState
+from mummi.workflow.store import JobRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (JobState.SUBMITTED, JobState.RUNNING)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A job that ended since the last poll, with how it ended."""
+
+    job: JobRecord
+    status: JobStatus
+
+
+class JobRunner:
+    def __init__(self, store: StateStore, backend: Backend, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.backend = store, backend
+        self._clock = clock
+        self._not_before: dict[int, float] = {}
+
+    # ------------------------------------------------------------- submit
+    def submit(
+        self,
+        kind: str,
+        subject: str | None,
+        command: Sequence[str],
+        resources: JobResources,
+        workdir: Path,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> int:
+        """Record a job, hand it to the backend, record the backend's id; returns the store's job id."""
+        job_id = self.store.add_job(kind, command, resources.model_dump(), subject=subject, workdir=workdir, log_path=log_path)
+        self._hand_over(self.store.job(job_id), env)
+        return job_id
+
+    def _hand_over(self, job: JobRecord, env: Mapping[str, str] | None = None) -> None:
+        spec = JobSpec(
+            name=f"{job.kind}-{job.subject or job.id}-a{job.attempt}",
+            command=tuple(job.command),
+            resources=JobResources.model_validate(job.resources),
+            workdir=Path(job.workdir or "."),
+            log_path=Path(job.log_path or f"{job.kind}-{job.id}.log"),
+            env=dict(env or {}),
+        )
+        (backend_id,) = self.backend.submit([spec])
+        self.store.set_job_state(job.id, JobState.SUBMITTED, backend_id=backend_id)
+
+    # --------------------------------------------------------------- poll
+    def poll(self) -> list[Finished]:
+        """Ask the backend about every active job in one call; record and return those that ended."""
+        active = self.store.jobs(states=ACTIVE)
+        if not active:
+            return []
+        statuses = self.backend.status([j.backend_id for j in active if j.backend_id])
+        return self._record(active, statuses)
+
+    def reattach(self) -> list[Finished]:
+        """After a coordinator restart: re-attach to active jobs, submit jobs that were only recorded."""
+        active = self.store.jobs(states=ACTIVE)
+        statuses = self.backend.reattach([j.backend_id for j in active if j.backend_id])
+        finished = self._record(active, statuses)
+        for job in self.store.jobs(states=[JobState.PENDING]):
+            log.info("submitting %s job %d (%s), recorded before the restart", job.kind, job.id, job.subject)
+            self._hand_over(job)
+        return finished
+
+    def _record(self, active: Sequence[JobRecord], statuses: Mapping[str, JobStatus]) -> list[Finished]:
+        finished = []
+        for job in active:
+            status = statuses.get(job.backend_id or "", JobStatus(JobState.FAILED, reason="no backend id"))
+            if status.state is job.state:
+                continue
+            if status.state is JobState.RUNNING and job.state is JobState.SUBMITTED:
+                self.store.set_job_state(job.id, JobState.RUNNING)
+            elif status.state.terminal:
+                record = self.store.set_job_state(job.id, status.state, exit_code=status.exit_code, reason=status.reason)
+                finished.append(Finished(record, status))
+        return finished
+
+    # -------------------------------------------------------------- retry
+    def retry(self, job: JobRecord, retry: RetrySettings, *, count_failure: bool = True) -> bool:
+        """Queue a new attempt of a failed job after its backoff; False when its retries are spent.
+
+        ``count_failure=False`` resubmits a job that stopped cleanly to be continued
+        (e.g. a sim that reached its walltime) without spending a retry.
+        """
+        if count_failure and job.failures >= retry.max_retries:
+            log.error("%s job %d (%s) failed %d times; giving up. Log: %s",
+                      job.kind, job.id, job.subject, job.failures + 1, job.log_path)
+            return False
+        again = self.store.requeue_job(job.id, failed=count_failure)
+        delay = retry.backoff_s * 2 ** (again.failures - 1) if count_failure else 0.0
+        self._not_before[job.id] = self._clock() + delay
+        return True
+
+    def submit_due_retries(self) -> None:
+        """Hand over pending attempts whose backoff has passed."""
+        now = self._clock()
+        for job in self.store.jobs(states=[JobState.PENDING]):
+            if self._not_before.get(job.id, 0.0) <= now:
+                self._not_before.pop(job.id, None)
+                self._hand_over(job)
+
+    def cancel_all(self, kinds: Sequence[str] | None = None) -> None:
+        jobs = [j for j in self.store.jobs(states=ACTIVE) if kinds is None or j.kind in kinds]
+        self.backend.cancel([j.backend_id for j in jobs if j.backend_id])
+
+    def active(self, kind: str | None = None) -> list[JobRecord]:
+        return self.store.jobs(states=[*ACTIVE, JobState.PENDING], kind=kind)
