@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,7 +182,7 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
         n_frames = _count_frames(topology, trajectory)
         usable = n_frames if sim_done else max(0, n_frames - 1)
         if counts.frames_done < usable:
-            universe = mda.Universe(str(topology), str(trajectory))
+            universe = _open(topology, trajectory)
             while counts.frames_done < usable:
                 stop = min(usable, counts.frames_done + settings.write_every_frames)
                 rdf = LateralRDF(universe, selection, settings.bin_nm, settings.r_max_nm, settings.contact_nm)
@@ -202,13 +203,19 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
         time.sleep(settings.poll_interval_s)
 
 
-def _count_frames(topology: Path, trajectory: Path) -> int:
+def _open(topology: Path, trajectory: Path):  # -> MDAnalysis.Universe
     import MDAnalysis as mda
 
+    with warnings.catch_warnings():  # a growing trajectory invalidates MDAnalysis' cached frame offsets
+        warnings.filterwarnings("ignore", message="Reload offsets", category=UserWarning)
+        return mda.Universe(str(topology), str(trajectory))
+
+
+def _count_frames(topology: Path, trajectory: Path) -> int:
     if not trajectory.exists() or trajectory.stat().st_size == 0:
         return 0
     try:
-        return len(mda.Universe(str(topology), str(trajectory)).trajectory)
+        return len(_open(topology, trajectory).trajectory)
     except (OSError, EOFError, ValueError) as err:  # a block being appended or truncated
         log.info("%s: not readable yet (%s)", trajectory, err)
         return 0

@@ -1,0 +1,36 @@
+"""``python -m mummi.jobs.analysis --spec SPEC --sim-dir DIR [--follow]``: in situ RDF analysis.
+
+Counts every frame of the sim's trajectory not yet counted (``rdf_counts.npz``
+says how many are); with ``--follow`` it keeps polling the growing trajectory
+until the sim's status record says done, counts the last frames and writes
+``analysis.status.json``. See :mod:`mummi.analysis.insitu`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from mummi.analysis.insitu import analyse_sim
+from mummi.jobs.runner import job_main
+from mummi.jobs.simdir import is_done
+from mummi.workflow.spec import CampaignSpec
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--follow", action="store_true", help="follow the growing trajectory until the sim is done")
+
+
+def _run(spec: CampaignSpec, sim_dir: Path, args: argparse.Namespace) -> int:
+    if not is_done(sim_dir, "analysis"):
+        analyse_sim(sim_dir, spec, follow=args.follow)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main("analysis", argv, _run, _add_arguments)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""``python -m mummi.jobs.createsim --spec SPEC --sim-dir DIR``: patch -> equilibrated membrane.
+
+Reads ``patch_input.npz`` (written by the workflow manager with
+:func:`write_patch_input`), builds the membrane (``membrane.npz``; reused on a
+rerun, so a rerun finishes the same system) and has the createsim engine
+minimise and equilibrate it. ``createsim.status.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mummi.adapters.md_engine import get_engine, seed_for
+from mummi.adapters.membrane import Membrane, build_membrane, read_patch_input, write_patch_input
+from mummi.jobs.runner import job_main
+from mummi.jobs.simdir import DONE, MEMBRANE, PATCH_INPUT, is_done, read_status, write_status
+from mummi.workflow.spec import CampaignSpec
+
+__all__ = ["run_createsim", "write_patch_input", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def run_createsim(spec: CampaignSpec, sim_dir: Path) -> dict[str, Any]:
+    """Set the sim up (idempotent); returns its status record."""
+    sim_dir = Path(sim_dir)
+    if is_done(sim_dir, "createsim"):
+        return read_status(sim_dir, "createsim") or {}
+    cs = spec.createsim
+    if (sim_dir / MEMBRANE).exists():
+        membrane = Membrane.load(sim_dir / MEMBRANE)
+    else:
+        patch = read_patch_input(sim_dir / PATCH_INPUT)
+        rng = np.random.default_rng(seed_for(spec.campaign.seed, sim_dir.name, "membrane"))
+        membrane = build_membrane(patch, cs.lipids_per_cell, cs.cell_nm, cs.jitter, rng)
+        membrane.save(sim_dir / MEMBRANE)
+    facts = get_engine(cs.engine).setup(sim_dir, membrane, spec, seed_for(spec.campaign.seed, sim_dir.name, "createsim"))
+    write_status(sim_dir, "createsim", DONE, engine=cs.engine, patch_id=membrane.patch_id, box_nm=membrane.box_nm, n_ras=len(membrane.ras_xy_nm), **facts)
+    log.info("createsim %s done (%s engine, %d lipids)", sim_dir.name, cs.engine, membrane.n_lipids)
+    return read_status(sim_dir, "createsim") or {}
+
+
+def _run(spec: CampaignSpec, sim_dir: Path, args: argparse.Namespace) -> int:
+    run_createsim(spec, sim_dir)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main("createsim", argv, _run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
