@@ -1,0 +1,224 @@
+"""The workflow manager: one coordinator process that runs a whole campaign and never blocks on a job.
+
+Each turn of the loop: poll every active job in one backend call and act on those
+that ended; turn new macro frames into candidates; select patches to keep the sim
+slots and the setup buffer full; start set-up sims on free slots; run a feedback
+round when due; checkpoint the sampler when due; check the stop conditions and the
+time left in the allocation. Phases before the campaign proper (the uncoupled
+pre-campaign macro run and the encoder training) are jobs too.
+
+Near the end of the allocation, or on SIGTERM, the coordinator stops starting
+work, cancels its jobs (sims stop at their checkpoints), checkpoints the sampler
+and exits with :data:`~mummi.workflow.cli.EXIT_RESUMABLE`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from mummi.adapters.backend import Backend
+from mummi.workflow.campaign import CampaignDir
+from mummi.workflow.jobrunner import Finished, JobRunner
+from mummi.workflow.micro import MicroPipeline
+from mummi.workflow.resources import ResourcePolicy
+from mummi.workflow.spec import CampaignSpec
+from mummi.workflow.states import JobState, SimState
+from mummi.workflow.store import StateStore
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_RESUMABLE = 0, 1, 75
+MACRO, PRECAMPAIGN, TRAIN = "macro", "precampaign", "train"
+
+
+def make_backend(spec: CampaignSpec, cdir: CampaignDir) -> Backend:
+    """The scheduler backend the spec names."""
+    r = spec.resources
+    if r.backend == "local":
+        from mummi.adapters.local import LocalBackend
+
+        walltime = None if r.allocation_walltime_min is None else 60 * r.allocation_walltime_min
+        return LocalBackend(cdir.logs / "local-backend", cores=r.cores_per_node - r.wfm_cores, gpus=r.gpus_per_node, walltime_s=walltime)
+    raise NotImplementedError(
+        f"resources.backend {r.backend!r} is not available in this version of mummi; use 'local' (or --dry-run)"
+    )
+
+
+class Coordinator:
+    def __init__(self, spec: CampaignSpec, cdir: CampaignDir, store: StateStore, backend: Backend) -> None:
+        self.spec, self.cdir, self.store, self.backend = spec, cdir, store, backend
+        self.policy = ResourcePolicy.from_spec(spec)
+        self.runner = JobRunner(store, backend)
+        self.micro = MicroPipeline(spec, cdir, store, self.runner, self.policy)
+        self.ingest = None  # built once the encoder exists
+        self.feedback = None
+        self._started = time.monotonic()
+        self._wall_before = float(store.get_meta("wall_s", 0.0))
+        self._last_checkpoint = time.monotonic()
+        self._stop_signal: str | None = None
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> int:
+        self._install_signal_handlers()
+        for done in self.runner.reattach():
+            self._on_finished(done)
+        self.micro.recover()
+        try:
+            while True:
+                reason = self._turn()
+                if reason is not None:
+                    return self._finish(reason)
+                time.sleep(self.backend.poll_interval_s)
+        finally:
+            self._save_wall_time()
+
+    def _turn(self) -> str | None:
+        for done in self.runner.poll():
+            self._on_finished(done)
+        self.runner.submit_due_retries()
+        if self._stop_signal:
+            return self._stop_signal
+        if not self._ready_for_campaign():
+            return None
+        self._ensure_macro()
+        for path in self.ingest.new_patch_files():
+            self.ingest.ingest(path)
+        winding_down = self._near_end()
+        if not winding_down:
+            self._select()
+            self.micro.start_selected(self._patch_of)
+        self.micro.start_ready(may_start=not winding_down)
+        self.feedback.maybe_run()
+        self._maybe_checkpoint()
+        return "allocation ending" if winding_down else self._stop_reason()
+
+    # -------------------------------------------------------------- phases
+    def _ready_for_campaign(self) -> bool:
+        """Pre-campaign macro run and encoder training, as jobs; True once the encoder exists."""
+        if self.ingest is not None:
+            return True
+        from mummi.workflow import pretrain
+
+        model = pretrain.encoder_dir(self.spec, self.cdir)
+        if not pretrain.model_exists(model):
+            pretrain.advance(self.spec, self.cdir, self.runner)
+            return False
+        from mummi.workflow.feedback_stage import FeedbackStage
+        from mummi.workflow.ingest import Ingest
+
+        self.ingest = Ingest(self.spec, self.cdir, self.store, pretrain.load_encoder(model))
+        self.feedback = FeedbackStage(self.spec, self.cdir, self.store, self.ingest)
+        return True
+
+    def _ensure_macro(self) -> None:
+        if self.runner.active(MACRO):
+            return
+        done = self.store.jobs(states=[JobState.DONE], kind=MACRO)
+        if done:
+            return
+        from mummi.workflow.pretrain import macro_command
+
+        command = macro_command(self.spec, self.cdir, self.cdir.root, until_ns=None, uncoupled=False)
+        self.runner.submit(MACRO, MACRO, command, self.spec.macro.resources, self.cdir.macro, self.cdir.logs / "macro.log")
+
+    # ----------------------------------------------------------- selection
+    def _select(self) -> None:
+        want = min(self.micro.wanted_selections(), self.ingest.sampler.n_candidates)
+        if want <= 0:
+            return
+        first = len(self.store.selections()) + 1
+        picks = self.ingest.select(want, first)
+        log.info("selected %d patches (%s)", len(picks), ", ".join(s for _, s in picks))
+
+    def _patch_of(self, patch_id: str) -> tuple:
+        from mummi.macro.patches import read_patch
+
+        row = self.store._db.execute("SELECT file FROM patches WHERE id = ?", (patch_id,)).fetchone()
+        patch = read_patch(Path(row["file"]), patch_id)
+        return patch.coarse, patch.offsets_nm, patch.states, patch.state
+
+    # ------------------------------------------------------------- finished
+    def _on_finished(self, done: Finished) -> None:
+        kind = done.job.kind
+        if kind in ("createsim", "sim", "analysis"):
+            self.micro.on_finished(done)
+        elif kind in (MACRO, PRECAMPAIGN, TRAIN) and done.status.state is JobState.FAILED:
+            if not self.runner.retry(done.job, self.spec.createsim.retry):
+                self._stop_signal = f"{kind} job failed; log: {done.job.log_path}"
+
+    # ---------------------------------------------------------------- stop
+    def _stop_reason(self) -> str | None:
+        stop = self.spec.campaign.stop
+        counts = self.micro.counts()
+        ended = counts[SimState.DONE.value] + counts[SimState.FAILED.value]
+        if stop.max_sims is not None and ended >= stop.max_sims:
+            return f"{ended} sims finished"
+        macro_ns = self.store.get_meta("macro_time_ns")
+        if stop.macro_time_us is not None and macro_ns is not None and macro_ns >= 1000 * stop.macro_time_us:
+            return f"macro model reached {macro_ns / 1000:.2f} µs"
+        if stop.wall_time_h is not None and self._wall_s() >= 3600 * stop.wall_time_h:
+            return f"wall time {stop.wall_time_h} h used"
+        if stop.feedback_rounds is not None and len([r for r in self.store.feedback_rounds() if r["finished_at"]]) >= stop.feedback_rounds:
+            return f"{stop.feedback_rounds} feedback rounds done"
+        return None
+
+    def _near_end(self) -> bool:
+        left = self.backend.time_left_s()
+        return left is not None and left < 60 * self.spec.checkpoint.end_margin_min
+
+    def _finish(self, reason: str) -> int:
+        resumable = reason in ("allocation ending", "SIGTERM", "SIGINT")
+        log.info("stopping: %s", reason)
+        self.store.record_event("campaign.stopping", None, reason=reason, resumable=resumable)
+        self.runner.cancel_all()
+        self._drain()
+        if self.ingest is not None:
+            self.ingest.checkpoint()
+            if not resumable:
+                self.feedback.final_report()
+        self.store.record_event("campaign.stopped", None, reason=reason, resumable=resumable)
+        return EXIT_RESUMABLE if resumable else EXIT_OK
+
+    def _drain(self, timeout_s: float = 120.0) -> None:
+        """Wait for cancelled jobs to stop (sims write their checkpoints), recording how each ended."""
+        deadline = time.monotonic() + timeout_s
+        while self.runner.active() and time.monotonic() < deadline:
+            for done in self.runner.poll():
+                self._on_finished(done)
+            if not [j for j in self.runner.active() if j.state is not JobState.PENDING]:
+                break
+            time.sleep(self.backend.poll_interval_s)
+
+    # ---------------------------------------------------------- bookkeeping
+    def _maybe_checkpoint(self) -> None:
+        if time.monotonic() - self._last_checkpoint >= self.spec.sampler.checkpoint_interval_s:
+            self.ingest.checkpoint()
+            self._save_wall_time()
+            self._last_checkpoint = time.monotonic()
+
+    def _wall_s(self) -> float:
+        return self._wall_before + time.monotonic() - self._started
+
+    def _save_wall_time(self) -> None:
+        self.store.set_meta("wall_s", self._wall_s())
+        self._wall_before, self._started = self._wall_s(), time.monotonic()
+
+    def _install_signal_handlers(self) -> None:
+        def on_signal(signum: int, _frame: object) -> None:
+            self._stop_signal = signal.Signals(signum).name
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, on_signal)
+
+
+def run_campaign(spec: CampaignSpec, cdir: CampaignDir, store: StateStore, *, resuming: bool, dry_run: bool) -> int:
+    """Run (or resume) the campaign; returns the process exit code."""
+    backend = make_backend(spec, cdir)
+    try:
+        return Coordinator(spec, cdir, store, backend).run()
+    finally:
+        backend.close()

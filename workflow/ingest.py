@@ -1,0 +1,134 @@
+"""Patches to candidates: read new patch files, encode them, feed the sampler, and keep the sampler recoverable.
+
+The sampler is deterministic given the sequence of its operations, so the store
+logs that sequence (``sampler.add`` of a patch file, ``sampler.select`` of n) in
+the same transactions that record the patches and selections. The latents of each
+patch file are cached beside it. A sampler checkpoint names the last operation it
+contains; on resume the operations after it are replayed on the cached latents,
+and every replayed selection must equal the one in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mummi.sampler.dynim import DynimSampler, Selection
+from mummi.workflow.atomic import atomic_write
+from mummi.workflow.campaign import CampaignDir
+from mummi.workflow.spec import CampaignSpec
+from mummi.workflow.states import PatchState
+from mummi.workflow.store import StateStore
+
+log = logging.getLogger(__name__)
+
+ADD, SELECT = "sampler.add", "sampler.select"
+
+
+class ReplayError(Exception):
+    """The sampler replayed from its checkpoint disagrees with the store."""
+
+
+class Ingest:
+    """Owns the sampler and the link between patch files, the store and the sampler."""
+
+    def __init__(self, spec: CampaignSpec, cdir: CampaignDir, store: StateStore, encoder: Any) -> None:
+        self.spec, self.cdir, self.store, self.encoder = spec, cdir, store, encoder
+        self.latents_dir = cdir.patches / "latents"
+        self.latents_dir.mkdir(parents=True, exist_ok=True)
+        self.sampler = self._recover()
+        self._ingested = {Path(r[0]).name for r in store._db.execute("SELECT DISTINCT file FROM patches")}
+
+    # --------------------------------------------------------------- ingest
+    def new_patch_files(self) -> list[Path]:
+        """Complete patch files not yet ingested, oldest frame first (names sort by frame time)."""
+        return [p for p in sorted(self.cdir.patches.glob("*.h5")) if p.name not in self._ingested]
+
+    def ingest(self, path: Path) -> int:
+        """Record, encode and offer to the sampler every patch of one frame file; returns the count."""
+        from mummi.macro.patches import read_patches
+
+        patches = read_patches(path)
+        ids = [str(i) for i in patches.ids]
+        latents = self._encode_once(path, ids, patches.coarse)
+        rows = [(pid, float(patches.frame_time_ns), int(ras), str(path)) for pid, ras in zip(ids, patches.ras_ids)]
+        with self.store.transaction():
+            self.store.add_patches(rows)
+            self.store.set_patch_states(ids, PatchState.CANDIDATE)
+            self.store.record_event(ADD, path.name, n=len(ids))
+            self.store.set_meta("macro_time_ns", float(patches.frame_time_ns))
+        self.sampler.add_candidates(ids, latents)
+        self._ingested.add(path.name)
+        return len(ids)
+
+    def _cache(self, path: Path) -> Path:
+        return self.latents_dir / f"{path.stem}.npz"
+
+    def _encode_once(self, path: Path, ids: list[str], coarse: np.ndarray) -> np.ndarray:
+        """Latents of a patch file, computed once and kept beside it so a replay sees the same numbers."""
+        latents = np.ascontiguousarray(self.encoder.encode(coarse), dtype=np.float32)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, ids=np.array(ids, dtype=str), latents=latents)
+
+        atomic_write(self._cache(path), write)
+        return latents
+
+    # ---------------------------------------------------------------- select
+    def select(self, n: int, first_sim_number: int) -> list[tuple[Selection, str]]:
+        """Pick ``n`` patches and record them (with their sim ids) in one transaction."""
+        picks = self.sampler.select(n)
+        named = [(pick, f"sim-{first_sim_number + i:06d}") for i, pick in enumerate(picks)]
+        with self.store.transaction():
+            for pick, sim_id in named:
+                self.store.record_selection(pick.id, sim_id, None if not np.isfinite(pick.score) else float(pick.score))
+            self.store.record_event(SELECT, None, n=n, ids=[p.id for p in picks])
+        return named
+
+    # ------------------------------------------------------------ checkpoint
+    def checkpoint(self) -> None:
+        """Save the sampler with the id of the last store event it reflects."""
+        last = self.store._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        target = self.cdir.sampler / f"checkpoint-{last:012d}"
+        if target.exists():
+            return
+        self.sampler.checkpoint(target)
+        previous = self.store.get_meta("sampler_checkpoint")
+        self.store.set_meta("sampler_checkpoint", {"dir": target.name, "event_id": last})
+        if previous and previous["dir"] != target.name:
+            shutil.rmtree(self.cdir.sampler / previous["dir"], ignore_errors=True)
+
+    def _recover(self) -> DynimSampler:
+        saved = self.store.get_meta("sampler_checkpoint")
+        history = self.cdir.sampler / "history.csv"
+        if saved is None:
+            sampler = DynimSampler(self.spec.encoder.latent_dim, self.spec.sampler, seed=self.spec.campaign.seed, history=history)
+            since = 0
+        else:
+            sampler = DynimSampler.restore(self.cdir.sampler / saved["dir"], history=history)
+            since = saved["event_id"]
+        replayed = 0
+        for event in self.store._db.execute(
+            "SELECT kind, subject, data FROM events WHERE id > ? AND kind IN (?, ?) ORDER BY id", (since, ADD, SELECT)
+        ).fetchall():
+            data = json.loads(event["data"])
+            if event["kind"] == ADD:
+                self._replay_add(sampler, self.cdir.patches / event["subject"])
+            else:
+                got = [p.id for p in sampler.select(data["n"])]
+                if got != data["ids"]:
+                    raise ReplayError(f"replayed selection {got} differs from the recorded {data['ids']}")
+            replayed += 1
+        if replayed:
+            log.info("replayed %d sampler operations recorded after its last checkpoint", replayed)
+        return sampler
+
+    def _replay_add(self, sampler: DynimSampler, path: Path) -> None:
+        with np.load(self._cache(path), allow_pickle=False) as cached:
+            sampler.add_candidates(cached["ids"].tolist(), cached["latents"])

@@ -1,0 +1,132 @@
+"""Selected patches through the micro scale: createsim, then sim with its in situ analysis.
+
+Keeps every sim slot busy and a buffer of createsims running ahead of free slots
+(MuMMI's "selected patch buffer"), so a GPU never waits for a setup. A job that
+fails is retried with backoff up to its retry count; a sim that stopped cleanly
+before its walltime (exit 75, status ``incomplete``) is continued without
+spending a retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from mummi.adapters.membrane import write_patch_input
+from mummi.jobs import simdir
+from mummi.workflow.campaign import CampaignDir
+from mummi.workflow.jobrunner import Finished, JobRunner
+from mummi.workflow.resources import ResourcePolicy
+from mummi.workflow.spec import CampaignSpec
+from mummi.workflow.states import JobState, SimState
+from mummi.workflow.store import StateStore
+
+log = logging.getLogger(__name__)
+
+CREATESIM, SIM, ANALYSIS = "createsim", "sim", "analysis"
+
+
+class MicroPipeline:
+    def __init__(self, spec: CampaignSpec, cdir: CampaignDir, store: StateStore, runner: JobRunner, policy: ResourcePolicy) -> None:
+        self.spec, self.cdir, self.store, self.runner, self.policy = spec, cdir, store, runner, policy
+
+    # ---------------------------------------------------------------- counts
+    def counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in SimState}
+        for sel in self.store.selections():
+            counts[sel.state.value] += 1
+        return counts
+
+    def wanted_selections(self) -> int:
+        """How many new patches to select now to keep sims and the setup buffer full."""
+        counts = self.counts()
+        running = counts[SimState.RUNNING.value]
+        pipeline = counts[SimState.SELECTED.value] + counts[SimState.SETTING_UP.value] + counts[SimState.READY.value]
+        want = self.policy.sim_slots - running + self.policy.buffer - pipeline
+        stop = self.spec.campaign.stop.max_sims
+        if stop is not None:
+            want = min(want, stop - sum(counts.values()) + counts[SimState.FAILED.value])
+        return max(0, want)
+
+    def recover(self) -> None:
+        """After a restart: put back in line every sim whose job is no longer active."""
+        for sel in self.store.selections([SimState.SETTING_UP, SimState.RUNNING]):
+            stage = CREATESIM if sel.state is SimState.SETTING_UP else SIM
+            if self._has_active(stage, sel.sim_id):
+                continue
+            sim_dir = self.cdir.sim(sel.sim_id)
+            if stage == CREATESIM:
+                back = SimState.READY if simdir.is_done(sim_dir, CREATESIM) else SimState.SELECTED
+            else:
+                back = SimState.DONE if simdir.is_done(sim_dir, SIM) else SimState.READY
+            self.store.set_sim_state(sel.sim_id, back, reason="its job ended while the coordinator was away")
+
+    # ----------------------------------------------------------------- start
+    def start_selected(self, patch_of: Callable[[str], tuple]) -> None:
+        """Write the patch input and submit the createsim of every sim in state SELECTED."""
+        for sel in self.store.selections([SimState.SELECTED]):
+            sim_dir = self.cdir.sim(sel.sim_id)
+            coarse, offsets_nm, states, central_state = patch_of(sel.patch_id)
+            write_patch_input(sim_dir / simdir.PATCH_INPUT, sel.patch_id, coarse, offsets_nm, states, central_state)
+            with self.store.transaction():
+                self._submit(CREATESIM, sel.sim_id)
+                self.store.set_sim_state(sel.sim_id, SimState.SETTING_UP)
+
+    def start_ready(self, may_start: bool) -> None:
+        """Start sims (with their analysis) on free sim slots."""
+        if not may_start:
+            return
+        running = len(self.store.selections([SimState.RUNNING]))
+        for sel in self.store.selections([SimState.READY])[: max(0, self.policy.sim_slots - running)]:
+            with self.store.transaction():
+                self._submit(SIM, sel.sim_id)
+                if not self._has_active(ANALYSIS, sel.sim_id):
+                    self._submit(ANALYSIS, sel.sim_id)
+                self.store.set_sim_state(sel.sim_id, SimState.RUNNING)
+
+    def _submit(self, stage: str, sim_id: str) -> int:
+        settings = getattr(self.spec, stage)
+        sim_dir = self.cdir.sim(sim_id)
+        command = [sys.executable, "-m", f"mummi.jobs.{stage}", "--spec", str(self.cdir.spec_copy), "--sim-dir", str(sim_dir)]
+        if stage == ANALYSIS:
+            command.append("--follow")
+        return self.runner.submit(stage, sim_id, command, settings.resources, sim_dir, sim_dir / f"{stage}.log")
+
+    def _has_active(self, stage: str, sim_id: str) -> bool:
+        return any(j.subject == sim_id for j in self.runner.active(stage))
+
+    # -------------------------------------------------------------- finished
+    def on_finished(self, done: Finished) -> None:
+        job, status = done.job, done.status
+        sim_id = job.subject or ""
+        sim_dir = self.cdir.sim(sim_id)
+        if job.kind == CREATESIM:
+            if status.state is JobState.DONE and simdir.is_done(sim_dir, CREATESIM):
+                self.store.set_sim_state(sim_id, SimState.READY)
+            elif status.state is JobState.CANCELLED:
+                self.store.set_sim_state(sim_id, SimState.SELECTED, reason="setup cancelled; it starts again later")
+            else:
+                self._retry_or_fail(done, self.spec.createsim.retry)
+        elif job.kind == SIM:
+            record = simdir.read_status(sim_dir, SIM) or {}
+            if status.state is JobState.DONE and record.get("state") == simdir.DONE:
+                self.store.set_sim_state(sim_id, SimState.DONE)
+            elif status.exit_code == simdir.EXIT_INCOMPLETE or record.get("state") == simdir.INCOMPLETE or status.state is JobState.CANCELLED:
+                # Stopped cleanly at its walltime or at shutdown: continue from its checkpoint later.
+                self.store.set_sim_state(sim_id, SimState.READY, reason="stopped before the end; continues from its checkpoint")
+            else:
+                self._retry_or_fail(done, self.spec.sim.retry)
+        elif job.kind == ANALYSIS:
+            if status.state is JobState.FAILED:
+                self.runner.retry(job, self.spec.sim.retry)
+
+    def _retry_or_fail(self, done: Finished, retry) -> None:
+        job = done.job
+        if self.runner.retry(job, retry):
+            log.warning("%s of %s failed (%s); retrying", job.kind, job.subject, done.status.reason)
+            return
+        reason = f"{job.kind} failed {job.failures + 1} times; log: {job.log_path}"
+        self.store.set_sim_state(job.subject or "", SimState.FAILED, reason=reason)
+        self.runner.backend.cancel([j.backend_id for j in self.runner.active(ANALYSIS) if j.subject == job.subject and j.backend_id])
