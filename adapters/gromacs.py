@@ -247,7 +247,7 @@ class GromacsEngine:
         args = ["mdrun", "-deffnm", "md", "-cpi", "md.cpt", "-cpt", str(spec.sim.checkpoint_interval_min), "-nt", str(g.threads), *g.mdrun_args]
         if deadline is not None:
             args += ["-maxh", f"{max(MIN_MAXH, (deadline - time.time()) / 3600):.6f}"]
-        run_gmx(gmx, args, sim_dir, f"md.mdrun.{int(time.time())}.log")
+        run_gmx(gmx, args, sim_dir, f"md.mdrun.{len(list(sim_dir.glob('md.mdrun.*.log')))}.log")  # one log per launch
         done = checkpoint_step(gmx, cpt) >= int(mdp["nsteps"])
         if not done:
             log.info("gromacs sim %s stopped before the deadline at step %d", sim_dir.name, checkpoint_step(gmx, cpt))
