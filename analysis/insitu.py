@@ -166,8 +166,6 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
 
     Writes ``analysis.status.json`` (done) once every frame of a finished sim is counted.
     """
-    import MDAnalysis as mda
-
     sim_dir = Path(sim_dir)
     settings = spec.analysis
     topology, trajectory = get_engine(spec.sim.engine).trajectory(sim_dir)
@@ -175,14 +173,14 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
         if not follow:
             raise FileNotFoundError(f"{topology}: the sim's structure is missing; has createsim finished?")
         time.sleep(settings.poll_interval_s)
-    selection = select_membrane(mda.Universe(str(topology)), settings)
+    selection = select_membrane(open_universe(topology), settings)
     counts, features = _resume(sim_dir, settings, selection)
     while True:
         sim_done = is_done(sim_dir, "sim")
         n_frames = _count_frames(topology, trajectory)
         usable = n_frames if sim_done else max(0, n_frames - 1)
         if counts.frames_done < usable:
-            universe = _open(topology, trajectory)
+            universe = open_universe(topology, trajectory)
             while counts.frames_done < usable:
                 stop = min(usable, counts.frames_done + settings.write_every_frames)
                 rdf = LateralRDF(universe, selection, settings.bin_nm, settings.r_max_nm, settings.contact_nm)
@@ -203,19 +201,23 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
         time.sleep(settings.poll_interval_s)
 
 
-def _open(topology: Path, trajectory: Path):  # -> MDAnalysis.Universe
+def open_universe(*paths: Path):  # -> MDAnalysis.Universe
+    """A universe of the structure (and trajectory); no guessing of masses or types, which the analysis does not use."""
     import MDAnalysis as mda
 
     with warnings.catch_warnings():  # a growing trajectory invalidates MDAnalysis' cached frame offsets
         warnings.filterwarnings("ignore", message="Reload offsets", category=UserWarning)
-        return mda.Universe(str(topology), str(trajectory))
+        try:
+            return mda.Universe(*map(str, paths), to_guess=())  # MDAnalysis >= 2.8
+        except TypeError:
+            return mda.Universe(*map(str, paths))
 
 
 def _count_frames(topology: Path, trajectory: Path) -> int:
     if not trajectory.exists() or trajectory.stat().st_size == 0:
         return 0
     try:
-        return len(_open(topology, trajectory).trajectory)
+        return len(open_universe(topology, trajectory).trajectory)
     except (OSError, EOFError, ValueError) as err:  # a block being appended or truncated
         log.info("%s: not readable yet (%s)", trajectory, err)
         return 0
