@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mummi.adapters.gromacs import ForceField, stage_mdp
+from mummi.adapters.md_engine import open_universe
 from mummi.adapters.membrane import Membrane, PROTEIN_NAME
 from mummi.jobs.simdir import EQ_STRUCTURE
 from mummi.workflow.atomic import atomic_write_text
@@ -264,10 +265,8 @@ writeCharmm ANALYSIS {{ type = subsetWrite; outputrate = {every}; format = binar
 
 def write_inputs(workdir: Path, sim_dir: Path, spec: CampaignSpec, seed: int) -> None:
     """ddcMD's inputs for the equilibrated system of ``sim_dir`` (``topol_pp.top``, ``eq.gro``)."""
-    import MDAnalysis as mda
-
     top = parse_topology((sim_dir / "topol_pp.top").read_text())
-    atoms = mda.Universe(str(sim_dir / EQ_STRUCTURE)).atoms
+    atoms = open_universe(sim_dir / EQ_STRUCTURE).atoms
     box_a = atoms.dimensions[:3].astype(np.float64)
     velocities = atoms.velocities if hasattr(atoms, "velocities") else np.zeros((len(atoms), 3))
     ff = ForceField.load(spec.sim.gromacs.forcefield)

@@ -33,9 +33,10 @@ from typing import Sequence
 
 import numpy as np
 
+from mummi.adapters.md_engine import build_universe, open_universe, write_gro
 from mummi.adapters.membrane import CHANNELS, N_INNER, Membrane
 from mummi.jobs.simdir import EQ_STRUCTURE, TRAJECTORY
-from mummi.workflow.atomic import atomic_write, atomic_write_text
+from mummi.workflow.atomic import atomic_write_text
 from mummi.workflow.spec import CampaignSpec
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,7 @@ class ForceField:
     @staticmethod
     def _protein(directory: Path, spec: dict) -> Template:
         if "structure" in spec:  # a GRO of the protein, centred on its lateral position
-            import MDAnalysis as mda
-
-            atoms = mda.Universe(str(directory / spec["structure"])).atoms
+            atoms = open_universe(directory / spec["structure"]).atoms
             xyz = atoms.positions / 10.0
             xyz[:, :2] -= xyz[:, :2].mean(axis=0)
             xyz[:, 2] += float(spec["z_nm"]) - xyz[:, 2].mean()
@@ -94,9 +93,6 @@ class ForceField:
 # ------------------------------------------------------------- system files
 def write_system(sim_dir: Path, membrane: Membrane, ff: ForceField) -> None:
     """``system.gro`` (via MDAnalysis) and ``topol.top`` for ``membrane``; force-field files into ``toppar/``."""
-    import MDAnalysis as mda
-    from MDAnalysis.coordinates.GRO import GROWriter
-
     mid = ff.box_z_nm / 2
     names, resnames, xyz, molecules = [], [], [], []
     sizes: list[int] = []
@@ -113,18 +109,9 @@ def write_system(sim_dir: Path, membrane: Membrane, ff: ForceField) -> None:
         molecules.append((lipid, int(sel.sum())))
     positions = np.vstack(xyz)
     positions[:, :2] %= membrane.box_nm
-    u = mda.Universe.empty(len(names), n_residues=len(sizes), atom_resindex=np.repeat(np.arange(len(sizes)), sizes), trajectory=True)
-    u.add_TopologyAttr("names", names)
-    u.add_TopologyAttr("resnames", resnames)
-    u.add_TopologyAttr("resids", np.arange(1, len(sizes) + 1))
+    u = build_universe(names, resnames, sizes, (membrane.box_nm, membrane.box_nm, ff.box_z_nm))
     u.atoms.positions = 10 * positions
-    u.dimensions = [10 * membrane.box_nm, 10 * membrane.box_nm, 10 * ff.box_z_nm, 90, 90, 90]
-
-    def write_gro(tmp: Path) -> None:
-        with GROWriter(str(tmp), n_atoms=len(names)) as writer:
-            writer.write(u.atoms)
-
-    atomic_write(sim_dir / "system.gro", write_gro)
+    write_gro(sim_dir / "system.gro", u)
     (sim_dir / TOPPAR).mkdir(exist_ok=True)
     for name in ff.includes:
         shutil.copyfile(ff.directory / name, sim_dir / TOPPAR / name)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import warnings
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
+
+import numpy as np
 
 from mummi.adapters.membrane import Membrane
+from mummi.workflow.atomic import atomic_write
 from mummi.workflow.spec import CampaignSpec
 
 ENGINES: dict[str, str] = {
@@ -51,6 +55,42 @@ def get_engine(name: str) -> MDEngine:
         raise ValueError(f"unknown MD engine {name!r}; allowed: {', '.join(ENGINES)}") from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def open_universe(*paths: str | Path):  # -> MDAnalysis.Universe
+    """An MDAnalysis universe of an engine's structure (and trajectory), without guessing
+    masses or types (nothing here uses them, and guessing warns for coarse-grained names)."""
+    import MDAnalysis as mda
+
+    with warnings.catch_warnings():  # a growing trajectory invalidates MDAnalysis' cached frame offsets
+        warnings.filterwarnings("ignore", message="Reload offsets", category=UserWarning)
+        try:
+            return mda.Universe(*map(str, paths), to_guess=())  # MDAnalysis >= 2.8
+        except TypeError:
+            return mda.Universe(*map(str, paths))
+
+
+def build_universe(names: Sequence[str], resnames: Sequence[str], residue_sizes: Sequence[int], box_nm: Sequence[float]):  # -> MDAnalysis.Universe
+    """A one-frame universe with atom and residue names (set its positions, in Angstrom, before writing)."""
+    import MDAnalysis as mda
+
+    u = mda.Universe.empty(len(names), n_residues=len(resnames), atom_resindex=np.repeat(np.arange(len(resnames)), residue_sizes), trajectory=True)
+    u.add_TopologyAttr("names", list(names))
+    u.add_TopologyAttr("resnames", list(resnames))
+    u.add_TopologyAttr("resids", np.arange(1, len(resnames) + 1))
+    u.dimensions = [*(10 * np.asarray(box_nm, dtype=np.float64)), 90.0, 90.0, 90.0]
+    return u
+
+
+def write_gro(path: str | Path, universe) -> None:
+    """``universe``'s current frame as a GRO file (MDAnalysis writer), atomically."""
+    from MDAnalysis.coordinates.GRO import GROWriter
+
+    def write(tmp: Path) -> None:
+        with GROWriter(str(tmp), n_atoms=len(universe.atoms)) as writer:
+            writer.write(universe.atoms)
+
+    atomic_write(path, write)
 
 
 def seed_for(campaign_seed: int, *names: str) -> int:

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from mummi.adapters.md_engine import build_universe, write_gro
 from mummi.adapters.membrane import CHANNEL_NAMES, CHANNELS, N_CHANNELS, N_INNER, PROTEIN_NAME, Membrane
 from mummi.jobs.simdir import EQ_STRUCTURE, TRAJECTORY
 from mummi.workflow.atomic import atomic_write
@@ -104,16 +105,10 @@ class MockSystem:
         return np.concatenate([np.full(self.n_ras, Z_NM["ras"]), np.where(inner, Z_NM["inner"], Z_NM["outer"])])
 
     def universe(self):  # -> MDAnalysis.Universe
-        """An MDAnalysis universe of one frame with the names the analysis selects on."""
-        import MDAnalysis as mda
-
-        n = self.n_particles
-        u = mda.Universe.empty(n, n_residues=n, atom_resindex=np.arange(n), trajectory=True)
-        u.add_TopologyAttr("names", ["BB"] * self.n_ras + ["HD"] * len(self.channel))
-        u.add_TopologyAttr("resnames", [PROTEIN_NAME] * self.n_ras + [CHANNELS[c][1] for c in self.channel])
-        u.add_TopologyAttr("resids", np.arange(1, n + 1))
-        u.dimensions = np.array([10 * self.box_nm, 10 * self.box_nm, 10 * BOX_Z_NM, 90.0, 90.0, 90.0])
-        return u
+        """An MDAnalysis universe of one frame: a residue per particle, named by its lipid type."""
+        names = ["BB"] * self.n_ras + ["HD"] * len(self.channel)
+        resnames = [PROTEIN_NAME] * self.n_ras + [CHANNELS[c][1] for c in self.channel]
+        return build_universe(names, resnames, [1] * self.n_particles, (self.box_nm, self.box_nm, BOX_Z_NM))
 
 
 def _save_state(path: Path, system: MockSystem, xy: np.ndarray, **extra: object) -> None:
@@ -248,7 +243,9 @@ class MockEngine:
         xy = np.vstack([membrane.ras_xy_nm, membrane.xy_nm[keep]]).astype(np.float64)
         n_steps = max(1, round(spec.createsim.equilibration_ns / self.dt_ns(spec)))
         self._dynamics(system, spec).advance(xy, n_steps, rng)
-        write_gro(sim_dir / EQ_STRUCTURE, system, xy)
+        universe = system.universe()
+        universe.atoms.positions = 10 * np.column_stack([xy, system.z_nm()])
+        write_gro(sim_dir / EQ_STRUCTURE, universe)
         _save_state(sim_dir / EQ_STATE, system, xy)
         log.info("mock createsim %s: %d particles equilibrated for %d steps", sim_dir.name, system.n_particles, n_steps)
         return facts | {"equilibration_steps": n_steps}
@@ -296,20 +293,6 @@ def _subsample(channel: np.ndarray, cap: int | None, rng: np.random.Generator) -
         return np.arange(len(channel))
     keep = [rng.permutation(np.flatnonzero(channel == c))[:cap] for c in range(N_CHANNELS)]
     return np.sort(np.concatenate(keep))
-
-
-def write_gro(path: Path, system: MockSystem, xy: np.ndarray) -> None:
-    """The coordinates of ``system`` as a GRO file (MDAnalysis writer), atomically."""
-    u = system.universe()
-    u.atoms.positions = 10 * np.column_stack([xy, system.z_nm()])
-
-    def write(tmp: Path) -> None:
-        from MDAnalysis.coordinates.GRO import GROWriter
-
-        with GROWriter(str(tmp), n_atoms=system.n_particles) as writer:
-            writer.write(u.atoms)
-
-    atomic_write(path, write)
 
 
 def _append_frames(xtc: Path, universe, block: np.ndarray, z: np.ndarray, first: int, frame_ps: float, steps_per_frame: int) -> None:

@@ -20,7 +20,8 @@ import numpy as np
 
 from mummi.adapters.membrane import CHANNELS, PROTEIN_NAME, PatchInput, build_membrane
 from mummi.adapters.mock_md import Dynamics, MockSystem, truth_potentials
-from mummi.analysis.insitu import LateralRDF, open_universe, select_membrane
+from mummi.adapters.md_engine import build_universe, open_universe, write_gro
+from mummi.analysis.insitu import LateralRDF, select_membrane
 from mummi.workflow.spec import AnalysisSettings, MockEngineSettings
 
 
@@ -61,7 +62,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def _write_trajectory(tmp: Path, membrane, args: argparse.Namespace, rng: np.random.Generator) -> tuple[Path, Path, int]:
     """A GRO and an XTC of the membrane: lipids as vertical bead columns, the RAS a blob on the inner side."""
-    import MDAnalysis as mda
     from MDAnalysis.coordinates.XTC import XTCWriter
 
     k, n_lipids = args.beads_per_lipid, membrane.n_lipids
@@ -73,15 +73,12 @@ def _write_trajectory(tmp: Path, membrane, args: argparse.Namespace, rng: np.ran
     ras_xyz = membrane.ras_xy_nm[0] + rng.normal(0, 1.0, (args.ras_beads, 2))
     ras_xyz = np.column_stack([ras_xyz, z_mid - 3.5 + rng.normal(0, 0.5, args.ras_beads)])
     xyz = np.vstack([ras_xyz, lipid_xyz])
-    n_res = 1 + n_lipids
-    u = mda.Universe.empty(len(xyz), n_residues=n_res, atom_resindex=np.concatenate([np.zeros(args.ras_beads, int), np.repeat(np.arange(1, n_res), k)]), trajectory=True)
-    u.add_TopologyAttr("names", ["BB"] * args.ras_beads + [f"B{i}" for i in range(k)] * n_lipids)
-    u.add_TopologyAttr("resnames", [PROTEIN_NAME] + [CHANNELS[c][1] for c in membrane.channel])
-    u.add_TopologyAttr("resids", np.arange(1, n_res + 1))
-    u.dimensions = [10 * box, 10 * box, 100.0, 90, 90, 90]
+    names = ["BB"] * args.ras_beads + [f"B{i}" for i in range(k)] * n_lipids
+    resnames = [PROTEIN_NAME] + [CHANNELS[c][1] for c in membrane.channel]
+    u = build_universe(names, resnames, [args.ras_beads] + [k] * n_lipids, (box, box, 10.0))
     u.atoms.positions = 10 * xyz
     gro, xtc = tmp / "eq.gro", tmp / "md.xtc"
-    u.atoms.write(str(gro))
+    write_gro(gro, u)
     with XTCWriter(str(xtc), n_atoms=len(xyz)) as writer:
         for i in range(args.frames):
             moved = xyz.copy()

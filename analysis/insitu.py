@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from MDAnalysis.analysis.base import AnalysisBase
 
-from mummi.adapters.md_engine import get_engine
+from mummi.adapters.md_engine import get_engine, open_universe
 from mummi.adapters.membrane import N_CHANNELS, N_INNER, PROTEIN_NAME, channel_of
 from mummi.analysis.rdf import RDFCounts, frame_counts, lateral_distances
 from mummi.jobs.simdir import DONE, FEATURES, RDF_COUNTS, is_done, write_status
@@ -199,18 +198,6 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
         if not follow:
             return counts
         time.sleep(settings.poll_interval_s)
-
-
-def open_universe(*paths: Path):  # -> MDAnalysis.Universe
-    """A universe of the structure (and trajectory); no guessing of masses or types, which the analysis does not use."""
-    import MDAnalysis as mda
-
-    with warnings.catch_warnings():  # a growing trajectory invalidates MDAnalysis' cached frame offsets
-        warnings.filterwarnings("ignore", message="Reload offsets", category=UserWarning)
-        try:
-            return mda.Universe(*map(str, paths), to_guess=())  # MDAnalysis >= 2.8
-        except TypeError:
-            return mda.Universe(*map(str, paths))
 
 
 def _count_frames(topology: Path, trajectory: Path) -> int:

@@ -9,7 +9,8 @@ import pytest
 from micro_helpers import copy_setup, job, kill_when, make_sim_dir, make_spec
 
 from mummi.adapters.membrane import N_INNER
-from mummi.analysis.insitu import LateralRDF, analyse_sim, open_universe, select_membrane
+from mummi.adapters.md_engine import open_universe
+from mummi.analysis.insitu import LateralRDF, analyse_sim, select_membrane
 from mummi.analysis.rdf import frame_counts, lateral_distances
 from mummi.jobs.createsim import run_createsim
 from mummi.jobs.simdir import DONE, FEATURES, RDF_COUNTS, is_done, read_status

@@ -11,6 +11,7 @@ from conftest import require_program
 from micro_helpers import copy_setup, job, kill_when, make_sim_dir, make_spec
 
 from mummi.adapters.gromacs import checkpoint_step
+from mummi.adapters.md_engine import open_universe
 from mummi.analysis.insitu import analyse_sim
 from mummi.jobs.simdir import DONE, INCOMPLETE, read_status
 from mummi.jobs.sim import run_sim
@@ -41,8 +42,6 @@ def reference(tmp_path_factory):
 
 
 def test_createsim_minimises_and_equilibrates_a_bilayer(reference) -> None:
-    import MDAnalysis as mda
-
     _, _, sim_dir, _, _ = reference
     status = read_status(sim_dir, "createsim")
     assert status["state"] == DONE and status["engine"] == "gromacs" and status["atoms"] == 3 + 3 * 200
@@ -50,7 +49,7 @@ def test_createsim_minimises_and_equilibrates_a_bilayer(reference) -> None:
         log = (sim_dir / f"{stage}.grompp.log").read_text()
         assert "WARNING" not in log, f"grompp warned for {stage}"
     assert "converged to Fmax" in (sim_dir / "em.log").read_text()
-    u = mda.Universe(str(sim_dir / "eq.gro"))
+    u = open_universe(sim_dir / "eq.gro")
     heads_z = np.array([res.atoms.positions[0, 2] for res in u.residues if res.resname != "RAS"]) / 10
     inner, outer = heads_z[:100], heads_z[100:]  # the builder writes the inner leaflet first
     assert inner.max() < outer.min(), "the leaflets must stay apart"
@@ -59,10 +58,8 @@ def test_createsim_minimises_and_equilibrates_a_bilayer(reference) -> None:
 
 
 def test_sim_trajectory_and_analysis_counts(reference) -> None:
-    import MDAnalysis as mda
-
     _, _, sim_dir, _, counts = reference
-    times = [ts.time for ts in mda.Universe(str(sim_dir / "eq.gro"), str(sim_dir / "md.xtc")).trajectory]
+    times = [ts.time for ts in open_universe(sim_dir / "eq.gro", sim_dir / "md.xtc").trajectory]
     np.testing.assert_allclose(times, np.arange(FRAMES) * 10.0)
     assert counts.frames_done == FRAMES and read_status(sim_dir, "analysis")["state"] == DONE
     assert counts.counts[:8].sum() > 0 and counts.counts[8:].sum() == 0  # the inner leaflet only (the default)
