@@ -94,22 +94,22 @@ class ForceField:
 def write_system(sim_dir: Path, membrane: Membrane, ff: ForceField) -> None:
     """``system.gro`` (via MDAnalysis) and ``topol.top`` for ``membrane``; force-field files into ``toppar/``."""
     mid = ff.box_z_nm / 2
-    names, resnames, xyz, molecules = [], [], [], []
-    sizes: list[int] = []
-    for x, y in membrane.ras_xy_nm:
-        _place(ff.protein, np.array([x, y, mid]), 1.0, names, resnames, xyz, sizes)
-    molecules += [(ff.protein.molecule, len(membrane.ras_xy_nm))]
-    for c, (leaflet, lipid) in enumerate(CHANNELS):
-        sel = membrane.channel == c
-        if not sel.any():
-            continue
-        sign = -1.0 if c < N_INNER else 1.0
-        for x, y in membrane.xy_nm[sel]:
-            _place(ff.lipids[lipid], np.array([x, y, mid]), sign, names, resnames, xyz, sizes)
-        molecules.append((lipid, int(sel.sum())))
-    positions = np.vstack(xyz)
+    placed = [(ff.protein, ff.protein.xyz_nm + [x, y, mid]) for x, y in membrane.ras_xy_nm]
+    molecules = [(ff.protein.molecule, len(membrane.ras_xy_nm))]
+    for c, (_, lipid) in enumerate(CHANNELS):
+        t = ff.lipids[lipid]
+        mirror = [1.0, 1.0, -1.0 if c < N_INNER else 1.0]  # inner-leaflet lipids point the other way
+        lateral = membrane.xy_nm[membrane.channel == c]
+        placed += [(t, t.xyz_nm * mirror + [x, y, mid]) for x, y in lateral]
+        molecules.append((lipid, len(lateral)))
+    u = build_universe(
+        [name for t, _ in placed for name in t.atoms],
+        [t.molecule for t, _ in placed],
+        [len(t.atoms) for t, _ in placed],
+        (membrane.box_nm, membrane.box_nm, ff.box_z_nm),
+    )
+    positions = np.vstack([xyz for _, xyz in placed])
     positions[:, :2] %= membrane.box_nm
-    u = build_universe(names, resnames, sizes, (membrane.box_nm, membrane.box_nm, ff.box_z_nm))
     u.atoms.positions = 10 * positions
     write_gro(sim_dir / "system.gro", u)
     (sim_dir / TOPPAR).mkdir(exist_ok=True)
@@ -119,13 +119,6 @@ def write_system(sim_dir: Path, membrane: Membrane, ff: ForceField) -> None:
     lines += ["", "[ system ]", f"patch {membrane.patch_id}", "", "[ molecules ]"]
     lines += [f"{name:<8s} {count}" for name, count in molecules if count]
     atomic_write_text(sim_dir / "topol.top", "\n".join(lines) + "\n")
-
-
-def _place(t: Template, origin: np.ndarray, sign: float, names: list, resnames: list, xyz: list, sizes: list) -> None:
-    names.extend(t.atoms)
-    resnames.append(t.molecule)
-    xyz.append(origin + t.xyz_nm * np.array([1.0, 1.0, sign]))
-    sizes.append(len(t.atoms))
 
 
 # ---------------------------------------------------------------------- mdp
@@ -225,9 +218,10 @@ class GromacsEngine:
         g = spec.sim.gromacs
         gmx = g.executable
         mdp = stage_mdp("md", spec, ForceField.load(g.forcefield), seed)
-        if not (sim_dir / "md.tpr").exists():
+        if not (sim_dir / "md.tpr").exists():  # written under another name first: a killed grompp leaves no md.tpr
             atomic_write_text(sim_dir / "md.mdp", mdp_text(mdp))
-            run_gmx(gmx, ["grompp", "-f", "md.mdp", "-c", EQ_STRUCTURE, "-t", "eq.cpt", "-p", "topol.top", "-o", "md.tpr", "-po", "md.mdout.mdp"], sim_dir, "md.grompp.log")
+            run_gmx(gmx, ["grompp", "-f", "md.mdp", "-c", EQ_STRUCTURE, "-t", "eq.cpt", "-p", "topol.top", "-o", "md.new.tpr", "-po", "md.mdout.mdp"], sim_dir, "md.grompp.log")
+            os.replace(sim_dir / "md.new.tpr", sim_dir / "md.tpr")
         cpt = sim_dir / "md.cpt"
         if cpt.exists() and checkpoint_step(gmx, cpt) >= int(mdp["nsteps"]):
             return True

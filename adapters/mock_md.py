@@ -13,6 +13,10 @@ Each step moves every particle by ``D/kT F dt + sqrt(2 D dt) xi``. The dynamics
 sample exp(-U/kT), so in the dilute limit a lipid's density around a RAS is
 exp(-V(r)/kT): the profile the in situ RDF must converge to.
 
+createsim runs the same dynamics for ``createsim.equilibration_ns`` from the
+lattice (the soft potentials need no minimisation first), optionally keeping a
+random subset of each channel's lipids (``sim.mock.beads_per_lipid_type``).
+
 Outputs, like a real engine's: ``eq.gro`` (coordinates with a residue per
 particle named by its lipid type, MDAnalysis GRO writer) and ``md.xtc``
 (MDAnalysis XTC writer). Leaflets are placed at different z so that the analysis
@@ -133,7 +137,6 @@ class Dynamics:
     def __init__(self, system: MockSystem, settings: MockEngineSettings, truth: TruthPotentials, temperature_K: float, dt_ns: float) -> None:
         self.m, self.n = system.n_ras, system.n_particles
         self.box = system.box_nm
-        self.dt = dt_ns
         kT = KB_KJ_MOL_K * temperature_K
         diff = np.concatenate([np.full(self.m, settings.ras_diffusion_nm2_per_ns), np.full(len(system.channel), settings.lipid_diffusion_nm2_per_ns)])
         self.mobility_dt = (diff / kT * dt_ns)[:, None]

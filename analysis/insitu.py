@@ -54,11 +54,12 @@ def select_membrane(universe, settings: AnalysisSettings) -> MembraneSelection:
     heads = np.array([res.atoms.indices[0] for res in lipids], dtype=np.int64)
     if len(heads) < 2:
         raise ValueError(f"found {len(heads)} lipids of the 14 patch channels; residue names must be lipid names (POPC, ..., CHOL)")
-    lower = _leaflets(universe, heads, settings.leaflet_cutoff_nm)
-    heads_z = universe.atoms.positions[heads, 2]
-    protein_z = np.mean([universe.atoms.positions[p, 2].mean() for p in proteins]) if proteins else -np.inf
-    inner_is_lower = abs(protein_z - heads_z[lower].mean()) <= abs(protein_z - heads_z[~lower].mean()) if proteins else True
-    inner = lower if inner_is_lower else ~lower
+    inner = _leaflets(universe, heads, settings.leaflet_cutoff_nm)  # the lower one, unless the protein says otherwise
+    if proteins:
+        heads_z = universe.atoms.positions[heads, 2]
+        protein_z = np.mean([universe.atoms.positions[p, 2].mean() for p in proteins])
+        if abs(protein_z - heads_z[~inner].mean()) < abs(protein_z - heads_z[inner].mean()):
+            inner = ~inner
     channel = np.array([channel_of("inner" if i else "outer", res.resname) for res, i in zip(lipids, inner)], dtype=np.int64)
     mask = LEAFLET_CHANNELS[settings.leaflet]
     keep = (channel >= 0) & mask[np.maximum(channel, 0)]
@@ -178,19 +179,23 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
         sim_done = is_done(sim_dir, "sim")
         n_frames = _count_frames(topology, trajectory)
         usable = n_frames if sim_done else max(0, n_frames - 1)
-        if counts.frames_done < usable:
-            universe = open_universe(topology, trajectory)
+        try:
+            universe = open_universe(topology, trajectory) if counts.frames_done < usable else None
             while counts.frames_done < usable:
                 stop = min(usable, counts.frames_done + settings.write_every_frames)
                 rdf = LateralRDF(universe, selection, settings.bin_nm, settings.r_max_nm, settings.contact_nm)
                 rdf.run(start=counts.frames_done, stop=stop)
-                features = {k: np.concatenate([features[k], rdf.results.features[k]]) for k in FEATURE_KEYS}
+                new = rdf.results.features
+                features = new if features is None else {k: np.concatenate([features[k], new[k]]) for k in FEATURE_KEYS}
                 counts.counts += rdf.results.counts
                 counts.pair_density += rdf.results.pair_density
                 counts.frames_done = stop
                 _save_features(sim_dir / FEATURES, features)
-                counts.save(sim_dir / RDF_COUNTS)
-                log.debug("%s: %d frames analysed", sim_dir.name, stop)
+                counts.save(sim_dir / RDF_COUNTS)  # the commit point
+        except (OSError, EOFError, ValueError) as err:  # a restarted sim truncated the trajectory under us
+            if not follow:
+                raise
+            log.info("%s: trajectory changed while reading (%s); retrying", sim_dir.name, err)
         if sim_done and counts.frames_done >= n_frames:
             write_status(sim_dir, "analysis", DONE, frames=counts.frames_done)
             log.info("analysis of %s done: %d frames", sim_dir.name, counts.frames_done)
@@ -210,14 +215,12 @@ def _count_frames(topology: Path, trajectory: Path) -> int:
         return 0
 
 
-def _resume(sim_dir: Path, settings: AnalysisSettings, selection: MembraneSelection) -> tuple[RDFCounts, dict[str, np.ndarray]]:
-    """Counts and features up to the last commit, or empty ones."""
+def _resume(sim_dir: Path, settings: AnalysisSettings, selection: MembraneSelection) -> tuple[RDFCounts, dict[str, np.ndarray] | None]:
+    """Counts and features up to the last commit, or empty counts and no features."""
     fresh = RDFCounts.empty(settings.bin_nm, settings.r_max_nm, selection.channel_mask)
-    m = len(selection.protein_index)
-    empty = {"time_ps": np.zeros(0), "contacts": np.zeros((0, N_CHANNELS), dtype=np.int32), "ras_depth_nm": np.zeros((0, m)), "ras_tilt_deg": np.zeros((0, m))}
     path = sim_dir / RDF_COUNTS
     if not path.exists():
-        return fresh, empty
+        return fresh, None
     counts = RDFCounts.load(path)
     if not np.allclose(counts.edges_nm, fresh.edges_nm) or not np.array_equal(counts.channel_mask, fresh.channel_mask):
         raise ValueError(f"{path} was made with other bins or leaflets than analysis settings ask for; remove it to start over")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from micro_helpers import copy_setup, job, kill_when, make_sim_dir, make_spec
 
-from mummi.adapters.membrane import CHANNEL_NAMES, N_CHANNELS
-from mummi.adapters.mock_md import CHECKPOINT, KB_KJ_MOL_K, TRUTH_FILE, truth_potentials
+from mummi.adapters.membrane import CHANNEL_NAMES, N_CHANNELS, PatchInput, build_membrane
+from mummi.adapters.mock_md import CHECKPOINT, KB_KJ_MOL_K, TRUTH_FILE, MockEngine, truth_potentials
 from mummi.analysis.insitu import analyse_sim
 from mummi.analysis.rdf import gr_from_counts
 from mummi.jobs.createsim import run_createsim
@@ -45,6 +45,15 @@ def test_truth_file_is_validated(tmp_path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="inner:PAP6"):
         truth_potentials(path)
+
+
+def test_setup_can_cap_the_lipids_per_channel(tmp_path) -> None:
+    spec, _ = make_spec(tmp_path, {"createsim": {"lipids_per_cell": 8, "equilibration_ns": 0.01}, "sim": {"mock": {"beads_per_lipid_type": 5}}})
+    membrane = build_membrane(PatchInput("p", np.ones((5, 5, 14)), np.zeros((0, 2)), np.zeros(0)), 8, 6.0, 0.2, np.random.default_rng(0))
+    facts = MockEngine().setup(tmp_path, membrane, spec, seed=1)
+    assert facts["lipids"] == 5 * N_CHANNELS and facts["ras"] == 1
+    with np.load(tmp_path / "eq_state.npz") as state:
+        np.testing.assert_array_equal(np.bincount(state["channel"]), 5)
 
 
 def test_dilute_limit_rdf_converges_to_boltzmann_profile_of_the_truth(tmp_path) -> None:
