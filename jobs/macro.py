@@ -1,0 +1,81 @@
+"""``python -m mummi.jobs.macro --spec SPEC --workdir W [--until-ns T] [--uncoupled]``: the macro model job.
+
+Runs (or resumes) the campaign's macro model, writing frames, patches and
+checkpoints under ``W`` (see :mod:`mummi.macro.driver` for the layout), until the
+macro time reaches ``--until-ns`` (default: ``campaign.stop.macro_time_us``, else
+forever). ``--uncoupled`` ignores new parameter versions (the pre-campaign run
+that trains the encoder). It stops cleanly (checkpoint, exit 75) on SIGTERM or
+SIGINT and before ``--walltime-min`` runs out; exit 0 means the target time was
+reached, after which ``W/macro/macro.status.json`` says ``done``. Running it again
+resumes; a finished run does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Sequence
+
+from mummi.jobs.simdir import EXIT_INCOMPLETE
+from mummi.macro.backend import tune_allocator
+from mummi.macro.driver import DONE, FAILED, INCOMPLETE, MacroLayout, MacroRun, read_status, write_status
+from mummi.workflow.spec import SpecError, load_spec
+
+log = logging.getLogger(__name__)
+
+#: Stop this long before ``--walltime-min`` ends, to checkpoint.
+STOP_MARGIN_MIN = 2.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mummi.jobs.macro", description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, type=Path, help="campaign spec (YAML)")
+    parser.add_argument("--workdir", type=Path, default=None, help="campaign directory (default: campaign.workdir of the spec)")
+    parser.add_argument("--until-ns", type=float, default=None, help="macro time to reach (ns)")
+    parser.add_argument("--uncoupled", action="store_true", help="do not reload new parameter versions")
+    parser.add_argument("--walltime-min", type=float, default=None, help="stop cleanly before this much wall time")
+    parser.add_argument("--compute", choices=("auto", "numpy", "torch"), default=None, help="override macro.compute")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s macro %(name)s %(levelname)s: %(message)s")
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as err:
+        log.error("%s", err)
+        return 2
+    layout = MacroLayout(args.workdir if args.workdir is not None else spec.campaign.workdir)
+    until = args.until_ns
+    if until is None:
+        until = spec.campaign.stop.macro_time_us * 1000.0 if spec.campaign.stop.macro_time_us else math.inf
+    status = read_status(layout)
+    if status and status.get("state") == DONE and float(status.get("time_ns", -1)) >= until:  # type: ignore[arg-type]
+        log.info("macro already done at t = %s ns", status.get("time_ns"))
+        return 0
+
+    stop = {"signal": None}
+    deadline = time.monotonic() + 60 * (args.walltime_min - STOP_MARGIN_MIN) if args.walltime_min else math.inf
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["signal"] = signum
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    tune_allocator()
+    try:
+        run = MacroRun(spec, layout.workdir, coupled=not args.uncoupled, compute=args.compute)
+        reached = run.run(until, should_stop=lambda: stop["signal"] is not None or time.monotonic() > deadline)
+    except Exception as err:  # the process boundary: report every failure as data
+        log.exception("macro failed in %s", layout.workdir)
+        write_status(layout, FAILED, error=f"{type(err).__name__}: {err}")
+        return 1
+    model = run.model
+    info = {"time_ns": model.time_ns, "step": model.step_count, "param_version": model.params.version, "positivity_fixes": model.positivity_fixes}
+    write_status(layout, DONE if reached else INCOMPLETE, **info)
+    return 0 if reached else EXIT_INCOMPLETE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
