@@ -38,6 +38,7 @@ class Backend(Protocol):
     def drift(self, c: Any, phi: Any) -> Any: ...
     def add_blocks(self, field: Any, rows: np.ndarray, cols: np.ndarray, blocks: np.ndarray) -> None: ...
     def channel_min(self, c: Any) -> np.ndarray: ...
+    def channel_max(self, c: Any) -> np.ndarray: ...
     def channel_sum(self, c: Any) -> np.ndarray: ...
 
 
@@ -173,6 +174,9 @@ class NumpyBackend:
     def channel_min(self, c: np.ndarray) -> np.ndarray:
         return c.reshape(c.shape[0], -1).min(axis=1)
 
+    def channel_max(self, c: np.ndarray) -> np.ndarray:
+        return c.reshape(c.shape[0], -1).max(axis=1).astype(np.float64)
+
     def channel_sum(self, c: np.ndarray) -> np.ndarray:
         return c.reshape(c.shape[0], -1).sum(axis=1, dtype=np.float64)
 
@@ -245,6 +249,9 @@ class TorchBackend:
 
     def channel_min(self, c: Any) -> np.ndarray:
         return self.to_numpy(c.reshape(c.shape[0], -1).amin(dim=1))
+
+    def channel_max(self, c: Any) -> np.ndarray:
+        return self.to_numpy(c.reshape(c.shape[0], -1).amax(dim=1)).astype(np.float64)
 
     def channel_sum(self, c: Any) -> np.ndarray:
         return self.to_numpy(c.reshape(c.shape[0], -1).sum(dim=1, dtype=self.torch.float64))

@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 #: Interaction eigenvalues below this fraction of the largest are dropped (exact for low-rank matrices).
 RANK_TOLERANCE = 1e-9
-#: σ(k) assumes local concentrations up to this multiple of the mean.
+#: σ(k) assumes local concentrations up to at least this multiple of the mean.
 STABILISATION_SAFETY = 2.0
 #: Noise modes whose coarse-graining filter is below this are not drawn.
 NOISE_CUTOFF = 1e-3
@@ -160,47 +160,64 @@ def interaction_modes(params: MacroParameters, beta: float) -> _Modes:
 class LipidOperators:
     """Everything the step needs that depends only on parameters, grid and dt (built once per parameter version)."""
 
-    def __init__(self, params: MacroParameters, grid: Grid, dt_ns: float, temperature_K: float, backend: Backend, noise: bool) -> None:
-        self.grid, self.dt_ns, self.backend = grid, dt_ns, backend
+    def __init__(
+        self, params: MacroParameters, grid: Grid, dt_ns: float, temperature_K: float, backend: Backend, noise: bool,
+        concentration_scale: np.ndarray | None = None,
+    ) -> None:
+        self.params, self.grid, self.dt_ns, self.backend = params, grid, dt_ns, backend
         self.kt = kt_kj_mol(temperature_K)
-        beta = 1.0 / self.kt
-        n, h = grid.n, grid.spacing_nm
-        cbar = params.mean_concentration_per_nm2
-        diff = params.diffusion_nm2_per_ns
+        self.beta = beta = 1.0 / self.kt
+        self.with_noise = noise and params.noise_scale > 0
 
         # lipid-lipid interactions as collective fields
         modes = interaction_modes(params, beta)
         self.local = np.flatnonzero(modes.kernel_index < 0)
         self.conv = np.flatnonzero(modes.kernel_index >= 0)
-        shapes_hat = grid.radial_transform(params.kernel_r_nm, params.kernel_shapes) if params.kernel_shapes.size else None
+        self.shapes_hat = grid.radial_transform(params.kernel_r_nm, params.kernel_shapes) if params.kernel_shapes.size else None
         self.vectors = modes.vectors
         self.weights = np.concatenate([modes.weights[:, self.local], modes.weights[:, self.conv]], axis=1)
-        self.conv_hat = backend.asarray(shapes_hat[modes.kernel_index[self.conv]]) if self.conv.size else None
+        self.conv_hat = backend.asarray(self.shapes_hat[modes.kernel_index[self.conv]]) if self.conv.size else None
         log.info("lipid interactions: %d contact and %d convolved collective fields", self.local.size, self.conv.size)
-
-        # ETD factors with linear stabilisation
-        lam = grid.laplacian_symbol()
-        sigma = _stabilisation(params, beta, shapes_hat, lam.shape)
-        rate = diff[:, None, None] * lam[None] * (1.0 + sigma)[None] * dt_ns
-        e = np.exp(-rate)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = e + (1.0 - e) * (sigma / (1.0 + sigma))[None]
-            b = (1.0 - e) / (lam * (1.0 + sigma) * h**2)[None]
-        a[:, 0, 0], b[:, 0, 0] = 1.0, 0.0
-        self.decay = backend.asarray(a)
-        self.gain = backend.asarray(b)
-        self.explicit_limit = float(np.max(diff) * dt_ns / h**2)
+        self.explicit_limit = float(np.max(params.diffusion_nm2_per_ns) * dt_ns / grid.spacing_nm**2)
 
         # RAS-lipid potentials: the local stencil (kT) for the lipids, its transform (kJ/mol) for the RAS
         self.stencil_kj = pmf_stencil(params, grid)
         self.stencil_kt = self.stencil_kj * beta
         self.pmf_hat = backend.asarray(grid.radial_transform(params.pmf_r_nm, params.pmf_kj_mol))
 
-        # conserved noise: active modes and amplitudes
-        self.noise = None
-        if noise and params.noise_scale > 0:
-            self.noise = _noise_modes(params, grid, a)
-        self.mass_mode = None  # set by the model: the exact k=0 coefficients
+        self.floor_scale = STABILISATION_SAFETY * params.mean_concentration_per_nm2
+        self.set_concentration_scale(self.floor_scale if concentration_scale is None else concentration_scale)
+
+    def set_concentration_scale(self, scale: np.ndarray) -> None:
+        """(Re)build the ETD factors and noise amplitudes for local concentrations up to ``scale``.
+
+        The stabilisation σ(k) must bound the linearised interactions at the
+        highest local concentrations, so the model raises the scale when a species
+        exceeds it and lowers it again when the fields relax (see
+        :meth:`needs_rescale`). The fixed points do not depend on it.
+        """
+        self.concentration_scale = np.array(scale, dtype=np.float64)
+        p, grid, h = self.params, self.grid, self.grid.spacing_nm
+        lam = grid.laplacian_symbol()
+        sigma = _stabilisation(p, self.beta, self.shapes_hat, lam.shape, self.concentration_scale)
+        rate = p.diffusion_nm2_per_ns[:, None, None] * lam[None] * (1.0 + sigma)[None] * self.dt_ns
+        e = np.exp(-rate)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = e + (1.0 - e) * (sigma / (1.0 + sigma))[None]
+            b = (1.0 - e) / (lam * (1.0 + sigma) * h**2)[None]
+        a[:, 0, 0], b[:, 0, 0] = 1.0, 0.0
+        self.decay = self.backend.asarray(a)
+        self.gain = self.backend.asarray(b)
+        self.noise = _noise_modes(p, grid, a) if self.with_noise else None
+
+    def needs_rescale(self, channel_max: np.ndarray) -> np.ndarray | None:
+        """A new concentration scale when a species left [scale/8, scale], else None."""
+        scale = self.concentration_scale
+        grow = channel_max > scale
+        shrink = (8 * channel_max < scale) & (scale > self.floor_scale)
+        if not (grow.any() or shrink.any()):
+            return None
+        return np.where(grow | shrink, np.maximum(self.floor_scale, 2 * channel_max), scale)
 
     # ------------------------------------------------------------------ fields
     def potential(self, c: Any, c_hat: Any) -> Any:
@@ -279,15 +296,15 @@ def _weighted_sum(weights: np.ndarray, c_hat: np.ndarray) -> np.ndarray:
     return out
 
 
-def _stabilisation(params: MacroParameters, beta: float, shapes_hat: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
-    """σ(k) = max(0, (safety·μ(k) - 1)/2) with μ(k) ≥ the largest eigenvalue of C½ βK̂(k) C½.
+def _stabilisation(params: MacroParameters, beta: float, shapes_hat: np.ndarray | None, shape: tuple[int, ...], scale: np.ndarray) -> np.ndarray:
+    """σ(k) = max(0, (μ(k) - 1)/2) with μ(k) ≥ the largest eigenvalue of C½ βK̂(k) C½, C = diag(scale).
 
     For steps much longer than the relaxation time of a mode, ETD1 with the drift
     explicit multiplies it by -(μ - σ)/(1 + σ), so σ ≥ (μ - 1)/2 keeps every
     thermodynamically stable mode (μ > -1) stable; μ is bounded by Weyl's
     inequality from each matrix's extreme eigenvalues.
     """
-    root = np.sqrt(params.mean_concentration_per_nm2)
+    root = np.sqrt(scale)
 
     def extremes(m: np.ndarray) -> tuple[float, float]:
         ev = np.linalg.eigvalsh(beta * root[:, None] * m * root[None, :])
@@ -299,7 +316,7 @@ def _stabilisation(params: MacroParameters, beta: float, shapes_hat: np.ndarray 
             lo, hi = extremes(amp)
             g = shapes_hat[b]
             mu = mu + np.maximum(g * hi, g * lo)
-    return np.maximum(0.0, (STABILISATION_SAFETY * mu - 1.0) / 2.0)
+    return np.maximum(0.0, (mu - 1.0) / 2.0)
 
 
 @dataclass

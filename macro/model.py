@@ -64,7 +64,8 @@ class MacroModel:
         self.rngs = {name: np.random.Generator(np.random.PCG64(s)) for name, s in zip(_STREAMS, np.random.SeedSequence(seed).spawn(len(_STREAMS)))}
         self.substeps = _substeps(settings)
         self.step_count = 0
-        self.positivity_fixes = 0
+        self.positivity_fixes = 0  # steps that needed the positivity repair
+        self.largest_repair = 0.0  # largest clipped (negative) mass, as a fraction of its species' mass
         self.timings: dict[str, float] = defaultdict(float)
         self.set_parameters(params)
         self._init_state()
@@ -107,7 +108,8 @@ class MacroModel:
             raise ValueError(f"new parameters have {params.n_states} RAS states, the model has {old.n_states}")
         self.params = params
         s = self.settings
-        self.ops = LipidOperators(params, self.grid, s.dt_ns, s.temperature_K, self.backend, s.noise)
+        scale = self.ops.concentration_scale * params.mean_concentration_per_nm2 / old.mean_concentration_per_nm2 if old is not None else None
+        self.ops = LipidOperators(params, self.grid, s.dt_ns, s.temperature_K, self.backend, s.noise, scale)
         self.dynamics = RasDynamics(
             diffusion_nm2_per_ns=params.ras_diffusion_nm2_per_ns, kt_kj_mol=kt_kj_mol(s.temperature_K),
             repulsion_kj_mol=params.ras_repulsion_kj_mol, size_nm=params.ras_size_nm, box_nm=s.box_nm,
@@ -143,6 +145,10 @@ class MacroModel:
         t2 = time.perf_counter()
         c, c_hat = ops.advance(self._c, self._c_hat, phi, ops.draw_noise(self.rngs["lipid"]))
         self._c, self._c_hat = self._keep_positive(c, c_hat)
+        rescale = ops.needs_rescale(be.channel_max(self._c))
+        if rescale is not None:
+            log.debug("step %d: stabilisation rescaled to %s x mean", self.step_count, np.round(rescale / self.params.mean_concentration_per_nm2, 1).tolist())
+            ops.set_concentration_scale(rescale)
         t3 = time.perf_counter()
         if w is not None:
             normals = self.rngs["ras"].standard_normal((self.substeps,) + self.ras_positions.shape)
@@ -165,6 +171,7 @@ class MacroModel:
                 callback(self)
 
     def _keep_positive(self, c: Any, c_hat: Any) -> tuple[Any, Any]:
+        """Clip negative concentrations and rescale those species to their exact mass (a counted safety net)."""
         be = self.backend
         low = be.channel_min(c)
         bad = np.flatnonzero(low < 0)
@@ -176,9 +183,10 @@ class MacroModel:
             ci = c[ch]
             ci[ci < 0] = 0
             total = float(be.channel_sum(ci[None])[0])
+            self.largest_repair = max(self.largest_repair, total / mass[ch] - 1.0)
             ci *= mass[ch] / total
-        c_hat = be.rfft2(c)
-        c_hat[:, 0, 0] = self._mass_mode
+            c_hat[ch] = be.rfft2(ci)
+            c_hat[ch, 0, 0] = self._mass_mode[ch]
         log.debug("step %d: negative concentrations (min %.3g) clipped in channels %s", self.step_count, float(low.min()), bad.tolist())
         return c, c_hat
 
@@ -205,9 +213,11 @@ class MacroModel:
             "seed": np.array(self.seed),
             "step": np.array(self.step_count),
             "positivity_fixes": np.array(self.positivity_fixes),
+            "largest_repair": np.array(self.largest_repair),
             "c": be.to_numpy(self._c),
             "c_hat": be.to_numpy(self._c_hat),
             "mass_mode": be.to_numpy(self._mass_mode),
+            "concentration_scale": self.ops.concentration_scale,
             "ras_positions": self.ras_positions,
             "ras_states": self.ras_states,
             "ras_ids": self.ras_ids,
@@ -243,6 +253,7 @@ class MacroModel:
             model.substeps = _substeps(settings)
             model.timings = defaultdict(float)
             model.set_parameters(params)
+            model.ops.set_concentration_scale(d["concentration_scale"])
             states = json.loads(str(d["rng_states"]))
             model.rngs = {}
             for name in _STREAMS:
@@ -256,6 +267,7 @@ class MacroModel:
             model.ras_ids = np.array(d["ras_ids"])
             model.step_count = int(d["step"])
             model.positivity_fixes = int(d["positivity_fixes"])
+            model.largest_repair = float(d["largest_repair"])
         log.info("macro model restored from %s at step %d (t = %.0f ns)", path, model.step_count, model.time_ns)
         return model
 
