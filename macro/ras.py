@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 log = logging.getLogger(__name__)
 
@@ -205,17 +206,13 @@ class RasDynamics:
 
 
 def switch_states(states: np.ndarray, rates_per_ns: np.ndarray, dt_ns: float, rng: np.random.Generator) -> np.ndarray:
-    """Markov jumps between RAS states over dt (at most one jump per RAS and lipid step)."""
+    """The states after dt of the continuous-time Markov chain with these rates (exact: P = exp(Q dt))."""
     rates = np.array(rates_per_ns, dtype=np.float64)
     np.fill_diagonal(rates, 0.0)
-    total = rates.sum(axis=1)
-    u = rng.random((len(states), 2))
-    out = states.copy()
-    jump = u[:, 0] < -np.expm1(-total[states] * dt_ns)
-    for a in np.flatnonzero(jump):
-        p = rates[states[a]] / total[states[a]]
-        out[a] = int(np.searchsorted(np.cumsum(p), u[a, 1] * p.sum(), side="right"))
-    return np.minimum(out, len(rates) - 1)
+    transition = scipy.linalg.expm((rates - np.diag(rates.sum(axis=1))) * dt_ns)
+    cumulative = np.cumsum(transition, axis=1)
+    u = rng.random(len(states)) * cumulative[:, -1][states]
+    return (u[:, None] >= cumulative[states]).sum(axis=1).astype(states.dtype)
 
 
 def stationary_states(rates_per_ns: np.ndarray) -> np.ndarray:
