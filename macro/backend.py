@@ -168,8 +168,13 @@ class NumpyBackend:
 
     def add_blocks(self, field: np.ndarray, rows: np.ndarray, cols: np.ndarray, blocks: np.ndarray) -> None:
         """``field[:, rows[a], cols[a]] += blocks[a]`` for each a (periodic indices, no repeats within a block)."""
+        size = rows.shape[1]
         for a in range(len(blocks)):
-            field[:, rows[a][:, None], cols[a][None, :]] += blocks[a]
+            r0, c0 = rows[a, 0], cols[a, 0]
+            if rows[a, -1] == r0 + size - 1 and cols[a, -1] == c0 + size - 1:  # no wrap: a plain slice
+                field[:, r0 : r0 + size, c0 : c0 + size] += blocks[a]
+            else:
+                field[:, rows[a][:, None], cols[a][None, :]] += blocks[a]
 
     def channel_min(self, c: np.ndarray) -> np.ndarray:
         return c.reshape(c.shape[0], -1).min(axis=1)

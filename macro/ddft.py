@@ -56,6 +56,7 @@ import numpy as np
 
 from mummi.macro.backend import Backend
 from mummi.macro.params import MacroParameters, kt_kj_mol
+from mummi.macro.ras import cic_stencils
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ class LipidOperators:
 
         # RAS-lipid potentials: the local stencil (kT) for the lipids, its transform (kJ/mol) for the RAS
         self.stencil_kj = pmf_stencil(params, grid)
-        self.stencil_kt = self.stencil_kj * beta
+        self.corner_stencils = cic_stencils((self.stencil_kj * beta).astype(backend.real))  # kT, for the lipids
         self.pmf_hat = backend.asarray(grid.radial_transform(params.pmf_r_nm, params.pmf_kj_mol))
 
         self.floor_scale = STABILISATION_SAFETY * params.mean_concentration_per_nm2

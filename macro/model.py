@@ -138,8 +138,8 @@ class MacroModel:
         t0 = time.perf_counter()
         phi = ops.potential(self._c, self._c_hat)
         if len(self.ras_positions):
-            rows, cols, blocks = potential_blocks(self.ras_positions, self.ras_states, ops.stencil_kt, self.grid.spacing_nm, self.grid.n)
-            be.add_blocks(phi, rows, cols, blocks.astype(be.real))
+            rows, cols, blocks = potential_blocks(self.ras_positions, self.ras_states, ops.corner_stencils, self.grid.spacing_nm, self.grid.n)
+            be.add_blocks(phi, rows, cols, blocks)
         t1 = time.perf_counter()
         w = ops.ras_field(self._c_hat) if len(self.ras_positions) else None
         t2 = time.perf_counter()

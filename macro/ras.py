@@ -35,29 +35,35 @@ def cell_weights(positions_nm: np.ndarray, spacing_nm: float, n: int) -> tuple[n
     return base.astype(np.int64) % n, g - base
 
 
+def cic_stencils(stencil: np.ndarray) -> np.ndarray:
+    """The stencil shifted to each corner of a cell: (n_states, 4, channels, 2m+2, 2m+2), corners (dy, dx) = 00, 01, 10, 11."""
+    n_states, channels, side, _ = stencil.shape
+    shifted = np.zeros((n_states, 4, channels, side + 1, side + 1), stencil.dtype)
+    for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        shifted[:, k, :, dy : dy + side, dx : dx + side] = stencil
+    return shifted
+
+
 def potential_blocks(
-    positions_nm: np.ndarray, states: np.ndarray, stencil: np.ndarray, spacing_nm: float, n: int
+    positions_nm: np.ndarray, states: np.ndarray, corner_stencils: np.ndarray, spacing_nm: float, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each RAS's potential on the grid points around it, by cloud-in-cell deposition.
 
-    ``stencil`` is V on grid offsets, (n_states, channels, 2m+1, 2m+1). Returns
-    (rows, cols, blocks): periodic row and column indices (n, 2m+2) and the values
-    (n, channels, 2m+2, 2m+2) to add at ``field[:, rows[a], cols[a]]``.
+    ``corner_stencils`` comes from :func:`cic_stencils` of V on grid offsets.
+    Returns (rows, cols, blocks): periodic row and column indices (n, 2m+2) and the
+    values (n, channels, 2m+2, 2m+2) to add at ``field[:, rows[a], cols[a]]``.
     """
-    n_states, channels, side, _ = stencil.shape
-    m = side // 2
+    n_states, _, channels, side, _ = corner_stencils.shape
     cell, frac = cell_weights(positions_nm, spacing_nm, n)
     fx, fy = frac[:, 0], frac[:, 1]
-    weights = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=1)  # corners (dy, dx) = 00, 01, 10, 11
-    shifted = np.zeros((n_states, 4, channels, side + 1, side + 1))
-    for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-        shifted[:, k, :, dy : dy + side, dx : dx + side] = stencil
-    blocks = np.empty((len(positions_nm), channels, side + 1, side + 1))
+    weights = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=1).astype(corner_stencils.dtype)
+    blocks = np.empty((len(positions_nm), channels, side, side), corner_stencils.dtype)
     for s in range(n_states):
         mine = np.flatnonzero(states == s)
         if mine.size:
-            blocks[mine] = (weights[mine] @ shifted[s].reshape(4, -1)).reshape(mine.size, channels, side + 1, side + 1)
-    span = np.arange(-m, m + 2)
+            # einsum, not a BLAS product: with 4 corners BLAS threading costs more than the arithmetic
+            blocks[mine] = np.einsum("nk,kj->nj", weights[mine], corner_stencils[s].reshape(4, -1)).reshape(mine.size, channels, side, side)
+    span = np.arange(-(side // 2) + 1, side // 2 + 1)
     rows = (cell[:, 1:2] + span[None]) % n
     cols = (cell[:, 0:1] + span[None]) % n
     return rows, cols, blocks

@@ -10,6 +10,7 @@ from mummi.macro.backend import NumpyBackend
 from mummi.macro.params import default_parameters, kt_kj_mol
 from mummi.macro.ras import (
     RasDynamics,
+    cic_stencils,
     field_force,
     pair_force,
     pairs_within,
@@ -39,7 +40,7 @@ def test_ras_force_is_minus_the_gradient_of_the_lipid_coupling_energy() -> None:
 
     def energy(x: np.ndarray, state: int) -> float:
         u = np.zeros_like(c)
-        rows, cols, blocks = potential_blocks(x[None], np.array([state]), ops.stencil_kj, h, 48)
+        rows, cols, blocks = potential_blocks(x[None], np.array([state]), cic_stencils(ops.stencil_kj), h, 48)
         NumpyBackend("float64").add_blocks(u, rows, cols, blocks)
         return float(np.sum(c * u) * h**2)
 
