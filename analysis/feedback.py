@@ -78,8 +78,7 @@ def rebin(gr: WeightedGr, r_nm: np.ndarray) -> np.ndarray:
     return out
 
 
-def ibi_update(
-    potentials: np.ndarray,
+def ibi_correction(
     g_macro: np.ndarray,
     g_md: np.ndarray,
     temperature_K: float,
@@ -87,17 +86,34 @@ def ibi_update(
     floor: float = 1e-3,
     max_step_kT: float = 2.0,
 ) -> np.ndarray:
-    """One damped iterative-Boltzmann-inversion step on tabulated potentials (kJ/mol).
+    """One damped iterative-Boltzmann-inversion step, ``damping * kT * ln(g_macro / g_md)`` in kJ/mol.
 
-    Where either g is missing or below ``floor`` (no statistics), the potential is
-    left as it is; each step is limited to ``max_step_kT`` so one noisy round can
-    never throw the macro model off.
+    Where either g is missing or below ``floor`` (no statistics) the step is 0; each
+    step is limited to ``max_step_kT`` so one noisy round can never throw the macro
+    model off.
     """
     kT = BOLTZMANN_KJ_PER_MOL_K * temperature_K
     ok = np.isfinite(g_macro) & np.isfinite(g_md) & (g_macro > floor) & (g_md > floor)
     with np.errstate(divide="ignore", invalid="ignore"):
         step = np.where(ok, damping * kT * np.log(np.where(ok, g_macro, 1.0) / np.where(ok, g_md, 1.0)), 0.0)
-    return potentials + np.clip(step, -max_step_kT * kT, max_step_kT * kT)
+    return np.clip(step, -max_step_kT * kT, max_step_kT * kT)
+
+
+def ibi_update(potentials: np.ndarray, g_macro: np.ndarray, g_md: np.ndarray, temperature_K: float, damping: float, **limits: float) -> np.ndarray:
+    """Potentials tabulated on the same radii as the g(r) tables, after one :func:`ibi_correction`."""
+    return potentials + ibi_correction(g_macro, g_md, temperature_K, damping, **limits)
+
+
+def correction_on(r_table_nm: np.ndarray, r_nm: np.ndarray, correction: np.ndarray) -> np.ndarray:
+    """A correction known at radii ``r_nm`` carried onto a finer potential table at ``r_table_nm``.
+
+    Linear in between, the first value inside the first radius, and fading to 0
+    over one shell beyond the last, so the table stays continuous.
+    """
+    r_nm = np.asarray(r_nm, dtype=np.float64)
+    step = r_nm[1] - r_nm[0] if len(r_nm) > 1 else 1.0
+    xs = np.concatenate([r_nm, [r_nm[-1] + step]])
+    return np.stack([np.interp(r_table_nm, xs, np.concatenate([row, [0.0]]), right=0.0) for row in np.atleast_2d(correction)])
 
 
 def gr_distance(g_macro: np.ndarray, g_md: np.ndarray, r_nm: np.ndarray, channels: Sequence[int] | None = None) -> float:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from mummi.adapters.backend import Backend
+from mummi.workflow import macro_link
 from mummi.workflow.campaign import CampaignDir
 from mummi.workflow.jobrunner import Finished, JobRunner
 from mummi.workflow.micro import MicroPipeline
@@ -135,11 +136,8 @@ class Coordinator:
         log.info("selected %d patches (%s)", len(picks), ", ".join(s for _, s in picks))
 
     def _patch_of(self, patch_id: str) -> tuple:
-        from mummi.macro.patches import read_patch
-
-        row = self.store._db.execute("SELECT file FROM patches WHERE id = ?", (patch_id,)).fetchone()
-        patch = read_patch(Path(row["file"]), patch_id)
-        return patch.coarse, patch.offsets_nm, patch.states, patch.state
+        patch = macro_link.patch_for_sim(self.store.patch_file(patch_id), patch_id)
+        return patch.coarse, patch.offsets_nm, patch.states, patch.central_state
 
     # ------------------------------------------------------------- finished
     def _on_finished(self, done: Finished) -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mummi.analysis.feedback import gr_distance, ibi_update, rebin, weighted_gr
+from mummi.analysis.feedback import correction_on, gr_distance, ibi_correction, rebin, weighted_gr
+from mummi.adapters.membrane import CHANNEL_NAMES
 from mummi.analysis.rdf import RDFCounts
 from mummi.jobs import simdir
 from mummi.workflow import macro_link
@@ -56,27 +57,28 @@ class FeedbackStage:
         if not due:
             return
         version = macro_link.latest_version(self.cdir)
-        profile = macro_link.macro_profile(self.spec, self.cdir, version)
-        if profile is None:
+        g_macro = None if version is None else macro_link.macro_gr(self.spec, self.cdir, version)
+        if g_macro is None:
             return  # no frame has used the latest parameters yet
-        self._run_round(sims, version, *profile)
+        self._run_round(sims, version, g_macro)
         self._last_time = time.monotonic()
 
-    def _run_round(self, sims, version: int, r_nm: np.ndarray, g_macro: np.ndarray) -> None:
+    def _run_round(self, sims: list[tuple[str, str, Path]], version: int, g_macro: np.ndarray) -> None:
         fb = self.spec.feedback
+        edges = macro_link.comparison_edges(self.spec)
+        r_nm = 0.5 * (edges[1:] + edges[:-1])
         weights = self.ingest.sampler.weights() if fb.use_weights else {}
         md = weighted_gr((RDFCounts.load(path), weights.get(patch_id, 1.0)) for _, patch_id, path in sims)
         g_md = rebin(md, r_nm)
         channels = macro_link.feedback_channels(self.spec)
         distance = gr_distance(g_macro, g_md, r_nm, channels)
         round_no = self.store.start_feedback_round(len(sims))
-        potentials = macro_link.potentials(self.cdir, version)
-        corrected = potentials.copy()
-        corrected[..., channels, :] = ibi_update(
-            potentials[..., channels, :], g_macro[channels], g_md[channels], self.spec.macro.temperature_K, fb.damping
-        )
-        new_version = macro_link.write_potentials(self.cdir, version, corrected)
-        self._save_round(round_no, r_nm, g_macro, g_md, potentials, corrected, distance, version, new_version)
+        params = macro_link.load(self.cdir, version)
+        step = np.zeros_like(g_macro)
+        step[channels] = ibi_correction(g_macro[channels], g_md[channels], self.spec.macro.temperature_K, fb.damping)
+        pmf = params.pmf_kj_mol + correction_on(params.pmf_r_nm, r_nm, step)[None]
+        new_version = macro_link.write_pmf(self.cdir, params, pmf)
+        self._save_round(round_no, r_nm, g_macro, g_md, params.pmf_kj_mol, pmf, distance, version, new_version)
         self.store.finish_feedback_round(round_no, new_version, distance, from_version=version, sims=[s for s, _, _ in sims])
         log.info("feedback round %d: %d sims, g(r) distance %.4f at parameter version %d -> version %d",
                  round_no, len(sims), distance, version, new_version)
@@ -105,7 +107,7 @@ class FeedbackStage:
 
         first, last = (dict(np.load(f, allow_pickle=False)) for f in (files[0], files[-1]))
         channels = macro_link.feedback_channels(self.spec)
-        names = macro_link.channel_names()
+        names = CHANNEL_NAMES
         shown = channels[:6]
         fig, axes = plt.subplots(1, len(shown) + 1, figsize=(3.2 * (len(shown) + 1), 3.2))
         for ax, c in zip(axes, shown):

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mummi.macro.patches import list_patch_files, read_patches
 from mummi.sampler.dynim import DynimSampler, Selection
 from mummi.workflow.atomic import atomic_write
 from mummi.workflow.campaign import CampaignDir
@@ -42,27 +43,26 @@ class Ingest:
         self.latents_dir = cdir.patches / "latents"
         self.latents_dir.mkdir(parents=True, exist_ok=True)
         self.sampler = self._recover()
-        self._ingested = {Path(r[0]).name for r in store._db.execute("SELECT DISTINCT file FROM patches")}
+        self._ingested = {Path(f).name for f in store.patch_files()}
 
     # --------------------------------------------------------------- ingest
     def new_patch_files(self) -> list[Path]:
         """Complete patch files not yet ingested, oldest frame first (names sort by frame time)."""
-        return [p for p in sorted(self.cdir.patches.glob("*.h5")) if p.name not in self._ingested]
+        return [p for p in list_patch_files(self.cdir.patches) if p.name not in self._ingested]
 
     def ingest(self, path: Path) -> int:
         """Record, encode and offer to the sampler every patch of one frame file; returns the count."""
-        from mummi.macro.patches import read_patches
-
-        patches = read_patches(path)
+        patches = read_patches(path, native=False)
         ids = [str(i) for i in patches.ids]
         latents = self._encode_once(path, ids, patches.coarse)
-        rows = [(pid, float(patches.frame_time_ns), int(ras), str(path)) for pid, ras in zip(ids, patches.ras_ids)]
+        rows = [(pid, float(patches.time_ns), int(ras), str(path)) for pid, ras in zip(ids, patches.ras_ids)]
+        # The sampler first: it refuses bad input without changing, so nothing unreplayable is recorded.
+        self.sampler.add_candidates(ids, latents)
         with self.store.transaction():
             self.store.add_patches(rows)
             self.store.set_patch_states(ids, PatchState.CANDIDATE)
             self.store.record_event(ADD, path.name, n=len(ids))
-            self.store.set_meta("macro_time_ns", float(patches.frame_time_ns))
-        self.sampler.add_candidates(ids, latents)
+            self.store.set_meta("macro_time_ns", float(patches.time_ns))
         self._ingested.add(path.name)
         return len(ids)
 
@@ -94,7 +94,7 @@ class Ingest:
     # ------------------------------------------------------------ checkpoint
     def checkpoint(self) -> None:
         """Save the sampler with the id of the last store event it reflects."""
-        last = self.store._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        last = self.store.last_event_id()
         target = self.cdir.sampler / f"checkpoint-{last:012d}"
         if target.exists():
             return
@@ -114,9 +114,7 @@ class Ingest:
             sampler = DynimSampler.restore(self.cdir.sampler / saved["dir"], history=history)
             since = saved["event_id"]
         replayed = 0
-        for event in self.store._db.execute(
-            "SELECT kind, subject, data FROM events WHERE id > ? AND kind IN (?, ?) ORDER BY id", (since, ADD, SELECT)
-        ).fetchall():
+        for event in self.store.events([ADD, SELECT], since_id=since):
             data = json.loads(event["data"])
             if event["kind"] == ADD:
                 self._replay_add(sampler, self.cdir.patches / event["subject"])

@@ -1,4 +1,4 @@
-"""What the coordinator needs of the macro model's files: parameter versions, potentials, profiles.
+"""What the coordinator needs of the macro model's files: patches, parameter versions, g(r) profiles.
 
 The one place where the workflow reads and writes the macro model's outputs, so
 the coordinator and the feedback stay independent of the model's internals.
@@ -6,65 +6,82 @@ the coordinator and the feedback stay independent of the model's internals.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mummi.adapters.membrane import CHANNEL_NAMES
+from mummi.adapters.membrane import CHANNEL_NAMES, N_INNER
+from mummi.macro import frames as macro_frames
+from mummi.macro import params as macro_params
+from mummi.macro.patches import read_patches
 from mummi.workflow.campaign import CampaignDir
 from mummi.workflow.spec import CampaignSpec
+
+
+@dataclass(frozen=True)
+class PatchForSim:
+    """What createsim needs of one selected patch."""
+
+    coarse: np.ndarray
+    offsets_nm: np.ndarray
+    states: np.ndarray
+    central_state: int
+
+
+def patch_for_sim(path: Path, patch_id: str) -> PatchForSim:
+    patches = read_patches(path, native=False)
+    p = patches.ids.index(patch_id)
+    offsets, states = patches.constellation(p)
+    return PatchForSim(patches.coarse[p], offsets, states, int(patches.central_states[p]))
 
 
 def params_dir(cdir: CampaignDir) -> Path:
     return cdir.macro / "params"
 
 
-def latest_version(cdir: CampaignDir) -> int:
-    from mummi.macro.params import latest_version as latest
-
-    return latest(params_dir(cdir))
-
-
-def potentials(cdir: CampaignDir, version: int) -> np.ndarray:
-    """The RAS–lipid potential tables of a parameter version, shape (..., 14, n_r) in kJ/mol."""
-    from mummi.macro.params import load_parameters
-
-    return np.array(load_parameters(params_dir(cdir), version).ras_lipid_potentials, dtype=np.float64)
+def latest_version(cdir: CampaignDir) -> int | None:
+    versions = macro_params.parameter_versions(params_dir(cdir))
+    return versions[-1] if versions else None
 
 
-def write_potentials(cdir: CampaignDir, version: int, table: np.ndarray) -> int:
-    """Write a new parameter version equal to ``version`` but for its RAS–lipid potentials; returns its number."""
-    from mummi.macro.params import load_parameters, write_parameters
-
-    params = load_parameters(params_dir(cdir), version)
-    return write_parameters(params_dir(cdir), params.with_ras_lipid_potentials(table))
+def load(cdir: CampaignDir, version: int) -> macro_params.MacroParameters:
+    return macro_params.load_parameters(macro_params.parameters_path(params_dir(cdir), version))
 
 
-def macro_profile(spec: CampaignSpec, cdir: CampaignDir, version: int, max_frames: int = 10) -> tuple[np.ndarray, np.ndarray] | None:
-    """The macro model's g(r) around RAS on its potential table radii, from its latest frames with ``version``.
+def write_pmf(cdir: CampaignDir, params: macro_params.MacroParameters, pmf_kj_mol: np.ndarray) -> int:
+    """A new parameter version equal to ``params`` but for its RAS–lipid potentials; returns its number."""
+    return macro_params.write_parameters(params_dir(cdir), params.replace(pmf_kj_mol=pmf_kj_mol))
 
-    None when no frame has used that version yet.
-    """
-    from mummi.macro.frames import frames_with_version
-    from mummi.macro.params import load_parameters
-    from mummi.macro.profiles import radial_profiles
 
-    frames = frames_with_version(cdir.macro / "frames", version)[-max_frames:]
-    if not frames:
-        return None
-    r_nm = np.asarray(load_parameters(params_dir(cdir), version).r_nm)
-    return r_nm, radial_profiles(frames, r_nm)
+def comparison_edges(spec: CampaignSpec) -> np.ndarray:
+    """Radial shells on which macro and MD g(r) are compared: one grid spacing wide, out to 8 nm."""
+    h = spec.macro.box_nm / spec.macro.grid_points
+    r_max = min(8.0, spec.analysis.r_max_nm, 0.45 * spec.macro.box_nm, spec.patches.size_nm / 2)
+    return np.arange(0.0, r_max + 1e-9, h)
+
+
+def macro_gr(spec: CampaignSpec, cdir: CampaignDir, version: int, max_frames: int = 10) -> np.ndarray | None:
+    """The macro model's g(r) around RAS (c(r)/c̄ per channel) on :func:`comparison_edges`,
+    averaged over its latest frames computed with parameter ``version``; None before there is one."""
+    edges = comparison_edges(spec)
+    profiles = []
+    for path in reversed(macro_frames.list_frames(cdir.macro / "frames")):
+        frame = macro_frames.read_frame(path)
+        if frame.param_version != version:
+            if profiles or frame.param_version < version:
+                break
+            continue
+        profiles.append(macro_frames.radial_profiles(frame, edges))
+        if len(profiles) == max_frames:
+            break
+    return np.nanmean(profiles, axis=0) if profiles else None
 
 
 def feedback_channels(spec: CampaignSpec) -> list[int]:
     """Channels the feedback corrects: those the in situ analysis measures (the inner leaflet by default)."""
-    n_inner = 8
     if spec.analysis.leaflet == "inner":
-        return list(range(n_inner))
+        return list(range(N_INNER))
     if spec.analysis.leaflet == "outer":
-        return list(range(n_inner, len(CHANNEL_NAMES)))
+        return list(range(N_INNER, len(CHANNEL_NAMES)))
     return list(range(len(CHANNEL_NAMES)))
-
-
-def channel_names() -> tuple[str, ...]:
-    return CHANNEL_NAMES

@@ -187,7 +187,7 @@ class SamplerSettings(Settings):
     candidate_cap: PositiveInt = Field(35_000, description="Capacity of the candidate queue C.")
     warmup: NonNegativeInt = Field(4, description="The first selections are uniformly random.")
     index: Literal["flat", "ivf", "hnsw"] = Field("flat", description="'flat' is exact; 'ivf' and 'hnsw' approximate for very large S.")
-    index_probe: PositiveInt | None = Field(None, description="Search effort of an approximate index: IVF nprobe (default 16) or HNSW efSearch (default 64).")
+    index_probe: PositiveInt | None = Field(None, description="Search effort of an approximate index: IVF nprobe (default 8) or HNSW efSearch (default 64).")
     device: Device = "auto"
     normalize_weights: bool = False
     checkpoint_interval_s: PositiveFloat = 60.0

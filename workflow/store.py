@@ -215,9 +215,16 @@ class StateStore:
         with self.transaction():
             self._log(kind, subject, data)
 
-    def events(self, kind: str | None = None, since_id: int = 0) -> list[sqlite3.Row]:
-        sql = "SELECT * FROM events WHERE id > ?" + (" AND kind = ?" if kind else "") + " ORDER BY id"
-        return self._db.execute(sql, (since_id, kind) if kind else (since_id,)).fetchall()
+    def events(self, kind: str | Sequence[str] | None = None, since_id: int = 0) -> list[sqlite3.Row]:
+        """Events after ``since_id``, oldest first, of one kind or several."""
+        kinds = [kind] if isinstance(kind, str) else list(kind or [])
+        sql = "SELECT * FROM events WHERE id > ?"
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+        return self._db.execute(sql + " ORDER BY id", (since_id, *kinds)).fetchall()
+
+    def last_event_id(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
 
     def _log(self, kind: str, subject: str | None, data: Mapping[str, Any]) -> None:
         self._db.execute(
@@ -324,6 +331,16 @@ class StateStore:
                 _check_move("patch", pid, PatchState(row[0]), state, PATCH_TRANSITIONS)
             db.executemany("UPDATE patches SET state = ? WHERE id = ?", [(state.value, pid) for pid in patch_ids])
             self._log("patches.state", None, {"to": state.value, "count": len(patch_ids)})
+
+    def patch_file(self, patch_id: str) -> Path:
+        row = self._db.execute("SELECT file FROM patches WHERE id = ?", (patch_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no patch with id {patch_id!r}")
+        return Path(row[0])
+
+    def patch_files(self) -> set[str]:
+        """Every file that patches were recorded from."""
+        return {r[0] for r in self._db.execute("SELECT DISTINCT file FROM patches")}
 
     def patch_counts(self) -> dict[str, int]:
         counts = {s.value: 0 for s in PatchState}
