@@ -18,7 +18,7 @@ import math
 import signal
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from mummi.jobs.simdir import EXIT_INCOMPLETE
 from mummi.macro.backend import tune_allocator
@@ -38,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--until-ns", type=float, default=None, help="macro time to reach (ns)")
     parser.add_argument("--uncoupled", action="store_true", help="do not reload new parameter versions")
     parser.add_argument("--walltime-min", type=float, default=None, help="stop cleanly before this much wall time")
+    parser.add_argument("--pace-ns-per-s", type=float, default=None,
+                        help="advance at most this much macro time per wall-clock second (dry runs: keeps the macro model "
+                             "in step with the sims, as on a real allocation)")
     parser.add_argument("--compute", choices=("auto", "numpy", "torch"), default=None, help="override macro.compute")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s macro %(name)s %(levelname)s: %(message)s")
@@ -66,7 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_allocator()
     try:
         run = MacroRun(spec, layout.workdir, coupled=not args.uncoupled, compute=args.compute)
-        reached = run.run(until, should_stop=lambda: stop["signal"] is not None or time.monotonic() > deadline)
+        pace = _Pace(args.pace_ns_per_s, run.model.time_ns)
+
+        def should_stop() -> bool:
+            pace.wait(run.model.time_ns, lambda: stop["signal"] is not None)
+            return stop["signal"] is not None or time.monotonic() > deadline
+
+        reached = run.run(until, should_stop=should_stop)
     except Exception as err:  # the process boundary: report every failure as data
         log.exception("macro failed in %s", layout.workdir)
         write_status(layout, FAILED, error=f"{type(err).__name__}: {err}")
@@ -75,6 +84,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = {"time_ns": model.time_ns, "step": model.step_count, "param_version": model.params.version, "positivity_fixes": model.positivity_fixes}
     write_status(layout, DONE if reached else INCOMPLETE, **info)
     return 0 if reached else EXIT_INCOMPLETE
+
+
+class _Pace:
+    """Sleeps while the model is ahead of ``ns_per_s`` macro time per wall second."""
+
+    def __init__(self, ns_per_s: float | None, start_ns: float) -> None:
+        self.ns_per_s, self.start_ns, self.start = ns_per_s, start_ns, time.monotonic()
+
+    def wait(self, time_ns: float, stopping: Callable[[], bool]) -> None:
+        if not self.ns_per_s:
+            return
+        while not stopping():
+            ahead = (time_ns - self.start_ns) / self.ns_per_s - (time.monotonic() - self.start)
+            if ahead <= 0:
+                return
+            time.sleep(min(ahead, 0.25))
 
 
 if __name__ == "__main__":
