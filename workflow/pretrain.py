@@ -46,6 +46,8 @@ def macro_command(spec: CampaignSpec, cdir: CampaignDir, workdir: Path, *, until
         command += ["--until-ns", f"{until_ns:g}"]
     if uncoupled:
         command.append("--uncoupled")
+    elif spec.macro.pace_ns_per_s is not None:
+        command += ["--pace-ns-per-s", f"{spec.macro.pace_ns_per_s:g}"]
     return command
 
 

@@ -128,6 +128,7 @@ class MacroSettings(Settings):
     ras_state_changes: bool = False
     parameters: Path | None = Field(None, description="Initial parameter file; default: the built-in set.")
     compute: Literal["auto", "numpy", "torch"] = "auto"
+    pace_ns_per_s: PositiveFloat | None = Field(None, description="At most this much macro time per wall second in the campaign (not the pre-campaign); for dry runs, where the macro model would otherwise race ahead of the sims.")
     resources: JobResources = JobResources(cores_per_task=1, walltime_min=24 * 60.0)
 
     @model_validator(mode="after")
