@@ -35,6 +35,8 @@ class Backend(Protocol):
     def irfft2(self, x_hat: Any, n: int) -> Any: ...
     def mix(self, matrix: Any, x: Any) -> Any: ...
     def mix_fourier(self, matrix: Any, x_hat: Any) -> Any: ...
+    def weighted_sum(self, weights: Any, x_hat: Any) -> Any: ...
+    def concat(self, parts: list[Any]) -> Any: ...
     def drift(self, c: Any, phi: Any) -> Any: ...
     def add_blocks(self, field: Any, rows: np.ndarray, cols: np.ndarray, blocks: np.ndarray) -> None: ...
     def channel_min(self, c: Any) -> np.ndarray: ...
@@ -122,6 +124,19 @@ class NumpyBackend:
         flat = x_hat.view(self.real).reshape(shape[0], -1)
         out = matrix.astype(self.real) @ flat
         return out.view(x_hat.dtype).reshape((matrix.shape[0],) + shape[1:])
+
+    def weighted_sum(self, weights: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
+        """Σ_i weights[s, i] * x_hat[i] for each s (weights real, per Fourier mode), without big temporaries."""
+        out = np.zeros((weights.shape[0],) + x_hat.shape[1:], x_hat.dtype)
+        tmp = np.empty(x_hat.shape[1:], x_hat.dtype)
+        for s in range(weights.shape[0]):
+            for i in range(x_hat.shape[0]):
+                np.multiply(weights[s, i], x_hat[i], out=tmp)
+                out[s] += tmp
+        return out
+
+    def concat(self, parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts, axis=0)
 
     def drift(self, c: np.ndarray, phi: np.ndarray) -> np.ndarray:
         """Per cell, Σ over its faces of the drift flux q (see :func:`_face_flux`), per channel.
@@ -236,6 +251,12 @@ class TorchBackend:
         flat = self.torch.view_as_real(x_hat).reshape(x_hat.shape[0], -1)
         out = (m @ flat).reshape((m.shape[0],) + tuple(x_hat.shape[1:]) + (2,))
         return self.torch.view_as_complex(out.contiguous())
+
+    def weighted_sum(self, weights: Any, x_hat: Any) -> Any:
+        return (weights * x_hat[None]).sum(dim=1)
+
+    def concat(self, parts: list[Any]) -> Any:
+        return self.torch.cat(parts, 0)
 
     def drift(self, c: Any, phi: Any) -> Any:
         out = self.torch.zeros_like(c)

@@ -129,9 +129,7 @@ def pmf_stencil(params: MacroParameters, grid: Grid) -> np.ndarray:
     o = np.arange(-m, m + 1) * h
     r = np.hypot(o[:, None], o[None, :])
     table = params.pmf_kj_mol
-    out = np.stack([np.stack([np.interp(r, params.pmf_r_nm, table[s, i], right=0.0) for i in range(table.shape[1])]) for s in range(table.shape[0])])
-    out[:, :, r > params.pmf_r_nm[-1]] = 0.0
-    return out
+    return np.stack([np.stack([np.interp(r, params.pmf_r_nm, row, right=0.0) for row in rows]) for rows in table])
 
 
 @dataclass
@@ -166,8 +164,7 @@ class LipidOperators:
         concentration_scale: np.ndarray | None = None,
     ) -> None:
         self.params, self.grid, self.dt_ns, self.backend = params, grid, dt_ns, backend
-        self.kt = kt_kj_mol(temperature_K)
-        self.beta = beta = 1.0 / self.kt
+        self.beta = beta = 1.0 / kt_kj_mol(temperature_K)
         self.with_noise = noise and params.noise_scale > 0
 
         # lipid-lipid interactions as collective fields
@@ -197,7 +194,7 @@ class LipidOperators:
         exceeds it and lowers it again when the fields relax (see
         :meth:`needs_rescale`). The fixed points do not depend on it.
         """
-        self.concentration_scale = np.array(scale, dtype=np.float64)
+        self.concentration_scale = np.maximum(np.asarray(scale, dtype=np.float64), self.floor_scale)
         p, grid, h = self.params, self.grid, self.grid.spacing_nm
         lam = grid.laplacian_symbol()
         sigma = _stabilisation(p, self.beta, self.shapes_hat, lam.shape, self.concentration_scale)
@@ -232,8 +229,7 @@ class LipidOperators:
             parts.append(be.irfft2(psi_hat * self.conv_hat, self.grid.n))
         if not parts:
             return c * 0
-        fields = parts[0] if len(parts) == 1 else _concat(be, parts)
-        return be.mix(self.weights, fields)
+        return be.mix(self.weights, parts[0] if len(parts) == 1 else be.concat(parts))
 
     def advance(self, c: Any, c_hat: Any, phi: Any, noise: np.ndarray | None) -> tuple[Any, Any]:
         """One ETD1 step of the lipid fields in the potential φ; returns (c, ĉ) at t + dt (ĉ updated in place)."""
@@ -258,8 +254,8 @@ class LipidOperators:
         xi = nz.amplitude * (normals[0] + 1j * normals[1]) * np.sqrt(0.5)
         be = self.backend
         flat = c_hat.reshape(c_hat.shape[0], -1)
-        flat[:, nz.index] += be.asarray(xi.astype(np.complex128))
-        flat[:, nz.mirror] += be.asarray(np.conj(xi[:, nz.mirrored]).astype(np.complex128))
+        flat[:, nz.index] += be.asarray(xi)
+        flat[:, nz.mirror] += be.asarray(np.conj(xi[:, nz.mirrored]))
 
     def stationary_noise(self, rng: np.random.Generator) -> np.ndarray | None:
         """A draw of the noise's stationary fluctuations (ideal gas), as real fields; None without noise."""
@@ -276,25 +272,7 @@ class LipidOperators:
     def ras_field(self, c_hat: Any) -> np.ndarray:
         """W_s(x) = h² Σ_i (c_i * V_{s,i})(x) for each RAS state (kJ/mol), on the host."""
         be = self.backend
-        w_hat = (self.pmf_hat * c_hat[None]).sum(axis=1) if be.name == "torch" else _weighted_sum(self.pmf_hat, c_hat)
-        return be.to_numpy(be.irfft2(w_hat, self.grid.n)).astype(np.float64)
-
-
-def _concat(be: Backend, parts: list[Any]) -> Any:
-    if be.name == "torch":
-        return be.torch.cat(parts, 0)  # type: ignore[attr-defined]
-    return np.concatenate(parts, axis=0)
-
-
-def _weighted_sum(weights: np.ndarray, c_hat: np.ndarray) -> np.ndarray:
-    """Σ_i weights[s, i] * c_hat[i] for each s, one channel at a time (no big temporaries)."""
-    out = np.zeros((weights.shape[0],) + c_hat.shape[1:], c_hat.dtype)
-    tmp = np.empty(c_hat.shape[1:], c_hat.dtype)
-    for s in range(weights.shape[0]):
-        for i in range(c_hat.shape[0]):
-            np.multiply(weights[s, i], c_hat[i], out=tmp)
-            out[s] += tmp
-    return out
+        return be.to_numpy(be.irfft2(be.weighted_sum(self.pmf_hat, c_hat), self.grid.n)).astype(np.float64)
 
 
 def _stabilisation(params: MacroParameters, beta: float, shapes_hat: np.ndarray | None, shape: tuple[int, ...], scale: np.ndarray) -> np.ndarray:

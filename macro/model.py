@@ -57,6 +57,14 @@ class MacroModel:
         compute: str | None = None,
         dtype: str = "float32",
     ) -> None:
+        self._setup(params, settings, seed, compute, dtype)
+        self._init_state()
+        log.info(
+            "macro model: %d×%d grid, %.1f nm box, %d RAS, %s/%s on %s, D·dt/h² up to %.2f",
+            self.grid.n, self.grid.n, self.grid.box_nm, self.settings.n_ras, self.backend.name, self.backend.real, self.backend.device, self.ops.explicit_limit,
+        )
+
+    def _setup(self, params: MacroParameters, settings: MacroSettings | None, seed: int, compute: str | None, dtype: str) -> None:
         self.settings = settings = settings if settings is not None else MacroSettings()
         self.grid = Grid(settings.grid_points, settings.box_nm)
         self.seed = seed
@@ -68,11 +76,6 @@ class MacroModel:
         self.largest_repair = 0.0  # largest clipped (negative) mass, as a fraction of its species' mass
         self.timings: dict[str, float] = defaultdict(float)
         self.set_parameters(params)
-        self._init_state()
-        log.info(
-            "macro model: %d×%d grid, %.1f nm box, %d RAS, %s/%s on %s, D·dt/h² up to %.2f",
-            self.grid.n, self.grid.n, self.grid.box_nm, settings.n_ras, self.backend.name, self.backend.real, self.backend.device, self.ops.explicit_limit,
-        )
 
     # ------------------------------------------------------------------ state
     @property
@@ -91,7 +94,7 @@ class MacroModel:
             raise ValueError(f"fields must have shape (14, {self.grid.n}, {self.grid.n}), got {fields.shape}")
         self._c_hat = self.backend.rfft2(self.backend.asarray(fields))
         self._c = self.backend.irfft2(self._c_hat, self.grid.n)
-        self._mass_mode = self._c_hat[:, 0, 0].clone() if self.backend.name == "torch" else self._c_hat[:, 0, 0].copy()
+        self._mass_mode = self.backend.asarray(self.backend.to_numpy(self._c_hat[:, 0, 0]))  # Σ c per channel, conserved
 
     def set_ras(self, positions_nm: np.ndarray, states: np.ndarray | None = None) -> None:
         positions = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 2) % self.grid.box_nm
@@ -102,13 +105,13 @@ class MacroModel:
         self.ras_ids = np.arange(len(positions), dtype=np.int64)
 
     def set_parameters(self, params: MacroParameters) -> None:
-        """Use ``params`` from the next step on (a reload); the state is kept."""
+        """Use ``params`` from the next step on (a reload); the state, and so every species' mass, is kept."""
         old = getattr(self, "params", None)
         if old is not None and old.n_states != params.n_states:
             raise ValueError(f"new parameters have {params.n_states} RAS states, the model has {old.n_states}")
         self.params = params
         s = self.settings
-        scale = self.ops.concentration_scale * params.mean_concentration_per_nm2 / old.mean_concentration_per_nm2 if old is not None else None
+        scale = self.ops.concentration_scale if old is not None else None
         self.ops = LipidOperators(params, self.grid, s.dt_ns, s.temperature_K, self.backend, s.noise, scale)
         self.dynamics = RasDynamics(
             diffusion_nm2_per_ns=params.ras_diffusion_nm2_per_ns, kt_kj_mol=kt_kj_mol(s.temperature_K),
@@ -246,20 +249,11 @@ class MacroModel:
                 raise ValueError(f"{path}: checkpoint does not match the macro settings ({detail})")
             params = MacroParameters.from_arrays({k.removeprefix("params."): d[k] for k in d.files if k.startswith("params.")})
             model = cls.__new__(cls)
-            model.settings = settings
-            model.grid = Grid(settings.grid_points, settings.box_nm)
-            model.seed = int(d["seed"])
-            model.backend = make_backend(compute or settings.compute, str(d["dtype"]))
-            model.substeps = _substeps(settings)
-            model.timings = defaultdict(float)
-            model.set_parameters(params)
+            model._setup(params, settings, int(d["seed"]), compute, str(d["dtype"]))
             model.ops.set_concentration_scale(d["concentration_scale"])
             states = json.loads(str(d["rng_states"]))
-            model.rngs = {}
-            for name in _STREAMS:
-                g = np.random.Generator(np.random.PCG64())
-                g.bit_generator.state = states[name]
-                model.rngs[name] = g
+            for name, generator in model.rngs.items():
+                generator.bit_generator.state = states[name]
             be = model.backend
             model._c, model._c_hat, model._mass_mode = be.asarray(d["c"]), be.asarray(d["c_hat"]), be.asarray(d["mass_mode"])
             model.ras_positions = np.array(d["ras_positions"])
