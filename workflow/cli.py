@@ -74,17 +74,22 @@ def _run_campaign(spec: CampaignSpec, *, fresh: bool, force: bool, dry_run: bool
         sys.stderr.write(f"mummi-run: {err}\n")
         return EXIT_WORKDIR
     log.info("%s campaign %r in %s", "resuming" if resuming else "created", spec.campaign.name, cdir.root)
-    try:
-        from mummi.workflow.coordinator import run_campaign
-    except ImportError:
-        store.close()
-        sys.stderr.write(
-            f"mummi-run: campaign {spec.campaign.name!r} is prepared in {cdir.root}, but this version of mummi "
-            "has no campaign loop yet (mummi.workflow.coordinator); only --validate is complete\n"
-        )
-        return EXIT_FAILED
+    from mummi.workflow.coordinator import run_campaign
+
+    from mummi.workflow.progress import summary
+
+    from mummi.adapters.backend import BackendError
+
     with store:
-        return run_campaign(spec, cdir, store, resuming=resuming, dry_run=dry_run)
+        try:
+            code = run_campaign(spec, cdir, store, resuming=resuming, dry_run=dry_run)
+        except BackendError as err:
+            sys.stderr.write(f"mummi-run: {err}\n")
+            return EXIT_USAGE
+    sys.stdout.write(summary(cdir.root) + "\n")
+    if code == EXIT_RESUMABLE:
+        sys.stdout.write("  stopped early but resumable: run the same command again to continue\n")
+    return code
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -114,3 +119,7 @@ def status_main(argv: Sequence[str] | None = None) -> int:
     else:
         render(status)
     return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main())

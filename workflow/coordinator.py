@@ -20,11 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from mummi.adapters.backend import Backend
+from mummi.adapters.backend import Backend, BackendError
 from mummi.workflow import macro_link
 from mummi.workflow.campaign import CampaignDir
+from mummi.workflow.cli import EXIT_OK, EXIT_RESUMABLE
 from mummi.workflow.jobrunner import Finished, JobRunner
 from mummi.workflow.micro import MicroPipeline
+from mummi.workflow.progress import Progress
 from mummi.workflow.resources import ResourcePolicy
 from mummi.workflow.spec import CampaignSpec
 from mummi.workflow.states import JobState, SimState
@@ -32,7 +34,6 @@ from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_RESUMABLE = 0, 1, 75
 MACRO, PRECAMPAIGN, TRAIN = "macro", "precampaign", "train"
 
 
@@ -44,9 +45,7 @@ def make_backend(spec: CampaignSpec, cdir: CampaignDir) -> Backend:
 
         walltime = None if r.allocation_walltime_min is None else 60 * r.allocation_walltime_min
         return LocalBackend(cdir.logs / "local-backend", cores=r.cores_per_node - r.wfm_cores, gpus=r.gpus_per_node, walltime_s=walltime)
-    raise NotImplementedError(
-        f"resources.backend {r.backend!r} is not available in this version of mummi; use 'local' (or --dry-run)"
-    )
+    raise BackendError(f"resources.backend {r.backend!r} is not available in this version of mummi; use 'local' (or --dry-run)")
 
 
 class Coordinator:
@@ -61,6 +60,7 @@ class Coordinator:
         self._wall_before = float(store.get_meta("wall_s", 0.0))
         self._last_checkpoint = time.monotonic()
         self._stop_signal: str | None = None
+        self.progress = Progress(cdir.root, self.policy.sim_slots)
 
     # ------------------------------------------------------------------ run
     def run(self) -> int:
@@ -71,10 +71,12 @@ class Coordinator:
         try:
             while True:
                 reason = self._turn()
+                self.progress.update(self.ingest.sampler if self.ingest else None)
                 if reason is not None:
                     return self._finish(reason)
                 time.sleep(self.backend.poll_interval_s)
         finally:
+            self.progress.close()
             self._save_wall_time()
 
     def _turn(self) -> str | None:

@@ -54,28 +54,40 @@ def write_pmf(cdir: CampaignDir, params: macro_params.MacroParameters, pmf_kj_mo
     return macro_params.write_parameters(params_dir(cdir), params.replace(pmf_kj_mol=pmf_kj_mol))
 
 
+_LOOK_BACK = 50  # frames; a version older than this is relaxed for any sensible relax_ns
+
+
 def comparison_edges(spec: CampaignSpec) -> np.ndarray:
-    """Radial shells on which macro and MD g(r) are compared: one grid spacing wide, out to 8 nm."""
-    h = spec.macro.box_nm / spec.macro.grid_points
-    r_max = min(8.0, spec.analysis.r_max_nm, 0.45 * spec.macro.box_nm, spec.patches.size_nm / 2)
-    return np.arange(0.0, r_max + 1e-9, h)
+    """Radial shells on which macro and MD g(r) are compared (``feedback.shell_nm`` wide)."""
+    fb = spec.feedback
+    width = fb.shell_nm or 2 * spec.macro.box_nm / spec.macro.grid_points
+    r_max = min(fb.r_max_nm, spec.analysis.r_max_nm, 0.45 * spec.macro.box_nm, spec.patches.size_nm / 2)
+    return np.arange(0.0, r_max + 1e-9, width)
 
 
 def macro_gr(spec: CampaignSpec, cdir: CampaignDir, version: int, max_frames: int = 10) -> np.ndarray | None:
-    """The macro model's g(r) around RAS (c(r)/c̄ per channel) on :func:`comparison_edges`,
-    averaged over its latest frames computed with parameter ``version``; None before there is one."""
+    """The macro model's g(r) around RAS (c(r)/c̄ per channel) on :func:`comparison_edges`.
+
+    Averaged over its latest frames computed with parameter ``version``, leaving out
+    those within ``feedback.relax_ns`` of the first frame of that version (not yet
+    relaxed to it); None before there is such a frame.
+    """
     edges = comparison_edges(spec)
-    profiles = []
-    for path in reversed(macro_frames.list_frames(cdir.macro / "frames")):
+    paths = macro_frames.list_frames(cdir.macro / "frames")
+    frames, first = [], -np.inf
+    for path in reversed(paths[-_LOOK_BACK:]):
         frame = macro_frames.read_frame(path)
-        if frame.param_version != version:
-            if profiles or frame.param_version < version:
-                break
-            continue
-        profiles.append(macro_frames.radial_profiles(frame, edges))
-        if len(profiles) == max_frames:
+        if frame.param_version < version:
+            first = frames[-1].time_ns if frames else np.inf
             break
-    return np.nanmean(profiles, axis=0) if profiles else None
+        if frame.param_version == version:
+            frames.append(frame)
+    if not frames:
+        return None
+    relaxed = [f for f in frames if f.time_ns >= first + spec.feedback.relax_ns][:max_frames]
+    if not relaxed:
+        return None
+    return np.nanmean([macro_frames.radial_profiles(f, edges) for f in relaxed], axis=0)
 
 
 def feedback_channels(spec: CampaignSpec) -> list[int]:

@@ -282,6 +282,9 @@ class FeedbackSettings(Settings):
     damping: Annotated[float, Field(gt=0, le=1)] = Field(0.5, description="Fraction of the Boltzmann-inversion correction applied per round.")
     min_sims: PositiveInt = 4
     use_weights: bool = Field(True, description="Weight each sim's counts by its DynIm weight.")
+    shell_nm: PositiveFloat | None = Field(None, description="Width of the radial shells on which macro and MD g(r) are compared; default two macro grid spacings.")
+    r_max_nm: PositiveFloat = Field(8.0, description="Outer radius of the comparison.")
+    relax_ns: NonNegativeFloat = Field(400.0, description="Macro frames this soon after a new parameter version are not yet relaxed and are left out of the comparison.")
 
 
 class CheckpointSettings(Settings):
