@@ -27,7 +27,7 @@ from typing import Callable
 
 from mummi.macro.frames import write_frame
 from mummi.macro.model import MacroModel
-from mummi.macro.params import default_parameters, latest_parameters, load_parameters, write_parameters
+from mummi.macro.params import MacroParameters, default_parameters, latest_parameters, load_parameters, write_parameters
 from mummi.macro.patches import extract_patches, write_patches
 from mummi.workflow.atomic import atomic_write_text
 from mummi.workflow.spec import CampaignSpec
@@ -97,7 +97,8 @@ class MacroRun:
             self.model = MacroModel(self._initial_parameters(), m, seed=spec.campaign.seed, compute=compute)
             self.fresh = True
 
-    def _initial_parameters(self):  # -> MacroParameters
+    def _initial_parameters(self) -> MacroParameters:
+        """The newest version in the folder; else the spec's file or the defaults, stored as version 1."""
         latest = latest_parameters(self.layout.params)
         if latest is not None:
             return latest

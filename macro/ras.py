@@ -73,11 +73,7 @@ def field_force(positions_nm: np.ndarray, states: np.ndarray, w: np.ndarray, spa
     """-∇ of the bilinear interpolant of W_{state} at each position (kJ/mol/nm)."""
     n = w.shape[-1]
     cell, frac = cell_weights(positions_nm, spacing_nm, n)
-    return _field_force(w.reshape(-1), states * (n * n), cell, frac, n, spacing_nm)
-
-
-def _field_force(w_flat: np.ndarray, base: np.ndarray, cell: np.ndarray, frac: np.ndarray, n: int, h: float) -> np.ndarray:
-    a, b = _affine_force(w_flat, base, cell, n, h)
+    a, b = _affine_force(w.reshape(-1), states * (n * n), cell, n, spacing_nm)
     return a + b * frac[:, ::-1]
 
 
@@ -114,33 +110,25 @@ def pairs_within(positions_nm: np.ndarray, cutoff_nm: float, box_nm: float) -> t
 
 def pair_force(positions_nm: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], eps_kj_mol: float, size_nm: float, box_nm: float) -> np.ndarray:
     """Forces of the soft repulsion ε(1 - r/σ)² between the listed pairs (kJ/mol/nm)."""
-    force = np.zeros_like(positions_nm)
     i, j = pairs
-    if i.size == 0 or eps_kj_mol == 0:
-        return force
-    d = _min_image(positions_nm[i] - positions_nm[j], box_nm)
-    r = np.sqrt(np.einsum("ij,ij->i", d, d))
-    overlap = np.clip(1.0 - r / size_nm, 0.0, None)
-    f = (2.0 * eps_kj_mol / size_nm) * overlap / np.maximum(r, 1e-12)
-    fv = d * f[:, None]
-    for axis in range(2):
-        force[:, axis] += np.bincount(i, fv[:, axis], len(positions_nm)) - np.bincount(j, fv[:, axis], len(positions_nm))
-    return force
+    return _repulsion(_min_image(positions_nm[i] - positions_nm[j], box_nm), pairs, len(positions_nm), eps_kj_mol, size_nm)
 
 
-def pair_force_cells(
-    cell: np.ndarray, frac: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], eps_kj_mol: float, size_nm: float, h: float, box_nm: float
-) -> np.ndarray:
+def _pair_force_cells(cell: np.ndarray, frac: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], eps_kj_mol: float, size_nm: float, h: float, box_nm: float) -> np.ndarray:
     """:func:`pair_force` for positions given as grid cell + fraction (the substep loop's form)."""
     i, j = pairs
-    d = ((cell[i] - cell[j]) + (frac[i] - frac[j])) * h
-    d -= box_nm * np.round(d / box_nm)
+    d = _min_image(((cell[i] - cell[j]) + (frac[i] - frac[j])) * h, box_nm)
+    return _repulsion(d, pairs, len(cell), eps_kj_mol, size_nm)
+
+
+def _repulsion(d: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], n: int, eps_kj_mol: float, size_nm: float) -> np.ndarray:
+    """Forces from the pair separations d = x_i - x_j (minimum image)."""
     r = np.sqrt(np.einsum("ij,ij->i", d, d))
     f = (2.0 * eps_kj_mol / size_nm) * np.clip(1.0 - r / size_nm, 0.0, None) / np.maximum(r, 1e-12)
     fv = d * f[:, None]
-    force = np.zeros_like(frac)
-    np.add.at(force, i, fv)
-    np.subtract.at(force, j, fv)
+    force = np.zeros((n, 2))
+    np.add.at(force, pairs[0], fv)
+    np.subtract.at(force, pairs[1], fv)
     return force
 
 
@@ -195,7 +183,7 @@ class RasDynamics:
                     if np.max(np.abs(_min_image(x - reference, self.box_nm))) > PAIR_SKIN_NM / 2:
                         reference, pairs = x.copy(), self._pairs(x)
                 if pairs[0].size:
-                    move += step * pair_force_cells(cell, frac, pairs, self.repulsion_kj_mol, self.size_nm, h, self.box_nm)
+                    move += step * _pair_force_cells(cell, frac, pairs, self.repulsion_kj_mol, self.size_nm, h, self.box_nm)
             frac += move
             shift = np.floor(frac)
             if shift.any():
