@@ -116,13 +116,31 @@ def correction_on(r_table_nm: np.ndarray, r_nm: np.ndarray, correction: np.ndarr
     return np.stack([np.interp(r_table_nm, xs, np.concatenate([row, [0.0]]), right=0.0) for row in np.atleast_2d(correction)])
 
 
-def gr_distance(g_macro: np.ndarray, g_md: np.ndarray, r_nm: np.ndarray, channels: Sequence[int] | None = None) -> float:
-    """Area-weighted RMS difference of two g(r) tables over the radii and channels both cover."""
-    g_macro, g_md = np.asarray(g_macro), np.asarray(g_md)
-    rows = list(range(g_macro.shape[0])) if channels is None else list(channels)
-    a, b = g_macro[rows], g_md[rows]
-    w = np.broadcast_to(np.maximum(np.asarray(r_nm, dtype=np.float64), 1e-9), a.shape)
+def gr_distance(g_macro: np.ndarray, g_md: np.ndarray, r_nm: np.ndarray, channels: Sequence[int] | None = None, floor: float = 1e-3) -> float:
+    """Distance between two g(r) tables: the area-weighted RMS of ln(g_macro / g_md).
+
+    That is the RMS difference of the two potentials of mean force in units of kT,
+    the quantity each Boltzmann-inversion round corrects; radii and channels where
+    either g is missing or below ``floor`` are left out.
+    """
+    a, b, w = _rows(g_macro, g_md, r_nm, channels)
+    ok = np.isfinite(a) & np.isfinite(b) & (a > floor) & (b > floor)
+    if not ok.any():
+        return float("nan")
+    return float(np.sqrt(np.sum(w[ok] * np.log(a[ok] / b[ok]) ** 2) / np.sum(w[ok])))
+
+
+def gr_rms(g_macro: np.ndarray, g_md: np.ndarray, r_nm: np.ndarray, channels: Sequence[int] | None = None) -> float:
+    """Area-weighted RMS difference of the g(r) values themselves."""
+    a, b, w = _rows(g_macro, g_md, r_nm, channels)
     ok = np.isfinite(a) & np.isfinite(b)
     if not ok.any():
         return float("nan")
     return float(np.sqrt(np.sum(w[ok] * (a[ok] - b[ok]) ** 2) / np.sum(w[ok])))
+
+
+def _rows(g_macro, g_md, r_nm, channels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    g_macro, g_md = np.asarray(g_macro), np.asarray(g_md)
+    rows = list(range(g_macro.shape[0])) if channels is None else list(channels)
+    a, b = g_macro[rows], g_md[rows]
+    return a, b, np.broadcast_to(np.maximum(np.asarray(r_nm, dtype=np.float64), 1e-9), a.shape)

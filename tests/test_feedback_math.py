@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mummi.analysis.feedback import BOLTZMANN_KJ_PER_MOL_K, gr_distance, ibi_update, rebin, weighted_gr
+from mummi.analysis.feedback import BOLTZMANN_KJ_PER_MOL_K, correction_on, gr_distance, gr_rms, ibi_update, rebin, weighted_gr
 from mummi.analysis.rdf import RDFCounts
 
 KT = BOLTZMANN_KJ_PER_MOL_K * 310.0
@@ -65,10 +65,18 @@ def test_ibi_leaves_unmeasured_radii_alone_and_limits_the_step():
     assert np.allclose(big, 2 * KT)
 
 
-def test_distance_is_zero_for_equal_tables_and_ignores_gaps():
+def test_distances_are_zero_for_equal_tables_and_ignore_gaps():
     r = np.linspace(0.5, 5, 10)
     g = np.ones((2, 10))
     h = g.copy()
     h[1, 3] = np.nan
-    assert gr_distance(g, h, r) == 0.0
-    assert gr_distance(g, g + 0.1, r) == pytest.approx(0.1)
+    assert gr_distance(g, h, r) == 0.0 and gr_rms(g, h, r) == 0.0
+    assert gr_rms(g, g + 0.1, r) == pytest.approx(0.1)
+    assert gr_distance(g, np.e * g, r) == pytest.approx(1.0)  # PMFs 1 kT apart everywhere
+
+
+def test_a_correction_carries_onto_a_finer_table_and_fades_beyond():
+    r = np.array([1.0, 2.0, 3.0])
+    fine = np.arange(0.0, 5.0, 0.5)
+    out = correction_on(fine, r, np.array([[1.0, 2.0, 4.0]]))
+    np.testing.assert_allclose(out[0], [1, 1, 1, 1.5, 2, 3, 4, 2, 0, 0])

@@ -99,6 +99,8 @@ def _configure_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    for noisy in ("faiss.loader", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 # ------------------------------------------------------------------ status

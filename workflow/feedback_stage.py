@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mummi.analysis.feedback import correction_on, gr_distance, ibi_correction, rebin, weighted_gr
+from mummi.analysis.feedback import correction_on, gr_distance, gr_rms, ibi_correction, rebin, weighted_gr
 from mummi.adapters.membrane import CHANNEL_NAMES
 from mummi.analysis.rdf import RDFCounts
 from mummi.jobs import simdir
@@ -79,8 +79,9 @@ class FeedbackStage:
         pmf = params.pmf_kj_mol + correction_on(params.pmf_r_nm, r_nm, step)[None]
         new_version = macro_link.write_pmf(self.cdir, params, pmf)
         self._save_round(round_no, r_nm, g_macro, g_md, params.pmf_kj_mol, pmf, distance, version, new_version)
-        self.store.finish_feedback_round(round_no, new_version, distance, from_version=version, sims=[s for s, _, _ in sims])
-        log.info("feedback round %d: %d sims, g(r) distance %.4f at parameter version %d -> version %d",
+        self.store.finish_feedback_round(round_no, new_version, distance, from_version=version, sims=[s for s, _, _ in sims],
+                                         g_rms=gr_rms(g_macro, g_md, r_nm, channels))
+        log.info("feedback round %d: %d sims, g(r) distance %.4f kT at parameter version %d -> version %d",
                  round_no, len(sims), distance, version, new_version)
         self.plot()
 
@@ -107,21 +108,25 @@ class FeedbackStage:
 
         first, last = (dict(np.load(f, allow_pickle=False)) for f in (files[0], files[-1]))
         channels = macro_link.feedback_channels(self.spec)
-        names = CHANNEL_NAMES
-        shown = channels[:6]
-        fig, axes = plt.subplots(1, len(shown) + 1, figsize=(3.2 * (len(shown) + 1), 3.2))
-        for ax, c in zip(axes, shown):
-            ax.plot(first["r_nm"], first["g_md"][c], "k-", lw=2, label="MD (weighted)")
+        cols = 5
+        rows = -(-(len(channels) + 1) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.8 * rows), squeeze=False)
+        axes = axes.ravel()
+        for ax, c in zip(axes, channels):
+            ax.plot(first["r_nm"], first["g_md"][c], "k-", lw=2, label="MD (DynIm-weighted)")
             ax.plot(first["r_nm"], first["g_macro"][c], "C3--", label="macro, initial")
             ax.plot(last["r_nm"], last["g_macro"][c], "C0-", label=f"macro, round {len(files)}")
-            ax.set_title(names[c])
+            ax.set_title(CHANNEL_NAMES[c], fontsize=9)
             ax.set_xlabel("r (nm)")
         axes[0].set_ylabel("g(r)")
         axes[0].legend(fontsize=7)
         d = [float(np.load(f)["distance"]) for f in files]
-        axes[-1].plot(range(1, len(d) + 1), d, "o-")
-        axes[-1].set_xlabel("feedback round")
-        axes[-1].set_ylabel("g(r) distance, macro vs MD")
+        ax = axes[len(channels)]
+        ax.plot(range(len(d)), d, "o-")
+        ax.set_xlabel("feedback rounds applied")
+        ax.set_ylabel("RMS ln(g_macro/g_MD) (kT)")
+        for ax in axes[len(channels) + 1 :]:
+            ax.axis("off")
         fig.tight_layout()
         out = self.cdir.feedback / "feedback.png"
         atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=90))

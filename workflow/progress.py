@@ -78,7 +78,7 @@ def summary(workdir) -> str:
         f"  macro time {(status['macro_time_ns'] or 0) / 1000:.2f} µs; {patches['total']} patches evaluated",
         f"  {sims['total']} selected; sims done {sims['done']}, failed {sims['failed']}, unfinished "
         f"{sims['total'] - sims['done'] - sims['failed']}",
-        f"  feedback rounds {len(distances)}; g(r) distance macro vs MD per round: "
-        + (", ".join(f"{d:.4f}" for d in distances) or "—"),
+        f"  feedback rounds {len(distances)}; g(r) distance macro vs MD: "
+        + ("; ".join(f"{'initial' if k == 0 else f'after {k} round' + 's' * (k > 1)} {d:.4f}" for k, d in enumerate(distances)) or "—"),
     ]
     return "\n".join(lines)
