@@ -24,10 +24,10 @@ import torch
 
 from mummi.sampler.encoder import REPORT, Encoder, resolve_device
 from mummi.sampler.patchdata import ChannelRange, check_coarse, with_rotations
-from mummi.sampler.vae import Architecture, PatchVAE, vae_loss
+from mummi.sampler.vae import RECON_SIGMA, Architecture, PatchVAE, kl_weight_for, vae_loss
 from mummi.workflow.spec import EncoderSettings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mummi.sampler.train")  # also when run as __main__
 
 
 def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +40,7 @@ def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.nda
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _evaluate(model: PatchVAE, x: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def _evaluate(model: PatchVAE, x: torch.Tensor, batch_size: int, kl_weight: float) -> tuple[float, float]:
     """(loss, reconstruction MSE) of ``x`` in eval mode (latent means), averaged over patches."""
     model.eval()
     loss_sum = mse_sum = 0.0
@@ -48,13 +48,15 @@ def _evaluate(model: PatchVAE, x: torch.Tensor, batch_size: int) -> tuple[float,
         for lo in range(0, len(x), batch_size):
             batch = x[lo : lo + batch_size]
             recon, mu, log_var = model(batch)
-            loss, mse = vae_loss(batch, recon, mu, log_var)
+            loss, mse = vae_loss(batch, recon, mu, log_var, kl_weight)
             loss_sum += float(loss) * len(batch)
             mse_sum += float(mse) * len(batch)
     return loss_sum / len(x), mse_sum / len(x)
 
 
-def train_encoder(coarse: np.ndarray, settings: EncoderSettings, out_dir: str | Path | None, seed: int) -> Encoder:
+def train_encoder(
+    coarse: np.ndarray, settings: EncoderSettings, out_dir: str | Path | None, seed: int, *, recon_sigma: float = RECON_SIGMA
+) -> Encoder:
     """Train the VAE on ``coarse`` (n, 5, 5, 14) raw patches and save it in ``out_dir`` (None: do not save).
 
     The seeded split holds out ``training.validation_fraction`` of the patches; the
@@ -65,7 +67,8 @@ def train_encoder(coarse: np.ndarray, settings: EncoderSettings, out_dir: str | 
     weights are kept. The report (``training.json``; also ``encoder.report``) holds
     the losses of every epoch and the validation MSE of the trivial predictor that
     always answers the training mean. On CPU the result is a deterministic function
-    of the data, the settings and ``seed``.
+    of the data, the settings and ``seed``. ``recon_sigma`` sets the KL weight
+    (see :func:`mummi.sampler.vae.kl_weight_for`).
     """
     if settings.kind != "vae":
         msg = f"encoder kind {settings.kind!r} cannot be trained here; allowed: 'vae'"
@@ -87,7 +90,11 @@ def train_encoder(coarse: np.ndarray, settings: EncoderSettings, out_dir: str | 
     trivial_mse = float(torch.mean((x_val - x_train.mean(dim=0, keepdim=True)) ** 2))
 
     arch = Architecture(grid=coarse.shape[1], channels=coarse.shape[-1], latent_dim=settings.latent_dim)
-    model = PatchVAE(arch).to(device)
+    kl_weight = kl_weight_for(recon_sigma, arch.inputs)
+    model = PatchVAE(arch)
+    with torch.no_grad():  # start the decoder at the training mean: the trivial predictor
+        model.decoder[-1].bias.copy_(torch.from_numpy(train_np.reshape(len(train_np), -1).mean(axis=0)))
+    model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=tset.learning_rate)
     batch = min(tset.batch_size, len(x_train))
     log.info("training the VAE on %d patches (%d after augmentation), %d held out, on %s",
@@ -107,14 +114,14 @@ def train_encoder(coarse: np.ndarray, settings: EncoderSettings, out_dir: str | 
                 continue
             xb = x_train[idx]
             recon, mu, log_var = model(xb)
-            loss, mse = vae_loss(xb, recon, mu, log_var)
+            loss, mse = vae_loss(xb, recon, mu, log_var, kl_weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             loss_sum += float(loss.detach()) * len(idx)
             mse_sum += float(mse.detach()) * len(idx)
             seen += len(idx)
-        val_loss, val_mse = _evaluate(model, x_val, settings.batch_size)
+        val_loss, val_mse = _evaluate(model, x_val, settings.batch_size, kl_weight)
         for key, value in zip(history, (loss_sum / seen, mse_sum / seen, val_loss, val_mse, time.perf_counter() - t0)):
             history[key].append(value)
         log.info("epoch %d: train loss %.5f, validation loss %.5f (MSE %.5f; mean predictor %.5f)",
@@ -128,6 +135,8 @@ def train_encoder(coarse: np.ndarray, settings: EncoderSettings, out_dir: str | 
 
     report: dict[str, Any] = {
         "seed": seed,
+        "recon_sigma": recon_sigma,
+        "kl_weight": kl_weight,
         "device": str(device),
         "patches": len(coarse),
         "train_patches": len(train_rows),

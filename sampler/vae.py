@@ -6,8 +6,12 @@ Encoder: one 1-D convolution across the 14 lipid channels (kernel 1: at each of 
 dropout, and two linear heads for the mean and log-variance of the
 ``latent_dim``-dimensional (15 in the paper) latent distribution. Decoder: fully
 connected layers of 20, 40, 80 and 175 nodes (batch norm, ReLU, dropout) and a
-linear output of 350 = 5×5×14 nodes. Loss: mean-squared reconstruction error plus
-the KL divergence of the latent distribution from N(0, I).
+linear output of 350 = 5×5×14 nodes; dropout is left out of the decoder (it only
+blurs reconstructions). Loss: mean-squared reconstruction error plus the KL
+divergence of the latent distribution from N(0, I), weighted as the negative ELBO of
+a Gaussian decoder with noise ``RECON_SIGMA`` (10% of a channel's dynamic range):
+with unit noise the KL term collapses every latent onto the prior, since the data
+vary by only a few per cent of their range.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import nn
 
 ENCODER_WIDTHS: tuple[int, ...] = (700, 350, 175, 80, 40, 20)
 DECODER_WIDTHS: tuple[int, ...] = (20, 40, 80, 175)
+RECON_SIGMA = 0.1
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Architecture:
     encoder_widths: tuple[int, ...] = field(default=ENCODER_WIDTHS)
     decoder_widths: tuple[int, ...] = field(default=DECODER_WIDTHS)
     dropout: float = 0.2
+    decoder_dropout: float = 0.0
 
     @property
     def inputs(self) -> int:
@@ -77,7 +83,7 @@ class PatchVAE(nn.Module):
         self.log_var = nn.Linear(width, arch.latent_dim)
         layers, width = [], arch.latent_dim
         for w in arch.decoder_widths:
-            layers += _block(width, w, arch.dropout)
+            layers += _block(width, w, arch.decoder_dropout)
             width = w
         layers.append(nn.Linear(width, arch.inputs))
         self.decoder = nn.Sequential(*layers)
@@ -100,10 +106,17 @@ class PatchVAE(nn.Module):
         return self.decode(z), mu, log_var
 
 
-def vae_loss(x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(MSE + KL, MSE): MSE is the mean over patches and pixels; KL is summed over latent dimensions,
-    averaged over patches and divided by the number of pixels, so the two terms keep the ratio of the
-    usual per-patch sum of squared errors plus KL."""
+def kl_weight_for(sigma: float, inputs: int) -> float:
+    """The KL weight that makes ``MSE + w·KL`` proportional to the negative ELBO of a Gaussian decoder with noise
+    standard deviation ``sigma`` (in normalised units): ``SSE / (2σ²) + KL`` divided by ``inputs / (2σ²)``."""
+    return 2.0 * sigma * sigma / inputs
+
+
+def vae_loss(
+    x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor, kl_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(MSE + kl_weight·KL, MSE): MSE is the mean over patches and pixels; KL, the divergence of the latent
+    distribution from N(0, I), is summed over latent dimensions and averaged over patches."""
     mse = torch.mean((recon - x) ** 2)
-    kl = -0.5 * torch.sum(1 + log_var - mu**2 - torch.exp(log_var), dim=1).mean() / x[0].numel()
-    return mse + kl, mse
+    kl = -0.5 * torch.sum(1 + log_var - mu**2 - torch.exp(log_var), dim=1).mean()
+    return mse + kl_weight * kl, mse
