@@ -134,7 +134,10 @@ def test_sigterm_then_sigkill_at_random_moments_lose_nothing(campaign):
     time.sleep(rng.uniform(0.0, 3.0))
     os.kill(second.pid, signal.SIGKILL)  # the coordinator only: its jobs live on in their own sessions
     second.communicate(timeout=60)
+    in_flight = db_count(db, "SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'submitted', 'running')")
+    assert in_flight > 0, "the kill should land while jobs are in flight"
 
     code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=campaign))
     assert code == 0, out[-4000:]
+    assert "resuming campaign" in out
     check_campaign(campaign / "run")
