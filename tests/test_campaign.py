@@ -68,13 +68,13 @@ def db_count(db: Path, sql: str) -> int:
         return 0
 
 
-def check_campaign(run: Path) -> dict:
+def check_campaign(run: Path, n_sims: int = MAX_SIMS, feedback: bool = True) -> dict:
     """The guarantees of a finished campaign, asserted from its files and store."""
     con = sqlite3.connect(run / "campaign.db")
     selections = con.execute("SELECT patch_id, sim_id, state FROM selections ORDER BY seq").fetchall()
     assert len({p for p, _, _ in selections}) == len(selections), "a patch was selected twice"
     done = [s for _, s, state in selections if state == "done"]
-    assert len(done) >= MAX_SIMS
+    assert len(done) >= n_sims
     assert sorted(p.name for p in (run / "sims").iterdir()) == sorted(s for _, s, _ in selections)
     for sim_id in done:
         sim_dir = run / "sims" / sim_id
@@ -87,7 +87,7 @@ def check_campaign(run: Path) -> dict:
         assert 0 < counts.frames_done <= len(times)
     rounds = con.execute("SELECT round, distance, parameter_version FROM feedback_rounds WHERE finished_at IS NOT NULL").fetchall()
     con.close()
-    assert rounds, "no feedback round ran"
+    assert rounds or not feedback, "no feedback round ran"
     for f in sorted((run / "feedback").glob("round-*.npz")):
         np.load(f, allow_pickle=False)["g_md"]
     return {"sims": len(done), "rounds": rounds}
@@ -141,3 +141,41 @@ def test_sigterm_then_sigkill_at_random_moments_lose_nothing(campaign):
     assert code == 0, out[-4000:]
     assert "resuming campaign" in out
     check_campaign(campaign / "run")
+
+
+@pytest.mark.slow
+def test_each_allocation_ends_resumably_and_reruns_finish_the_campaign(campaign):
+    spec = SPEC.replace("stop: {max_sims: 8", "stop: {max_sims: 3")
+    spec = spec.replace("resources: {cores_per_node: 8, gpus_per_node: 2}",
+                        "resources: {cores_per_node: 8, gpus_per_node: 2, allocation_walltime_min: 0.5}")
+    (campaign / "tiny.yaml").write_text(spec + "checkpoint: {end_margin_min: 0.2}\n")
+    codes = []
+    while not codes or codes[-1] != 0:
+        assert len(codes) < 10, f"no end in sight: exit codes {codes}"
+        code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=campaign))
+        assert code in (0, 75), out[-3000:]
+        assert code == 0 or "allocation ending" in out
+        codes.append(code)
+    assert codes[0] == 75
+    check_campaign(campaign / "run", n_sims=3, feedback=False)
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_retried_then_its_sim_fails_with_its_log(campaign):
+    bad = campaign / "bad_truth.json"
+    bad.write_text("{not json")
+    spec = SPEC.replace("stop: {max_sims: 8", "stop: {max_sims: 2")
+    spec = spec.replace("  mock: {frames: 40, steps_per_frame: 10}",
+                        f"  mock: {{frames: 40, steps_per_frame: 10, truth: {bad}}}\n  retry: {{max_retries: 1, backoff_s: 0.2}}")
+    spec = spec.replace("createsim: {lipids_per_cell: 4, buffer: 1}",
+                        "createsim: {lipids_per_cell: 4, buffer: 1, retry: {max_retries: 1, backoff_s: 0.2}}")
+    (campaign / "tiny.yaml").write_text(spec)
+    code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=campaign))
+    assert code == 0, out[-3000:]
+    con = sqlite3.connect(campaign / "run" / "campaign.db")
+    assert con.execute("SELECT COUNT(*) FROM selections WHERE state = 'failed'").fetchone()[0] >= 2
+    failures = [f for (f,) in con.execute("SELECT failures FROM jobs WHERE state = 'failed'")]
+    assert failures and max(failures) == 1, "each failing job gets max_retries = 1 more attempt"
+    reasons = [json.loads(d).get("reason", "") for (d,) in con.execute("SELECT data FROM events WHERE kind = 'sim.state'")
+               if json.loads(d).get("to") == "failed"]
+    assert reasons and all(".log" in r and "failed 2 times" in r for r in reasons)

@@ -113,7 +113,7 @@ class FeedbackStage:
         fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.8 * rows), squeeze=False)
         axes = axes.ravel()
         for ax, c in zip(axes, channels):
-            ax.plot(first["r_nm"], first["g_md"][c], "k-", lw=2, label="MD (DynIm-weighted)")
+            ax.plot(last["r_nm"], last["g_md"][c], "k-", lw=2, label="MD (DynIm-weighted)")
             ax.plot(first["r_nm"], first["g_macro"][c], "C3--", label="macro, initial")
             ax.plot(last["r_nm"], last["g_macro"][c], "C0-", label=f"macro, round {len(files)}")
             ax.set_title(CHANNEL_NAMES[c], fontsize=9)
