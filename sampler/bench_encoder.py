@@ -35,7 +35,7 @@ def _measure(x: np.ndarray, device: str, args: argparse.Namespace) -> dict[str, 
     settings = EncoderSettings(device=device, training=training)
     with tempfile.TemporaryDirectory() as tmp:
         encoder = train_encoder(x, settings, tmp, seed=args.seed)
-    report = encoder.report  # type: ignore[attr-defined]
+    report: dict[str, Any] = encoder.report or {}
     encoder.encode(x[: min(len(x), 4096)])  # warm-up
     if device == "gpu":
         torch.cuda.synchronize()

@@ -78,6 +78,7 @@ class Encoder:
         self.model = model.to(self.device).eval()
         self.scaling = scaling
         self.batch_size = batch_size
+        self.report: dict[str, Any] | None = None  # the training report, when known
 
     @property
     def arch(self) -> Architecture:
@@ -181,4 +182,9 @@ class Encoder:
             msg = f"{weights}: does not fit the architecture in {path / MANIFEST}: {err}"
             raise ValueError(msg) from err
         log.info("loaded encoder (latent_dim %d) from %s", arch.latent_dim, path)
-        return cls(model, scaling, device=device, batch_size=batch_size)
+        encoder = cls(model, scaling, device=device, batch_size=batch_size)
+        try:
+            encoder.report = json.loads((path / REPORT).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            encoder.report = None
+        return encoder

@@ -154,7 +154,7 @@ def train_encoder(
         "settings": settings.model_dump(mode="json"),
     }
     encoder = Encoder(model, scaling, device=settings.device, batch_size=settings.batch_size)
-    encoder.report = report  # type: ignore[attr-defined]
+    encoder.report = report
     if out_dir is not None:
         encoder.save(out_dir, report=report)
     return encoder
@@ -223,9 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as err:
         sys.stderr.write(f"mummi-train-encoder: {err}\n")
         return 2
-    report = encoder.report  # type: ignore[attr-defined]
-    log.info("saved to %s: %d epochs, validation MSE %.5f (mean predictor %.5f)",
-             args.out, report["epochs_run"], report["val_mse"], report["trivial_val_mse"])  # fmt: skip
+    report: dict[str, Any] = encoder.report or {}
+    log.info("saved to %s: %s epochs, validation MSE %s (mean predictor %s)",
+             args.out, report.get("epochs_run"), report.get("val_mse"), report.get("trivial_val_mse"))  # fmt: skip
     return 0
 
 

@@ -65,6 +65,8 @@ def test_save_load_round_trip_gives_identical_latents(trained: tuple[Encoder, Pa
     np.testing.assert_array_equal(loaded.encode(data), z)
     np.testing.assert_array_equal(loaded.scaling.low, encoder.scaling.low)
     assert loaded.arch == encoder.arch
+    assert loaded.report is not None and encoder.report is not None
+    assert loaded.report["epochs_run"] == encoder.report["epochs_run"]
 
 
 def test_encode_is_deterministic_float32_and_batch_independent(trained: tuple[Encoder, Path], data: np.ndarray) -> None:
@@ -158,7 +160,7 @@ def test_training_is_deterministic_on_cpu_and_rotations_can_be_off(tmp_path: Pat
     a = train_mod.train_encoder(x, s, None, seed=5)
     b = train_mod.train_encoder(x, s, None, seed=5)
     np.testing.assert_array_equal(a.encode(x), b.encode(x))
-    assert a.report["train_samples"] == a.report["train_patches"] == 54  # type: ignore[attr-defined]
+    assert a.report["train_samples"] == a.report["train_patches"] == 54
     c = train_mod.train_encoder(x, s, None, seed=6)
     assert not np.array_equal(a.encode(x), c.encode(x))
 
@@ -234,3 +236,18 @@ def test_cli_reads_patch_files_written_by_write_patches(tmp_path: Path) -> None:
     read, files = train_mod.read_coarse([tmp_path / "p"])
     assert len(files) == 2 and read.shape == (24, 5, 5, 14)
     np.testing.assert_array_equal(read[12:], coarse)
+
+
+def test_benchmark_returns_figures_without_printing(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from mummi.sampler import bench_encoder
+
+    parser = argparse.ArgumentParser()
+    bench_encoder.add_arguments(parser)
+    result = bench_encoder.run(parser.parse_args(["--patches", "200", "--epochs", "1", "--threads", "1"]))
+    assert result["cpu"]["train_samples_per_epoch"] == 4 * 180 and result["cpu"]["encode_patches_per_s"] > 0
+    assert result["cpu"]["train_s_per_epoch"] > 0
+    if not torch.cuda.is_available():
+        assert result["gpu"].startswith("unmeasured")
+    assert capsys.readouterr().out == ""
