@@ -235,12 +235,12 @@ class LipidOperators:
         return be.mix(self.weights, parts[0] if len(parts) == 1 else be.concat(parts))
 
     def advance(self, c: Any, c_hat: Any, phi: Any, noise: np.ndarray | None) -> tuple[Any, Any]:
-        """One ETD1 step of the lipid fields in the potential φ; returns (c, ĉ) at t + dt (ĉ updated in place)."""
+        """One ETD1 step of the lipid fields in the potential φ; returns (c, ĉ) at t + dt (new arrays)."""
         be = self.backend
         flux = be.rfft2(be.drift(c, phi))
         flux[:, 0, 0] = 0
         flux *= self.gain
-        c_hat *= self.decay
+        c_hat = c_hat * self.decay
         c_hat += flux
         if noise is not None:
             self._add_noise(c_hat, noise)
