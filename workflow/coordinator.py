@@ -85,6 +85,9 @@ class Coordinator:
         self.runner.submit_due_retries()
         if self._stop_signal:
             return self._stop_signal
+        reason = self._stop_reason()
+        if reason is not None:
+            return reason
         if not self._ready_for_campaign():
             return None
         self._ensure_macro()
@@ -97,7 +100,7 @@ class Coordinator:
         self.micro.start_ready(may_start=not winding_down)
         self.feedback.maybe_run()
         self._maybe_checkpoint()
-        return "allocation ending" if winding_down else self._stop_reason()
+        return "allocation ending" if winding_down else None
 
     # -------------------------------------------------------------- phases
     def _ready_for_campaign(self) -> bool:
@@ -174,7 +177,12 @@ class Coordinator:
         resumable = reason in ("allocation ending", "SIGTERM", "SIGINT")
         log.info("stopping: %s", reason)
         self.store.record_event("campaign.stopping", None, reason=reason, resumable=resumable)
-        self.runner.cancel_all()
+        if resumable:
+            self.runner.cancel_all()
+        else:
+            # The analyses of finished sims are finishing their last frames: let them.
+            done = {sel.sim_id for sel in self.store.selections([SimState.DONE])}
+            self.runner.cancel_all(keep=lambda job: job.kind == "analysis" and job.subject in done)
         self._drain()
         if self.ingest is not None:
             self.ingest.checkpoint()

@@ -121,8 +121,9 @@ class JobRunner:
                 self._not_before.pop(job.id, None)
                 self._hand_over(job)
 
-    def cancel_all(self, kinds: Sequence[str] | None = None) -> None:
-        jobs = [j for j in self.store.jobs(states=ACTIVE) if kinds is None or j.kind in kinds]
+    def cancel_all(self, keep: Callable[[JobRecord], bool] = lambda job: False) -> None:
+        """Cancel every active job but those ``keep`` spares."""
+        jobs = [j for j in self.store.jobs(states=ACTIVE) if not keep(j)]
         self.backend.cancel([j.backend_id for j in jobs if j.backend_id])
 
     def active(self, kind: str | None = None) -> list[JobRecord]:

@@ -62,6 +62,9 @@ class MicroPipeline:
             else:
                 back = SimState.DONE if simdir.is_done(sim_dir, SIM) else SimState.READY
             self.store.set_sim_state(sel.sim_id, back, reason="its job ended while the coordinator was away")
+        for sel in self.store.selections([SimState.DONE]):
+            if not simdir.is_done(self.cdir.sim(sel.sim_id), ANALYSIS) and not self._has_active(ANALYSIS, sel.sim_id):
+                self._submit(ANALYSIS, sel.sim_id)
 
     # ----------------------------------------------------------------- start
     def start_selected(self, patch_of: Callable[[str], tuple]) -> None:
