@@ -122,6 +122,9 @@ def test_sigterm_then_sigkill_at_random_moments_lose_nothing(campaign):
     deadline = time.monotonic() + 240
     while db_count(db, "SELECT COUNT(*) FROM selections") < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
+    live = subprocess.run([sys.executable, "-c", "from mummi.workflow.cli import status_main; raise SystemExit(status_main())",
+                           str(campaign / "run"), "--json"], capture_output=True, text=True, timeout=60)
+    assert live.returncode == 0 and json.loads(live.stdout)["sims"]["total"] >= 2  # mummi-status on a running campaign
     time.sleep(rng.uniform(0.0, 2.0))
     first.send_signal(signal.SIGTERM)
     code, out = finish(first)
