@@ -42,16 +42,16 @@ from pathlib import Path
 import numpy as np
 
 from mummi.sampler import checkpoint as ckpt
+from mummi.sampler.buffers import Growing
 from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
-from mummi.sampler.knn import knn_scores, merge_knn, row_sq_dist, slack, sq_norms
+from mummi.sampler.knn import augment_points, augment_queries, close_pairs, knn_scores, merge_knn, query_bounds, row_sq_dist, sq_norms
 from mummi.workflow.spec import SamplerSettings
 
 log = logging.getLogger(__name__)
 
 CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
 _FRONT = 512  # candidates kept exact between full refreshes
-_CHUNK = 1 << 22  # elements per filter block
 
 
 class SamplerInputError(ValueError):
@@ -95,23 +95,25 @@ class DynimSampler:
         self._history = EventHistory(history) if history is not None else None
         k = self.settings.k
         self._index = make_index(self.settings.index, dim, self.settings.device, self.settings.index_probe)
-        # Every point ever added, in arrival order.
-        self._x = np.empty((0, dim), dtype=np.float32)
+        # Every point ever added, in arrival order, with the nearest selected point
+        # of discarded points (valid for S[:epoch]).
+        self._x = Growing(np.float32, (dim,))
         self._ids: list[str] = []
         self._known: set[str] = set()
-        self._status = np.empty(0, dtype=np.int8)
-        # Nearest selected point of discarded points, valid for S[:epoch].
-        self._nn_dist = np.empty(0)
-        self._nn_pos = np.empty(0, dtype=np.int64)
-        self._nn_epoch = np.empty(0, dtype=np.int64)
-        # S, in order of selection.
-        self._sel = np.empty(0, dtype=np.int64)
-        self._sel_d1 = np.empty(0)
-        self._sel_norm = np.empty(0, dtype=np.float32)
+        self._status = Growing(np.int8)
+        self._nn_dist = Growing(np.float64)
+        self._nn_pos = Growing(np.int64)
+        self._nn_epoch = Growing(np.int64)
+        # S, in order of selection: seen index, distance to the points selected
+        # before it, and its rows for close_pairs.
+        self._sel = Growing(np.int64)
+        self._sel_d1 = Growing(np.float64)
+        self._sel_aug = Growing(np.float32, (dim + 1,))
         self._n_random = 0
         # C, in arrival order; dead slots have score -inf until the next add compacts them.
         self._c = np.empty(0, dtype=np.int64)
         self._c_x = np.empty((0, dim), dtype=np.float32)
+        self._c_xa = np.empty((0, dim + 1), dtype=np.float32)
         self._c_norm = np.empty(0, dtype=np.float32)
         self._c_dist = np.empty((0, k))
         self._c_pos = np.empty((0, k), dtype=np.int64)
@@ -139,7 +141,7 @@ class DynimSampler:
 
     @property
     def selected_ids(self) -> list[str]:
-        return [self._ids[i] for i in self._sel]
+        return [self._ids[i] for i in self._sel.view]
 
     @property
     def selected_latents(self) -> np.ndarray:
@@ -167,17 +169,16 @@ class DynimSampler:
         if n == 0:
             return []
         first = self.n_seen
-        self._x = np.concatenate([self._x, x])
+        self._x.extend(x)
         self._ids.extend(ids)
         self._known.update(ids)
-        self._status = np.concatenate([self._status, np.zeros(n, dtype=np.int8)])
-        self._nn_dist = np.concatenate([self._nn_dist, np.full(n, np.inf)])
-        self._nn_pos = np.concatenate([self._nn_pos, np.full(n, -1, dtype=np.int64)])
-        self._nn_epoch = np.concatenate([self._nn_epoch, np.zeros(n, dtype=np.int64)])
+        self._status.extend(np.full(n, CANDIDATE, dtype=np.int8))
+        self._nn_dist.extend(np.full(n, np.inf))
+        self._nn_pos.extend(np.full(n, -1))
+        self._nn_epoch.extend(np.zeros(n, dtype=np.int64))
 
         dist, pos = self._index.search(x, self.settings.k)
-        new = _Block(np.arange(first, first + n), x, dist, pos, len(self._sel))
-        discarded = self._insert(new)
+        discarded = self._insert(_Block(np.arange(first, first + n), x, dist, pos, len(self._sel)))
         self._event("add", "", np.nan, n)
         if len(discarded):
             self._event("discard", "", np.nan, len(discarded))
@@ -238,6 +239,7 @@ class DynimSampler:
             c, c_score, c_dist, c_pos, c_epoch, c_x = (a[stay] for a in (c, c_score, c_dist, c_pos, c_epoch, c_x))
         self._c, self._c_score, self._c_dist, self._c_pos, self._c_epoch, self._c_x = c, c_score, c_dist, c_pos, c_epoch, c_x
         self._c_norm = sq_norms(c_x)
+        self._c_xa = augment_queries(c_x)
         self._n_alive = len(c)
         self._reset_front()
         return discarded
@@ -277,40 +279,63 @@ class DynimSampler:
         scores = self._c_score[alive]
         m = min(_FRONT, len(alive))
         if m == len(alive):
-            self._front, self._outside_score, self._outside_slot = alive, -np.inf, -1
+            self._set_front(alive, -np.inf, -1)
             return
         # The front is the first m slots in (score down, age) order.
         v = np.partition(scores, len(scores) - m)[len(scores) - m]
         above = alive[scores > v]
         ties = alive[scores == v]
         n_ties = m - len(above)
-        self._front = np.sort(np.concatenate([above, ties[:n_ties]]))
+        front = np.sort(np.concatenate([above, ties[:n_ties]]))
         if n_ties < len(ties):
-            self._outside_score, self._outside_slot = v, int(ties[n_ties])
+            self._set_front(front, v, int(ties[n_ties]))
         else:
             below = scores < v
             j = int(np.argmax(np.where(below, scores, -np.inf)))
-            self._outside_score, self._outside_slot = float(scores[j]), int(alive[j])
+            self._set_front(front, float(scores[j]), int(alive[j]))
+
+    def _set_front(self, slots: np.ndarray, outside_score: float, outside_slot: int) -> None:
+        """The front (exact, sorted slots) with the best key outside it (a bound: outside scores may be stale)."""
+        self._front = slots
+        self._front_xa = self._c_xa[slots]
+        self._front_bound = query_bounds(self._c_dist[slots, -1], self._c_norm[slots], self.dim)
+        self._outside_score, self._outside_slot = outside_score, outside_slot
 
     def _reset_front(self) -> None:
-        self._front = np.empty(0, dtype=np.int64)
-        self._outside_score, self._outside_slot = np.inf, -1
+        self._set_front(np.empty(0, dtype=np.int64), np.inf, -1)
 
     def _pick(self, slot: int, random: bool) -> Selection:
         seen = int(self._c[slot])
         score = float(self._c_score[slot])
-        self._index.add(self._c_x[slot : slot + 1])
-        self._sel = np.append(self._sel, seen)
-        self._sel_d1 = np.append(self._sel_d1, self._c_dist[slot, 0])
-        self._sel_norm = np.append(self._sel_norm, self._c_norm[slot])
+        x = self._c_x[slot : slot + 1]
+        self._index.add(x)
+        self._sel.append(seen)
+        self._sel_d1.append(self._c_dist[slot, 0])
+        self._sel_aug.extend(augment_points(x))
         self._status[seen] = SELECTED
         self._c_score[slot] = -np.inf
         self._n_alive -= 1
         self._n_random += random
-        self._front = self._front[self._front != slot]
-        self._refresh(self._front)
+        self._update_front(slot, x)
         self._event("select", self._ids[seen], score, 1)
         return Selection(self._ids[seen], score, len(self._sel) - 1, random)
+
+    def _update_front(self, picked: int, x: np.ndarray) -> None:
+        """Drop ``picked`` from the front and merge the new selected point ``x`` into the front's lists."""
+        keep = self._front != picked
+        if not keep.all():
+            self._front, self._front_xa, self._front_bound = self._front[keep], self._front_xa[keep], self._front_bound[keep]
+        if len(self._front) == 0:
+            return
+        n_sel = len(self._sel)
+        hit = np.flatnonzero(self._front_xa @ self._sel_aug[n_sel - 1] <= self._front_bound)
+        if len(hit):
+            rows = self._front[hit]
+            d = np.sqrt(row_sq_dist(self._c_x[rows], x))
+            merge_knn(self._c_dist, self._c_pos, rows, d, np.full(len(rows), n_sel - 1))
+            self._c_score[rows] = knn_scores(self._c_dist[rows], n_sel)
+            self._front_bound[hit] = query_bounds(self._c_dist[rows, -1], self._c_norm[rows], self.dim)
+        self._c_epoch[self._front] = n_sel
 
     def _refresh(self, slots: np.ndarray) -> None:
         """Bring the k-NN lists and scores of ``slots`` up to date with all of S."""
@@ -319,21 +344,13 @@ class DynimSampler:
         if len(slots) == 0:
             return
         e0 = int(self._c_epoch[slots].min())
-        block = self._index.points[e0:]
-        block_norm = self._sel_norm[e0:]
-        changed = []
-        rows = max(1, _CHUNK // len(block))
-        for start in range(0, len(slots), rows):
-            part = slots[start : start + rows]
-            r, j = _filter_pairs(
-                self._c_x[part], self._c_norm[part], block, block_norm, self._c_dist[part, -1], self._c_epoch[part] - e0
-            )
-            if len(r):
-                d = np.sqrt(row_sq_dist(self._c_x[part[r]], block[j]))
-                changed.append(merge_knn(self._c_dist, self._c_pos, part[r], d, j + e0))
+        skip = self._c_epoch[slots] - e0
+        bound = query_bounds(self._c_dist[slots, -1], self._c_norm[slots], self.dim)
+        r, j = close_pairs(self._c_xa[slots], self._sel_aug[e0:], bound, skip if skip.any() else None)
         self._c_epoch[slots] = n_sel
-        if changed:
-            rows = np.concatenate(changed)
+        if len(r):
+            d = np.sqrt(row_sq_dist(self._c_x[slots[r]], self._index.points[j + e0]))
+            rows = merge_knn(self._c_dist, self._c_pos, slots[r], d, j + e0)
             self._c_score[rows] = knn_scores(self._c_dist[rows], n_sel)
 
     # ---------------------------------------------------------------- weights
@@ -345,7 +362,8 @@ class DynimSampler:
         """Weights of the selected points in order of selection.
 
         ``w(q) = 1 + number of seen, non-selected points whose nearest selected point
-        is q``; scaled to mean 1 when ``normalize`` (default: the settings').
+        is q``; scaled to mean 1 when ``normalize`` (default: the settings'). Exact
+        with the ``flat`` index.
         """
         n_sel = len(self._sel)
         if n_sel == 0:
@@ -353,7 +371,7 @@ class DynimSampler:
         alive = np.flatnonzero(self._c_score > -np.inf)
         self._refresh(alive)
         self._update_discarded()
-        discarded = self._status == DISCARDED
+        discarded = self._status.view == DISCARDED
         nearest = np.concatenate([self._c_pos[alive, 0], self._nn_pos[discarded]])
         w = 1.0 + np.bincount(nearest[nearest >= 0], minlength=n_sel)
         if self.settings.normalize_weights if normalize is None else normalize:
@@ -363,35 +381,45 @@ class DynimSampler:
     def _update_discarded(self) -> None:
         """Bring the nearest selected point of every discarded point up to date."""
         n_sel = len(self._sel)
-        todo = np.flatnonzero((self._status == DISCARDED) & (self._nn_epoch < n_sel))
-        points = self._index.points
-        for epoch in np.unique(self._nn_epoch[todo]):
-            group = todo[self._nn_epoch[todo] == epoch]
-            # s can be nearer to p than p's nearest only if d1(s) <= 2 nn(p).
-            later = np.arange(epoch, n_sel)
-            later = later[np.argsort(self._sel_d1[later], kind="stable")]
-            reach = np.searchsorted(self._sel_d1[later], 2 * self._nn_dist[group] * (1 + 1e-9), side="right")
-            group, reach = group[np.argsort(reach)], np.sort(reach)
-            rows = max(1, _CHUNK // max(1, int(reach[-1])))
-            for start in range(0, len(group), rows):
-                part, m = group[start : start + rows], int(reach[min(start + rows, len(group)) - 1])
-                if m == 0:
-                    continue
-                cand = later[:m]
-                x = self._x[part]
-                r, j = _filter_pairs(x, sq_norms(x), points[cand], self._sel_norm[cand], self._nn_dist[part], None)
-                if len(r) == 0:
-                    continue
-                d = np.sqrt(row_sq_dist(x[r], points[cand[j]]))
-                pos = cand[j]
-                order = np.lexsort((pos, d, r))
-                r, d, pos = r[order], d[order], pos[order]
-                first = np.r_[True, r[1:] != r[:-1]]
-                r, d, pos = r[first], d[first], pos[first]
-                better = (d < self._nn_dist[part[r]]) | ((d == self._nn_dist[part[r]]) & (pos < self._nn_pos[part[r]]))
-                self._nn_dist[part[r[better]]] = d[better]
-                self._nn_pos[part[r[better]]] = pos[better]
+        todo = np.flatnonzero((self._status.view == DISCARDED) & (self._nn_epoch.view < n_sel))
+        if len(todo) == 0:
+            return
+        if not self._index.exact:
+            dist, pos = self._index.search(self._x[todo], 1)
+            better = dist[:, 0] < self._nn_dist[todo]
+            self._nn_dist[todo[better]], self._nn_pos[todo[better]] = dist[better, 0], pos[better, 0]
+        else:
+            for epoch in np.unique(self._nn_epoch[todo]):
+                self._update_nearest(todo[self._nn_epoch[todo] == epoch], int(epoch))
         self._nn_epoch[todo] = n_sel
+
+    def _update_nearest(self, group: np.ndarray, epoch: int) -> None:
+        """Exact update of the nearest selected point of ``group`` (valid for S[:epoch]) with S[epoch:].
+
+        A point s selected after ``epoch`` can be nearer to p than p's nearest a only
+        if ``d1(s) <= 2 nn(p)``: d(p, s) >= d(a, s) - d(p, a) >= d1(s) - nn(p).
+        """
+        later = epoch + np.argsort(self._sel_d1[epoch:], kind="stable")
+        reach = np.searchsorted(self._sel_d1[later], 2 * self._nn_dist[group] * (1 + 1e-9), side="right")
+        order = np.argsort(reach, kind="stable")
+        group, reach = group[order], reach[order]
+        points = self._index.points
+        start = np.searchsorted(reach, 0, side="right")
+        while start < len(group):
+            # Points whose reach is within a factor 2 of each other share one block.
+            stop = int(np.searchsorted(reach, 2 * reach[start], side="right"))
+            part, cand = group[start:stop], later[: reach[stop - 1]]
+            start = stop
+            x = self._x[part]
+            r, j = close_pairs(augment_queries(x), self._sel_aug[cand], query_bounds(self._nn_dist[part], sq_norms(x), self.dim))
+            if len(r) == 0:
+                continue
+            d, pos = np.sqrt(row_sq_dist(x[r], points[cand[j]])), cand[j]
+            first = np.lexsort((pos, d, r))
+            first = first[np.r_[True, r[first][1:] != r[first][:-1]]]
+            r, d, pos = part[r[first]], d[first], pos[first]
+            better = d < self._nn_dist[r]  # later points lose ties
+            self._nn_dist[r[better]], self._nn_pos[r[better]] = d[better], pos[better]
 
     # ------------------------------------------------------------- inspection
     def candidate_scores(self) -> tuple[list[str], np.ndarray]:
@@ -410,9 +438,9 @@ class DynimSampler:
         if self._history is not None:
             self._history.flush()
         arrays = {
-            "x": self._x, "ids": np.array(self._ids, dtype=str), "status": self._status,
-            "nn_dist": self._nn_dist, "nn_pos": self._nn_pos, "nn_epoch": self._nn_epoch,
-            "sel": self._sel, "sel_d1": self._sel_d1,
+            "x": self._x.view, "ids": np.array(self._ids, dtype=str), "status": self._status.view,
+            "nn_dist": self._nn_dist.view, "nn_pos": self._nn_pos.view, "nn_epoch": self._nn_epoch.view,
+            "sel": self._sel.view, "sel_d1": self._sel_d1.view,
             "c": self._c, "c_dist": self._c_dist, "c_pos": self._c_pos, "c_epoch": self._c_epoch, "c_score": self._c_score,
         }  # fmt: skip
         meta = {
@@ -441,15 +469,18 @@ class DynimSampler:
         self = cls(meta["dim"], SamplerSettings.model_validate(meta["settings"]), meta["seed"], history)
         self._rng.bit_generator.state = meta["rng"]
         self._n_random = meta["n_random"]
-        self._x = arrays["x"]
+        self._x = Growing.of(arrays["x"])
         self._ids = arrays["ids"].tolist()
         self._known = set(self._ids)
-        for name in ("status", "nn_dist", "nn_pos", "nn_epoch", "sel", "sel_d1", "c", "c_dist", "c_pos", "c_epoch", "c_score"):
+        for name in ("status", "nn_dist", "nn_pos", "nn_epoch", "sel", "sel_d1"):
+            setattr(self, f"_{name}", Growing.of(arrays[name]))
+        for name in ("c", "c_dist", "c_pos", "c_epoch", "c_score"):
             setattr(self, f"_{name}", arrays[name])
-        self._index.add(self._x[self._sel])
-        self._sel_norm = sq_norms(self._x[self._sel])
+        self._index.add(self._x[self._sel.view])
+        self._sel_aug = Growing.of(augment_points(self._x[self._sel.view]))
         self._c_x = self._x[self._c]
         self._c_norm = sq_norms(self._c_x)
+        self._c_xa = augment_queries(self._c_x)
         self._n_alive = int((self._c_score > -np.inf).sum())
         return self
 
@@ -463,23 +494,3 @@ class _Block:
     dist: np.ndarray
     pos: np.ndarray
     epoch: int
-
-
-def _filter_pairs(
-    x: np.ndarray, x_norm: np.ndarray, y: np.ndarray, y_norm: np.ndarray, radius: np.ndarray, skip: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i, j) whose distance may be <= ``radius[i]``, skipping ``j < skip[i]``.
-
-    A float32 GEMM gives every squared distance up to :func:`slack`; the pairs it
-    cannot rule out are returned for a canonical recomputation.
-    """
-    g = x @ y.T
-    g *= -2
-    g += x_norm[:, None]
-    g += y_norm[None, :]
-    limit = radius.astype(np.float64) ** 2
-    tol = slack(x.shape[1])
-    keep = g <= (limit + tol * x_norm)[:, None] + tol * y_norm[None, :]
-    if skip is not None and skip.any():
-        keep &= np.arange(len(y))[None, :] >= skip[:, None]
-    return np.nonzero(keep)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mummi.sampler.buffers import Growing
 from mummi.sampler.knn import cross_sq_dist, row_sq_dist, slack, sq_norms
 
 log = logging.getLogger(__name__)
@@ -41,32 +42,26 @@ class SelectedIndex:
 
     def __init__(self, dim: int, device: Device = "auto") -> None:
         self.dim = dim
-        self._x = np.empty((1024, dim), dtype=np.float32)
-        self._n = 0
+        self._x = Growing(np.float32, (dim,))
+        self._indexed = 0  # points handed to the backend; the rest wait for the next search
         self._max_sq_norm = 0.0
         self._gpu = use_gpu(device)
         self._gpu_res: Any = None
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._x)
 
     @property
     def points(self) -> np.ndarray:
         """The selected latents in order of selection (a view)."""
-        return self._x[: self._n]
+        return self._x.view
 
     def add(self, x: np.ndarray) -> None:
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, self.dim)
         if len(x) == 0:
             return
-        if self._n + len(x) > len(self._x):
-            grown = np.empty((max(2 * len(self._x), self._n + len(x)), self.dim), dtype=np.float32)
-            grown[: self._n] = self.points
-            self._x = grown
-        self._x[self._n : self._n + len(x)] = x
-        self._n += len(x)
+        self._x.extend(x)
         self._max_sq_norm = max(self._max_sq_norm, float(sq_norms(x).max()))
-        self._add(x)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """k nearest selected points of each query.
@@ -77,9 +72,10 @@ class SelectedIndex:
         selected point first.
         """
         q = np.ascontiguousarray(q, dtype=np.float32).reshape(-1, self.dim)
-        kk = k + max(k, 8)
-        if self._n <= kk:
-            cand = np.broadcast_to(np.arange(self._n, dtype=np.int64), (len(q), self._n))
+        n = len(self)
+        kk = k + max(k, 8) if self.exact else k
+        if n <= kk:
+            cand = np.broadcast_to(np.arange(n, dtype=np.int64), (len(q), n))
             return _sorted_canonical(q, self.points, cand, k)
         approx, cand = self._propose(q, kk)
         dist, pos = _sorted_canonical(q, self.points, cand.astype(np.int64), k)
@@ -93,6 +89,13 @@ class SelectedIndex:
                 dist[doubtful], pos[doubtful] = brute_knn(q[doubtful], self.points, k)
         return dist, pos
 
+    def _propose(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate squared distances and positions (n, kk) of proposed neighbours (-1: none)."""
+        if len(self._x) > self._indexed:
+            self._add(self.points[self._indexed :])
+            self._indexed = len(self._x)
+        return self._index.search(q, kk)
+
     def _to_gpu(self, index: Any) -> Any:
         if not self._gpu:
             return index
@@ -101,13 +104,9 @@ class SelectedIndex:
         self._gpu_res = self._gpu_res or faiss.StandardGpuResources()
         return faiss.index_cpu_to_gpu(self._gpu_res, 0, index)
 
-    # -- backends ------------------------------------------------------------
     def _add(self, x: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def _propose(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate squared distances and positions (n, kk) of proposed neighbours (-1: none)."""
-        raise NotImplementedError
+        """Hand new points to the FAISS index ``self._index`` (batched: called before a search)."""
+        self._index.add(x)
 
 
 class FlatIndex(SelectedIndex):
@@ -119,45 +118,42 @@ class FlatIndex(SelectedIndex):
 
         self._index = self._to_gpu(faiss.IndexFlatL2(dim))
 
-    def _add(self, x: np.ndarray) -> None:
-        self._index.add(x)
-
-    def _propose(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._index.search(q, kk)
-
 
 class IVFIndex(SelectedIndex):
-    """Inverted lists over k-means cells; exact flat search until S is large enough to train."""
+    """Inverted lists over k-means cells of S, retrained whenever S has doubled.
+
+    About ``3 sqrt(|S|)`` lists (a power of two, 16 to 4096, at least 39 training
+    points each), ``nprobe`` of them searched per query; exact flat search while S
+    has fewer than 1024 points.
+    """
 
     exact = False
 
-    def __init__(self, dim: int, device: Device = "auto", nlist: int = 1024, nprobe: int = 16) -> None:
+    def __init__(self, dim: int, device: Device = "auto", nprobe: int = 8) -> None:
         super().__init__(dim, device)
         import faiss
 
-        self.nlist, self.nprobe = nlist, nprobe
-        self._flat = faiss.IndexFlatL2(dim)
-        self._ivf: Any = None
+        self.nprobe = nprobe
+        self._index = faiss.IndexFlatL2(dim)
+        self._trained_at = 0
 
     def _add(self, x: np.ndarray) -> None:
-        if self._ivf is not None:
-            self._ivf.add(x)
+        n = len(self)
+        if n < max(1024, 2 * self._trained_at):
+            self._index.add(x)
             return
-        self._flat.add(x)
-        if self._n >= 39 * self.nlist:
-            import faiss
+        import faiss
 
-            quantizer = faiss.IndexFlatL2(self.dim)
-            ivf = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist)
-            ivf.train(self.points)
-            ivf.add(self.points)
-            ivf.nprobe = self.nprobe
-            self._ivf = self._to_gpu(ivf)
-            self._flat = None
-            log.info("IVF index trained on %d selected points (%d lists, nprobe %d)", self._n, self.nlist, self.nprobe)
-
-    def _propose(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-        return (self._ivf or self._flat).search(q, kk)
+        nlist = int(np.clip(2 ** round(np.log2(3 * np.sqrt(n))), 16, 4096))
+        while 39 * nlist > n:
+            nlist //= 2
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(self.dim), self.dim, nlist)
+        ivf.train(self.points)
+        ivf.add(self.points)
+        ivf.nprobe = self.nprobe
+        self._index = self._to_gpu(ivf)
+        self._trained_at = n
+        log.debug("IVF index retrained on %d selected points (%d lists)", n, nlist)
 
 
 class HNSWIndex(SelectedIndex):
@@ -173,19 +169,13 @@ class HNSWIndex(SelectedIndex):
         self._index.hnsw.efConstruction = 80
         self._index.hnsw.efSearch = ef_search
 
-    def _add(self, x: np.ndarray) -> None:
-        self._index.add(x)
-
-    def _propose(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._index.search(q, kk)
-
 
 def make_index(kind: IndexKind, dim: int, device: Device = "auto", probe: int | None = None) -> SelectedIndex:
-    """An empty index of ``kind``; ``probe`` is IVF's nprobe or HNSW's efSearch."""
+    """An empty index of ``kind``; ``probe`` is IVF's nprobe (default 8) or HNSW's efSearch (default 64)."""
     if kind == "flat":
         return FlatIndex(dim, device)
     if kind == "ivf":
-        return IVFIndex(dim, device, nprobe=probe or 16)
+        return IVFIndex(dim, device, probe or 8)
     if kind == "hnsw":
         return HNSWIndex(dim, device, ef_search=probe or 64)
     msg = f"unknown sampler index {kind!r}; allowed: 'flat' (exact), 'ivf', 'hnsw'"
@@ -193,19 +183,12 @@ def make_index(kind: IndexKind, dim: int, device: Device = "auto", probe: int | 
 
 
 def _sorted_canonical(q: np.ndarray, points: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical distances to the proposed positions, sorted by (distance, position), cut or padded to k."""
+    """Canonical distances to the proposed positions (-1: none), sorted, cut or padded to k."""
     n, kk = cand.shape
     valid = cand >= 0
     d2 = row_sq_dist(np.repeat(q, kk, axis=0), points[np.where(valid, cand, 0).ravel()]).reshape(n, kk)
     d2[~valid] = np.inf
-    order = np.lexsort((cand, d2), axis=1)[:, :k]
-    dist = np.full((n, k), np.inf)
-    pos = np.full((n, k), -1, dtype=np.int64)
-    m = order.shape[1]
-    dist[:, :m] = np.sqrt(np.take_along_axis(d2, order, axis=1))
-    pos[:, :m] = np.take_along_axis(cand, order, axis=1)
-    pos[~np.isfinite(dist)] = -1
-    return dist, pos
+    return _k_smallest(d2, cand, k)
 
 
 def brute_knn(q: np.ndarray, points: np.ndarray, k: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -216,15 +199,17 @@ def brute_knn(q: np.ndarray, points: np.ndarray, k: int, chunk: int = 256) -> tu
         d2 = cross_sq_dist(q[start : start + chunk], points)
         idx = np.broadcast_to(np.arange(len(points), dtype=np.int64), d2.shape)
         rows = slice(start, start + len(d2))
-        dist[rows], pos[rows] = _sorted_from_sq(d2, idx, k)
+        dist[rows], pos[rows] = _k_smallest(d2, idx, k)
     return dist, pos
 
 
-def _sorted_from_sq(d2: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _k_smallest(d2: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k smallest squared distances (as distances) and their positions, by (distance, position)."""
     order = np.lexsort((idx, d2), axis=1)[:, :k]
     dist = np.full((len(d2), k), np.inf)
     pos = np.full((len(d2), k), -1, dtype=np.int64)
     m = order.shape[1]
     dist[:, :m] = np.sqrt(np.take_along_axis(d2, order, axis=1))
     pos[:, :m] = np.take_along_axis(idx, order, axis=1)
+    pos[~np.isfinite(dist)] = -1
     return dist, pos

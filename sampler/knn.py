@@ -21,15 +21,16 @@ _U32 = float(np.finfo(np.float32).eps) / 2
 
 
 def tree_sum(x: np.ndarray) -> np.ndarray:
-    """Sum over the last axis by a fixed pairwise tree (deterministic for any shape)."""
-    width = x.shape[-1]
-    size = 1 << max(width - 1, 0).bit_length()
-    if size != width:
-        pad = np.zeros(x.shape[:-1] + (size - width,), dtype=x.dtype)
-        x = np.concatenate([x, pad], axis=-1)
+    """Sum over the last axis by a fixed pairwise tree (deterministic for any shape).
+
+    Equivalent to zero-padding the axis to a power of two and adding halves.
+    """
     while x.shape[-1] > 1:
-        half = x.shape[-1] // 2
-        x = x[..., :half] + x[..., half:]
+        width = x.shape[-1]
+        half = 1 << ((width - 1).bit_length() - 1)
+        folded = x[..., :half].copy()
+        folded[..., : width - half] += x[..., half:]
+        x = folded
     return x[..., 0]
 
 
@@ -66,6 +67,57 @@ def sq_norms(x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x)
 
 
+def augment_queries(x: np.ndarray) -> np.ndarray:
+    """Rows ``[-2 x, 1]`` (float32) for :func:`close_pairs`."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.hstack([-2 * x, np.ones((len(x), 1), dtype=np.float32)])  # -2x is exact
+
+
+def augment_points(y: np.ndarray) -> np.ndarray:
+    """Rows ``[y, (1 - slack) |y|^2]`` (float32) for :func:`close_pairs`."""
+    y = np.asarray(y, dtype=np.float32)
+    return np.hstack([y, ((1 - slack(y.shape[1])) * sq_norms(y))[:, None]])
+
+
+def query_bounds(radius: np.ndarray, x_norm: np.ndarray, dim: int) -> np.ndarray:
+    """``radius^2 - (1 - slack) |x|^2``, rounded up to float32, for :func:`close_pairs`."""
+    bound = radius.astype(np.float64) ** 2 - (1 - slack(dim)) * x_norm.astype(np.float64)
+    return np.nextafter(bound.astype(np.float32), np.float32(np.inf))
+
+
+def close_pairs(
+    xa: np.ndarray, ya: np.ndarray, bound: np.ndarray, skip: np.ndarray | None = None, block: int = 1 << 21
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) whose canonical distance may be within query i's radius.
+
+    ``xa`` = :func:`augment_queries` (n, d+1), ``ya`` = :func:`augment_points` (m, d+1),
+    ``bound`` = :func:`query_bounds`. One GEMM gives ``-2 x.y + (1 - slack) |y|^2``,
+    tested against ``r^2 - (1 - slack) |x|^2``: the float32 expansion of
+    ``|x - y|^2 <= r^2`` with its rounding error (:func:`slack`, whose factor 2 also
+    covers the extra roundings here) on the safe side. So no pair within the radius
+    is ever missed; the pairs returned (rows ascending, then j ascending; ``j <
+    skip[i]`` left out) are recomputed canonically by the caller.
+    """
+    yt = np.ascontiguousarray(ya.T)
+    rows = max(1, block // max(1, len(ya)))
+    out_r, out_j = [], []
+    for start in range(0, len(xa), rows):
+        g = xa[start : start + rows] @ yt
+        b = bound[start : start + rows]
+        hit = np.flatnonzero(g.min(axis=1) <= b) if len(ya) > 1 else np.flatnonzero(g[:, 0] <= b)
+        if len(hit) == 0:
+            continue
+        keep = g[hit] <= b[hit, None]
+        if skip is not None:
+            keep &= np.arange(len(ya))[None, :] >= skip[start + hit, None]
+        r, j = np.nonzero(keep)
+        out_r.append(hit[r] + start)
+        out_j.append(j)
+    if not out_r:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    return np.concatenate(out_r), np.concatenate(out_j)
+
+
 def knn_scores(knn: np.ndarray, n_selected: int) -> np.ndarray:
     """DynIm scores from sorted k-NN distance rows: the mean of the first ``min(k, |S|)``.
 
@@ -79,29 +131,56 @@ def knn_scores(knn: np.ndarray, n_selected: int) -> np.ndarray:
 
 
 def merge_knn(
-    dist: np.ndarray, pos: np.ndarray, rows: np.ndarray, new_dist: np.ndarray, new_pos: np.ndarray
+    dist: np.ndarray, pos: np.ndarray, rows: np.ndarray, new_dist: np.ndarray, new_pos: np.ndarray, width: int = 32
 ) -> np.ndarray:
-    """Merge new neighbours into sorted k-NN rows in place; return the rows that changed.
+    """Merge new neighbours into sorted k-NN rows in place; return the rows offered any.
 
     ``dist``/``pos`` are (n, k) lists sorted by (distance, position in S); entry ``j``
     of ``rows``/``new_dist``/``new_pos`` offers neighbour ``new_pos[j]`` at distance
-    ``new_dist[j]`` to row ``rows[j]``. Equal distances keep the older selected point
-    (smaller position) first, which makes the nearest selected point of a weight
-    unique.
+    ``new_dist[j]`` to row ``rows[j]``. Offers must come after the row's current
+    entries in S and, per row, in increasing position (as ``np.nonzero`` yields
+    them). Equal distances keep the older selected point first, which makes the
+    nearest selected point of a weight unique.
     """
     if len(rows) == 0:
         return rows
-    k = dist.shape[1]
+    if np.any(rows[1:] < rows[:-1]):
+        order = np.argsort(rows, kind="stable")
+        rows, new_dist, new_pos = rows[order], new_dist[order], new_pos[order]
+    offered, counts = np.unique(rows, return_counts=True)
+    wide = np.repeat(counts > width, counts)
+    if wide.any():  # rows with many offers (while S is small): one sort of all their entries
+        _merge_sorted(dist, pos, rows[wide], new_dist[wide], new_pos[wide])
+        rows, new_dist, new_pos = rows[~wide], new_dist[~wide], new_pos[~wide]
+    if len(rows):
+        _merge_dense(dist, pos, rows, new_dist, new_pos)
+    return offered
+
+
+def _merge_dense(dist: np.ndarray, pos: np.ndarray, rows: np.ndarray, new_dist: np.ndarray, new_pos: np.ndarray) -> None:
+    """Few offers per row: lay them beside the row's k entries and sort each row (stably)."""
+    changed, start, counts = np.unique(rows, return_index=True, return_counts=True)
+    n, k = len(changed), dist.shape[1]
+    cols = k + int(counts.max())
+    d = np.full((n, cols), np.inf)
+    p = np.full((n, cols), -1, dtype=np.int64)
+    d[:, :k], p[:, :k] = dist[changed], pos[changed]
+    group = np.repeat(np.arange(n), counts)
+    col = k + np.arange(len(rows)) - start[group]
+    d[group, col], p[group, col] = new_dist, new_pos
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    dist[changed] = np.take_along_axis(d, order, axis=1)
+    pos[changed] = np.take_along_axis(p, order, axis=1)
+
+
+def _merge_sorted(dist: np.ndarray, pos: np.ndarray, rows: np.ndarray, new_dist: np.ndarray, new_pos: np.ndarray) -> None:
+    """Many offers per row: one lexicographic sort of (row, distance, position) over all entries."""
     changed, inverse = np.unique(rows, return_inverse=True)
-    n = len(changed)
-    # All offers per changed row: its k current entries plus its new ones.
+    n, k = len(changed), dist.shape[1]
     all_rows = np.concatenate([np.repeat(np.arange(n), k), inverse])
     all_dist = np.concatenate([dist[changed].ravel(), new_dist])
     all_pos = np.concatenate([pos[changed].ravel(), new_pos])
     order = np.lexsort((all_pos, all_dist, all_rows))
-    all_rows, all_dist, all_pos = all_rows[order], all_dist[order], all_pos[order]
-    starts = np.searchsorted(all_rows, np.arange(n))
-    take = (starts[:, None] + np.arange(k)[None, :]).ravel()
+    take = order.reshape(-1)[(np.searchsorted(all_rows[order], np.arange(n))[:, None] + np.arange(k)).ravel()]
     dist[changed] = all_dist[take].reshape(n, k)
     pos[changed] = all_pos[take].reshape(n, k)
-    return changed
