@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
 _FRONT = 512  # candidates kept exact between full refreshes
+_GROUP = 1 << 16  # points per exact search when updating nearest selected points
+_STEP = 64  # selected points offered at a time in a refresh
 
 
 class SamplerInputError(ValueError):
@@ -338,19 +340,30 @@ class DynimSampler:
         self._c_epoch[self._front] = n_sel
 
     def _refresh(self, slots: np.ndarray) -> None:
-        """Bring the k-NN lists and scores of ``slots`` up to date with all of S."""
+        """Bring the k-NN lists and scores of ``slots`` up to date with all of S.
+
+        S is offered in blocks (k points, then doubling up to ``_STEP``), so the k-th
+        neighbour distances that filter the pairs shrink from block to block.
+        """
         n_sel = len(self._sel)
         slots = slots[self._c_epoch[slots] < n_sel]
         if len(slots) == 0:
             return
-        e0 = int(self._c_epoch[slots].min())
-        skip = self._c_epoch[slots] - e0
-        bound = query_bounds(self._c_dist[slots, -1], self._c_norm[slots], self.dim)
-        r, j = close_pairs(self._c_xa[slots], self._sel_aug[e0:], bound, skip if skip.any() else None)
+        changed = []
+        a, step = int(self._c_epoch[slots].min()), self.settings.k
+        while a < n_sel:
+            b, step = min(a + step, n_sel), min(2 * step, _STEP)
+            rows = slots[self._c_epoch[slots] < b]
+            skip = np.maximum(self._c_epoch[rows] - a, 0)
+            bound = query_bounds(self._c_dist[rows, -1], self._c_norm[rows], self.dim)
+            r, j = close_pairs(self._c_xa[rows], self._sel_aug[a:b], bound, skip if skip.any() else None)
+            if len(r):
+                d = np.sqrt(row_sq_dist(self._c_x[rows[r]], self._index.points[j + a]))
+                changed.append(merge_knn(self._c_dist, self._c_pos, rows[r], d, j + a))
+            a = b
         self._c_epoch[slots] = n_sel
-        if len(r):
-            d = np.sqrt(row_sq_dist(self._c_x[slots[r]], self._index.points[j + e0]))
-            rows = merge_knn(self._c_dist, self._c_pos, slots[r], d, j + e0)
+        if changed:
+            rows = np.unique(np.concatenate(changed))
             self._c_score[rows] = knn_scores(self._c_dist[rows], n_sel)
 
     # ---------------------------------------------------------------- weights
@@ -397,29 +410,24 @@ class DynimSampler:
         """Exact update of the nearest selected point of ``group`` (valid for S[:epoch]) with S[epoch:].
 
         A point s selected after ``epoch`` can be nearer to p than p's nearest a only
-        if ``d1(s) <= 2 nn(p)``: d(p, s) >= d(a, s) - d(p, a) >= d1(s) - nn(p).
+        if ``d1(s) <= 2 nn(p)``: d(p, s) >= d(a, s) - d(p, a) >= d1(s) - nn(p). Points
+        are searched in groups, each against the selected points it may reach.
         """
         later = epoch + np.argsort(self._sel_d1[epoch:], kind="stable")
         reach = np.searchsorted(self._sel_d1[later], 2 * self._nn_dist[group] * (1 + 1e-9), side="right")
         order = np.argsort(reach, kind="stable")
         group, reach = group[order], reach[order]
-        points = self._index.points
-        start = np.searchsorted(reach, 0, side="right")
+        start = int(np.searchsorted(reach, 0, side="right"))
         while start < len(group):
-            # Points whose reach is within a factor 2 of each other share one block.
-            stop = int(np.searchsorted(reach, 2 * reach[start], side="right"))
-            part, cand = group[start:stop], later[: reach[stop - 1]]
+            # Points whose reach is within a factor 2 of each other share one search.
+            stop = min(int(np.searchsorted(reach, 2 * reach[start], side="right")), start + _GROUP)
+            part, cand = group[start:stop], np.sort(later[: reach[stop - 1]])
             start = stop
-            x = self._x[part]
-            r, j = close_pairs(augment_queries(x), self._sel_aug[cand], query_bounds(self._nn_dist[part], sq_norms(x), self.dim))
-            if len(r) == 0:
-                continue
-            d, pos = np.sqrt(row_sq_dist(x[r], points[cand[j]])), cand[j]
-            first = np.lexsort((pos, d, r))
-            first = first[np.r_[True, r[first][1:] != r[first][:-1]]]
-            r, d, pos = part[r[first]], d[first], pos[first]
-            better = d < self._nn_dist[r]  # later points lose ties
-            self._nn_dist[r[better]], self._nn_pos[r[better]] = d[better], pos[better]
+            index = make_index("flat", self.dim, self.settings.device)
+            index.add(self._index.points[cand])
+            dist, pos = index.search(self._x[part], 1)
+            better = dist[:, 0] < self._nn_dist[part]  # later points lose ties
+            self._nn_dist[part[better]], self._nn_pos[part[better]] = dist[better, 0], cand[pos[better, 0]]
 
     # ------------------------------------------------------------- inspection
     def candidate_scores(self) -> tuple[list[str], np.ndarray]:

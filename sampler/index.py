@@ -73,7 +73,7 @@ class SelectedIndex:
         """
         q = np.ascontiguousarray(q, dtype=np.float32).reshape(-1, self.dim)
         n = len(self)
-        kk = k + max(k, 8) if self.exact else k
+        kk = k + 2 if self.exact else k  # two spare proposals for the exactness certificate
         if n <= kk:
             cand = np.broadcast_to(np.arange(n, dtype=np.int64), (len(q), n))
             return _sorted_canonical(q, self.points, cand, k)

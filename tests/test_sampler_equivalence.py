@@ -1,0 +1,74 @@
+"""The incremental DynIm sampler against the brute-force reference that recomputes every score before each pick."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mummi.sampler.brute import BruteForceSampler
+from mummi.sampler.dynim import DynimSampler
+from mummi.sampler.streams import MixtureStream
+from mummi.workflow.spec import SamplerSettings
+
+
+def run_both(dim: int, k: int, cap: int, warmup: int, seed: int, steps: list[tuple[np.ndarray, int]]):
+    fast = DynimSampler(dim, SamplerSettings(k=k, candidate_cap=cap, warmup=warmup), seed=seed)
+    slow = BruteForceSampler(dim, k, cap, warmup, seed=seed)
+    n = 0
+    for x, burst in steps:
+        ids = [f"p{n + i}" for i in range(len(x))]
+        n += len(x)
+        assert sorted(fast.add_candidates(ids, x)) == sorted(slow.add_candidates(ids, x))
+        picks = fast.select(burst)
+        assert [(p.id, p.score) for p in picks] == slow.select(burst)
+        assert [p.index for p in picks] == list(range(fast.n_selected - len(picks), fast.n_selected))
+    assert fast.n_candidates == len(slow.candidates)
+    np.testing.assert_array_equal(fast.weight_array(), slow.weights())
+    return fast
+
+
+@st.composite
+def streams(draw):
+    dim = draw(st.integers(1, 4))
+    decimals = draw(st.integers(0, 2))  # 0 decimals: many duplicate points and exact ties
+    n_steps = draw(st.integers(1, 8))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    steps = []
+    for _ in range(n_steps):
+        n = draw(st.integers(0, 25))
+        steps.append((rng.normal(size=(n, dim)).round(decimals).astype(np.float32), draw(st.integers(0, 8))))
+    return dim, steps
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stream=streams(),
+    k=st.integers(1, 5),
+    cap=st.integers(1, 30),
+    warmup=st.integers(0, 3),
+    seed=st.integers(0, 1000),
+)
+def test_random_streams_select_and_weigh_like_brute_force(stream, k, cap, warmup, seed):
+    dim, steps = stream
+    run_both(dim, k, cap, warmup, seed, steps)
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_larger_stream_in_15d_matches_brute_force(decimals):
+    """Exercises FAISS proposals, front rebuilds, capped discards and pruned weight updates."""
+    stream = MixtureStream(dim=15, seed=3)
+    steps = []
+    for _ in range(8):
+        x = stream.draw(150)
+        steps.append((x if decimals is None else x.round(decimals), 25))
+    sampler = run_both(15, 10, 200, 2, 5, steps)
+    assert sampler.n_discarded > 0
+
+
+def test_all_adds_before_selections_matches_brute_force():
+    """Discards while S is empty keep the oldest; weights then need the whole of S."""
+    stream = MixtureStream(dim=3, seed=4)
+    steps = [(stream.draw(60), 0) for _ in range(4)] + [(np.empty((0, 3), np.float32), 30) for _ in range(3)]
+    run_both(3, 4, 50, 0, 0, steps)
