@@ -38,7 +38,7 @@ def _steps(args: argparse.Namespace) -> list[tuple[object, int]]:
     batches = [stream.draw(min(args.batch, args.candidates - i)) for i in range(0, args.candidates, args.batch)]
     bursts = [args.burst] * (args.selections // args.burst)
     steps = [(x, bursts[i] if i < len(bursts) else 0) for i, x in enumerate(batches)]
-    return steps + [(x[:0], b) for b in bursts[len(batches) :]]
+    return steps + [(batches[0][:0], b) for b in bursts[len(batches) :]]
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:

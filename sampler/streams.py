@@ -41,10 +41,14 @@ class MixtureStream:
 
 
 def two_gaussians_and_uniform(rng: np.random.Generator, n_gauss: int = 4800, n_uniform: int = 400) -> np.ndarray:
-    """The 2-D data of the paper's convergence study (seed 000, Fig. 6)."""
-    a = rng.normal([-1.5, -1.0], [0.6, 0.4], (n_gauss, 2))
-    b = rng.normal([1.5, 1.0], [0.4, 0.7], (n_gauss, 2))
-    u = rng.uniform(-4.0, 4.0, (n_uniform, 2))
+    """The 2-D data of the paper's convergence study (seed 000, Fig. 6), as in the DynIm examples.
+
+    Two Gaussians (means (6, 6) and (0, 0)) of ``n_gauss`` points each and ``n_uniform``
+    points uniform in [-5, 7] x [-2, 10].
+    """
+    a = rng.multivariate_normal([6.0, 6.0], [[1.0, 0.8], [0.8, 3.0]], n_gauss)
+    b = rng.multivariate_normal([0.0, 0.0], [[2.0, 0.0], [0.0, 1.0]], n_gauss)
+    u = rng.uniform([-5.0, -2.0], [7.0, 10.0], (n_uniform, 2))
     return np.concatenate([a, b, u]).astype(np.float32)
 
 

@@ -1,0 +1,36 @@
+"""The sampler benchmarks run and print one JSON object (tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mummi.workflow.bench import main
+
+
+def bench(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_dynim_small(capsys: pytest.CaptureFixture[str]) -> None:
+    out = bench(capsys, "dynim-small", "--candidates", "3000", "--batch", "500", "--selections", "200", "--burst", "20", "--cap", "800", "--repeats", "1")
+    for order in ("adds_then_selections", "interleaved"):
+        assert set(out[order]) >= {"add_s", "select_s", "weights_s", "total_s"}
+
+
+def test_dynim_replay_with_comparison(capsys: pytest.CaptureFixture[str]) -> None:
+    out = bench(capsys, "dynim-replay", "--candidates", "6000", "--selections", "1500", "--batch", "1000", "--cap", "800", "--compare", "3000")
+    assert out["selections"] == 1500 and out["exact"] is False
+    cmp = out["exact_vs_approximate"]
+    assert 0 <= cmp["knn_recall"] <= 1
+    assert cmp["selections_same_position"] + cmp["selections_differing_position"] == cmp["selections"]
+
+
+def test_dynim_convergence(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = bench(capsys, "dynim-convergence", "--events", "40", "--repeats", "2", "--every", "10", "--out", str(tmp_path))
+    assert Path(out["plot"]).stat().st_size > 0
+    table = json.loads(Path(out["numbers"]).read_text())
+    assert table["samples"] == [20, 40, 60, 80]
