@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mummi.sampler.encoder import REPORT, Encoder, resolve_device
+from mummi.sampler.encoder import Encoder, resolve_device
 from mummi.sampler.patchdata import ChannelRange, check_coarse, with_rotations
 from mummi.sampler.vae import RECON_SIGMA, Architecture, PatchVAE, kl_weight_for, vae_loss
 from mummi.workflow.spec import EncoderSettings

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import time
-from pathlib import Path
 
 from mummi.adapters.backend import Backend, BackendError
-from mummi.workflow import macro_link
+from mummi.workflow import macro_link, pretrain
 from mummi.workflow.campaign import CampaignDir
 from mummi.workflow.cli import EXIT_OK, EXIT_RESUMABLE
+from mummi.workflow.feedback_stage import FeedbackStage
+from mummi.workflow.ingest import Ingest
 from mummi.workflow.jobrunner import Finished, JobRunner
 from mummi.workflow.micro import MicroPipeline
 from mummi.workflow.progress import Progress
@@ -34,7 +34,7 @@ from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
 
-MACRO, PRECAMPAIGN, TRAIN = "macro", "precampaign", "train"
+MACRO = "macro"
 
 
 def make_backend(spec: CampaignSpec, cdir: CampaignDir) -> Backend:
@@ -107,15 +107,10 @@ class Coordinator:
         """Pre-campaign macro run and encoder training, as jobs; True once the encoder exists."""
         if self.ingest is not None:
             return True
-        from mummi.workflow import pretrain
-
         model = pretrain.encoder_dir(self.spec, self.cdir)
         if not pretrain.model_exists(model):
             pretrain.advance(self.spec, self.cdir, self.runner)
             return False
-        from mummi.workflow.feedback_stage import FeedbackStage
-        from mummi.workflow.ingest import Ingest
-
         self.ingest = Ingest(self.spec, self.cdir, self.store, pretrain.load_encoder(model))
         self.feedback = FeedbackStage(self.spec, self.cdir, self.store, self.ingest)
         return True
@@ -126,9 +121,7 @@ class Coordinator:
         done = self.store.jobs(states=[JobState.DONE], kind=MACRO)
         if done:
             return
-        from mummi.workflow.pretrain import macro_command
-
-        command = macro_command(self.spec, self.cdir, self.cdir.root, until_ns=None, uncoupled=False)
+        command = pretrain.macro_command(self.spec, self.cdir, self.cdir.root, until_ns=None, uncoupled=False)
         self.runner.submit(MACRO, MACRO, command, self.spec.macro.resources, self.cdir.macro, self.cdir.logs / "macro.log")
 
     # ----------------------------------------------------------- selection
@@ -149,7 +142,7 @@ class Coordinator:
         kind = done.job.kind
         if kind in ("createsim", "sim", "analysis"):
             self.micro.on_finished(done)
-        elif kind in (MACRO, PRECAMPAIGN, TRAIN) and done.status.state is JobState.FAILED:
+        elif kind in (MACRO, pretrain.PRECAMPAIGN, pretrain.TRAIN) and done.status.state is JobState.FAILED:
             if not self.runner.retry(done.job, self.spec.createsim.retry):
                 self._stop_signal = f"{kind} job failed; log: {done.job.log_path}"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Callable
 
 from mummi.adapters.membrane import write_patch_input
