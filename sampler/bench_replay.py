@@ -14,10 +14,11 @@ index: the k-NN recall of the approximate index and the selections that differ.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import resource
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -43,6 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uniform", type=float, default=0.02, help="fraction of uniform points")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare", type=int, default=200_000, help="candidates of the exact-vs-approximate comparison (0: skip)")
+    parser.add_argument("--blas-threads", type=int, default=1, help="numpy BLAS threads (0: leave as is)")
+
+
+@contextlib.contextmanager
+def blas_threads(n: int | None) -> Iterator[None]:
+    """Limit numpy's BLAS to ``n`` threads while benchmarking (needs threadpoolctl; ``None``: leave as is).
+
+    The sampler's GEMMs are small; on a shared 2-core machine extra BLAS threads
+    mostly spin. FAISS keeps its own OpenMP threads.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        n = None
+    if n is None:
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 def drive(sampler: DynimSampler, steps: Iterable[tuple[np.ndarray, int]], interleave: bool = True) -> dict[str, float]:
@@ -120,6 +140,11 @@ def compare(args: argparse.Namespace, candidates: int) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
+    with blas_threads(args.blas_threads or None):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, object]:
     start = time.perf_counter()
     sampler = _sampler(args, args.index)
     seconds = drive(sampler, _steps(args, args.candidates, args.selections))

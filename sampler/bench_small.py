@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from mummi.sampler.bench_replay import drive
+from mummi.sampler.bench_replay import blas_threads, drive
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.streams import MixtureStream
 from mummi.workflow.spec import SamplerSettings
@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decay", type=float, default=0.85)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per ordering")
+    parser.add_argument("--blas-threads", type=int, default=1, help="numpy BLAS threads (0: leave as is)")
 
 
 def _steps(args: argparse.Namespace) -> list[tuple[object, int]]:
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     settings = SamplerSettings(k=args.k, candidate_cap=args.cap, index=args.index)
     result: dict[str, object] = {"index": args.index, "candidates": args.candidates, "selections": args.selections}
     for name, interleave in (("adds_then_selections", False), ("interleaved", True)):
-        runs = [drive(DynimSampler(15, settings, seed=args.seed), steps, interleave) for _ in range(args.repeats)]
+        with blas_threads(args.blas_threads or None):
+            runs = [drive(DynimSampler(15, settings, seed=args.seed), steps, interleave) for _ in range(args.repeats)]
         best = min(runs, key=lambda r: r["total_s"])
         result[name] = {**best, "speedup_vs_reference": round(REFERENCE_S / best["total_s"], 1)}
     result["reference_s"] = REFERENCE_S

@@ -111,11 +111,13 @@ class DynimSampler:
         self._sel = Growing(np.int64)
         self._sel_d1 = Growing(np.float64)
         self._sel_aug = Growing(np.float32, (dim + 1,))
+        self._sel_x64 = Growing(np.float64, (dim,))
         self._n_random = 0
         # C, in arrival order; dead slots have score -inf until the next add compacts them.
         self._c = np.empty(0, dtype=np.int64)
         self._c_x = np.empty((0, dim), dtype=np.float32)
         self._c_xa = np.empty((0, dim + 1), dtype=np.float32)
+        self._c_x64 = np.empty((0, dim))
         self._c_norm = np.empty(0, dtype=np.float32)
         self._c_dist = np.empty((0, k))
         self._c_pos = np.empty((0, k), dtype=np.int64)
@@ -242,6 +244,7 @@ class DynimSampler:
         self._c, self._c_score, self._c_dist, self._c_pos, self._c_epoch, self._c_x = c, c_score, c_dist, c_pos, c_epoch, c_x
         self._c_norm = sq_norms(c_x)
         self._c_xa = augment_queries(c_x)
+        self._c_x64 = c_x.astype(np.float64)
         self._n_alive = len(c)
         self._reset_front()
         return discarded
@@ -276,6 +279,7 @@ class DynimSampler:
             self._rebuild_front()
 
     def _rebuild_front(self) -> None:
+        """Refresh every candidate; the front is the first m in (score down, age) order."""
         alive = np.flatnonzero(self._c_score > -np.inf)
         self._refresh(alive)
         scores = self._c_score[alive]
@@ -283,7 +287,6 @@ class DynimSampler:
         if m == len(alive):
             self._set_front(alive, -np.inf, -1)
             return
-        # The front is the first m slots in (score down, age) order.
         v = np.partition(scores, len(scores) - m)[len(scores) - m]
         above = alive[scores > v]
         ties = alive[scores == v]
@@ -314,6 +317,7 @@ class DynimSampler:
         self._sel.append(seen)
         self._sel_d1.append(self._c_dist[slot, 0])
         self._sel_aug.extend(augment_points(x))
+        self._sel_x64.extend(x)
         self._status[seen] = SELECTED
         self._c_score[slot] = -np.inf
         self._n_alive -= 1
@@ -333,7 +337,7 @@ class DynimSampler:
         hit = np.flatnonzero(self._front_xa @ self._sel_aug[n_sel - 1] <= self._front_bound)
         if len(hit):
             rows = self._front[hit]
-            d = np.sqrt(row_sq_dist(self._c_x[rows], x))
+            d = np.sqrt(row_sq_dist(self._c_x64[rows], self._sel_x64[n_sel - 1]))
             merge_knn(self._c_dist, self._c_pos, rows, d, np.full(len(rows), n_sel - 1))
             self._c_score[rows] = knn_scores(self._c_dist[rows], n_sel)
             self._front_bound[hit] = query_bounds(self._c_dist[rows, -1], self._c_norm[rows], self.dim)
@@ -358,7 +362,7 @@ class DynimSampler:
             bound = query_bounds(self._c_dist[rows, -1], self._c_norm[rows], self.dim)
             r, j = close_pairs(self._c_xa[rows], self._sel_aug[a:b], bound, skip if skip.any() else None)
             if len(r):
-                d = np.sqrt(row_sq_dist(self._c_x[rows[r]], self._index.points[j + a]))
+                d = np.sqrt(row_sq_dist(self._c_x64[rows[r]], self._sel_x64[j + a]))
                 changed.append(merge_knn(self._c_dist, self._c_pos, rows[r], d, j + a))
             a = b
         self._c_epoch[slots] = n_sel
@@ -486,9 +490,11 @@ class DynimSampler:
             setattr(self, f"_{name}", arrays[name])
         self._index.add(self._x[self._sel.view])
         self._sel_aug = Growing.of(augment_points(self._x[self._sel.view]))
+        self._sel_x64 = Growing.of(self._x[self._sel.view].astype(np.float64))
         self._c_x = self._x[self._c]
         self._c_norm = sq_norms(self._c_x)
         self._c_xa = augment_queries(self._c_x)
+        self._c_x64 = self._c_x.astype(np.float64)
         self._n_alive = int((self._c_score > -np.inf).sum())
         return self
 

@@ -35,9 +35,10 @@ def tree_sum(x: np.ndarray) -> np.ndarray:
 
 
 def row_sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Canonical squared distances between rows ``a[i]`` and ``b[i]`` (float64)."""
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    return tree_sum(diff * diff)
+    """Canonical squared distances between rows ``a[i]`` and ``b[i]`` (float64; ``b`` may broadcast)."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    diff *= diff
+    return tree_sum(diff)
 
 
 def cross_sq_dist(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 21) -> np.ndarray:
@@ -80,8 +81,11 @@ def augment_points(y: np.ndarray) -> np.ndarray:
 
 
 def query_bounds(radius: np.ndarray, x_norm: np.ndarray, dim: int) -> np.ndarray:
-    """``radius^2 - (1 - slack) |x|^2``, rounded up to float32, for :func:`close_pairs`."""
-    bound = radius.astype(np.float64) ** 2 - (1 - slack(dim)) * x_norm.astype(np.float64)
+    """``radius^2 - (1 - slack) |x|^2``, rounded up to float32, for :func:`close_pairs`.
+
+    The relative error bound fails where float32 underflows, so 1e-30 is added.
+    """
+    bound = radius.astype(np.float64) ** 2 - (1 - slack(dim)) * x_norm.astype(np.float64) + 1e-30
     return np.nextafter(bound.astype(np.float32), np.float32(np.inf))
 
 
@@ -147,7 +151,7 @@ def merge_knn(
     if np.any(rows[1:] < rows[:-1]):
         order = np.argsort(rows, kind="stable")
         rows, new_dist, new_pos = rows[order], new_dist[order], new_pos[order]
-    offered, counts = np.unique(rows, return_counts=True)
+    offered, _, counts = _groups(rows)
     wide = np.repeat(counts > width, counts)
     if wide.any():  # rows with many offers (while S is small): one sort of all their entries
         _merge_sorted(dist, pos, rows[wide], new_dist[wide], new_pos[wide])
@@ -159,7 +163,7 @@ def merge_knn(
 
 def _merge_dense(dist: np.ndarray, pos: np.ndarray, rows: np.ndarray, new_dist: np.ndarray, new_pos: np.ndarray) -> None:
     """Few offers per row: lay them beside the row's k entries and sort each row (stably)."""
-    changed, start, counts = np.unique(rows, return_index=True, return_counts=True)
+    changed, start, counts = _groups(rows)
     n, k = len(changed), dist.shape[1]
     cols = k + int(counts.max())
     d = np.full((n, cols), np.inf)
@@ -171,6 +175,12 @@ def _merge_dense(dist: np.ndarray, pos: np.ndarray, rows: np.ndarray, new_dist: 
     order = np.argsort(d, axis=1, kind="stable")[:, :k]
     dist[changed] = np.take_along_axis(d, order, axis=1)
     pos[changed] = np.take_along_axis(p, order, axis=1)
+
+
+def _groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values, start indices and lengths of the runs of equal values in sorted ``rows``."""
+    start = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    return rows[start], start, np.diff(np.r_[start, len(rows)])
 
 
 def _merge_sorted(dist: np.ndarray, pos: np.ndarray, rows: np.ndarray, new_dist: np.ndarray, new_pos: np.ndarray) -> None:
