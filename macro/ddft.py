@@ -177,7 +177,7 @@ class LipidOperators:
         self.shapes_hat = grid.radial_transform(params.kernel_r_nm, params.kernel_shapes) if params.kernel_shapes.size else None
         self.vectors = modes.vectors
         self.weights = np.concatenate([modes.weights[:, self.local], modes.weights[:, self.conv]], axis=1)
-        self.conv_hat = backend.asarray(self.shapes_hat[modes.kernel_index[self.conv]]) if self.conv.size else None
+        self.conv_hat = backend.fourier_factor(self.shapes_hat[modes.kernel_index[self.conv]]) if self.conv.size else None
         log.info("lipid interactions: %d contact and %d convolved collective fields", self.local.size, self.conv.size)
         self.explicit_limit = float(np.max(params.diffusion_nm2_per_ns) * dt_ns / grid.spacing_nm**2)
 
@@ -207,8 +207,8 @@ class LipidOperators:
             a = e + (1.0 - e) * (sigma / (1.0 + sigma))[None]
             b = (1.0 - e) / (lam * (1.0 + sigma) * h**2)[None]
         a[:, 0, 0], b[:, 0, 0] = 1.0, 0.0
-        self.decay = self.backend.asarray(a)
-        self.gain = self.backend.asarray(b)
+        self.decay = self.backend.fourier_factor(a)
+        self.gain = self.backend.fourier_factor(b)
         self.noise = _noise_modes(p, grid, a) if self.with_noise else None
 
     def needs_rescale(self, channel_max: np.ndarray) -> np.ndarray | None:
