@@ -30,6 +30,12 @@ Discarded points keep their nearest selected point and are brought up to date on
 when weights are asked for, skipping every selected point s with
 ``d1(s) > 2 nn(p)`` (``d1(s)``: s's distance to the points selected before it), which
 by the triangle inequality cannot be nearer to p than p's current nearest.
+
+With an approximate index (``ivf``, ``hnsw``) new candidates get approximate k-NN
+lists (true neighbours may be missing, so scores may be too high); every later
+pick is still merged into them exactly and selection is greedy on them. Weights
+then take, for each discarded point, the nearer of its stored nearest selected
+point and a fresh approximate search.
 """
 
 from __future__ import annotations
@@ -112,7 +118,6 @@ class DynimSampler:
         self._sel_d1 = Growing(np.float64)
         self._sel_aug = Growing(np.float32, (dim + 1,))
         self._sel_x64 = Growing(np.float64, (dim,))
-        self._n_random = 0
         # C, in arrival order; dead slots have score -inf until the next add compacts them.
         self._c = np.empty(0, dtype=np.int64)
         self._c_x = np.empty((0, dim), dtype=np.float32)
@@ -182,7 +187,7 @@ class DynimSampler:
         self._nn_epoch.extend(np.zeros(n, dtype=np.int64))
 
         dist, pos = self._index.search(x, self.settings.k)
-        discarded = self._insert(_Block(np.arange(first, first + n), x, dist, pos, len(self._sel)))
+        discarded = self._insert(np.arange(first, first + n), x, dist, pos)
         self._event("add", "", np.nan, n)
         if len(discarded):
             self._event("discard", "", np.nan, len(discarded))
@@ -216,20 +221,20 @@ class DynimSampler:
             raise SamplerInputError(f"id {again[0]!r} was added before ({len(again)} repeated ids in this call)")
         return x.astype(np.float32)
 
-    def _insert(self, new: _Block) -> np.ndarray:
-        """Append ``new`` to C, compacting dead slots, and enforce the cap; return discarded seen indices."""
+    def _insert(self, seen: np.ndarray, x: np.ndarray, dist: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """Append new candidates (k-NN lists valid for all of S) to C, compacting dead
+        slots, and enforce the cap; return the discarded seen indices."""
         alive = self._c_score > -np.inf
         cap = self.settings.candidate_cap
-        if self._n_alive + len(new.seen) > cap:
+        if self._n_alive + len(seen) > cap:
             self._refresh(np.flatnonzero(alive))
         keep = np.flatnonzero(alive)
-        scores = knn_scores(new.dist, len(self._sel))
-        c = np.concatenate([self._c[keep], new.seen])
-        c_score = np.concatenate([self._c_score[keep], scores])
-        c_dist = np.concatenate([self._c_dist[keep], new.dist])
-        c_pos = np.concatenate([self._c_pos[keep], new.pos])
-        c_epoch = np.concatenate([self._c_epoch[keep], np.full(len(new.seen), new.epoch)])
-        c_x = np.concatenate([self._c_x[keep], new.x])
+        c = np.concatenate([self._c[keep], seen])
+        c_score = np.concatenate([self._c_score[keep], knn_scores(dist, len(self._sel))])
+        c_dist = np.concatenate([self._c_dist[keep], dist])
+        c_pos = np.concatenate([self._c_pos[keep], pos])
+        c_epoch = np.concatenate([self._c_epoch[keep], np.full(len(seen), len(self._sel))])
+        c_x = np.concatenate([self._c_x[keep], x])
         discarded = np.empty(0, dtype=np.int64)
         if len(c) > cap:
             order = np.lexsort((c, -c_score))  # best first: score down, then age
@@ -241,13 +246,22 @@ class DynimSampler:
             self._nn_pos[discarded] = c_pos[drop, 0]
             self._nn_epoch[discarded] = c_epoch[drop]
             c, c_score, c_dist, c_pos, c_epoch, c_x = (a[stay] for a in (c, c_score, c_dist, c_pos, c_epoch, c_x))
-        self._c, self._c_score, self._c_dist, self._c_pos, self._c_epoch, self._c_x = c, c_score, c_dist, c_pos, c_epoch, c_x
-        self._c_norm = sq_norms(c_x)
-        self._c_xa = augment_queries(c_x)
-        self._c_x64 = c_x.astype(np.float64)
-        self._n_alive = len(c)
+        self._c, self._c_score, self._c_dist, self._c_pos, self._c_epoch = c, c_score, c_dist, c_pos, c_epoch
+        self._set_candidate_rows(c_x)
         self._reset_front()
         return discarded
+
+    def _set_candidate_rows(self, x: np.ndarray) -> None:
+        """The latents of C and the forms the filters and canonical distances use."""
+        self._c_x, self._c_x64 = x, x.astype(np.float64)
+        self._c_norm, self._c_xa = sq_norms(x), augment_queries(x)
+        self._n_alive = int(np.count_nonzero(self._c_score > -np.inf))
+
+    def _add_selected_rows(self, x: np.ndarray) -> None:
+        """Append latents to S: the index and the forms the filters and canonical distances use."""
+        self._index.add(x)
+        self._sel_aug.extend(augment_points(x))
+        self._sel_x64.extend(x)
 
     # -------------------------------------------------------------- selection
     def select(self, n: int) -> list[Selection]:
@@ -312,22 +326,18 @@ class DynimSampler:
     def _pick(self, slot: int, random: bool) -> Selection:
         seen = int(self._c[slot])
         score = float(self._c_score[slot])
-        x = self._c_x[slot : slot + 1]
-        self._index.add(x)
+        self._add_selected_rows(self._c_x[slot : slot + 1])
         self._sel.append(seen)
         self._sel_d1.append(self._c_dist[slot, 0])
-        self._sel_aug.extend(augment_points(x))
-        self._sel_x64.extend(x)
         self._status[seen] = SELECTED
         self._c_score[slot] = -np.inf
         self._n_alive -= 1
-        self._n_random += random
-        self._update_front(slot, x)
+        self._update_front(slot)
         self._event("select", self._ids[seen], score, 1)
         return Selection(self._ids[seen], score, len(self._sel) - 1, random)
 
-    def _update_front(self, picked: int, x: np.ndarray) -> None:
-        """Drop ``picked`` from the front and merge the new selected point ``x`` into the front's lists."""
+    def _update_front(self, picked: int) -> None:
+        """Drop ``picked`` from the front and merge the newest selected point into the front's lists."""
         keep = self._front != picked
         if not keep.all():
             self._front, self._front_xa, self._front_bound = self._front[keep], self._front_xa[keep], self._front_bound[keep]
@@ -460,7 +470,6 @@ class DynimSampler:
             "seed": self.seed,
             "settings": self.settings.model_dump(mode="json"),
             "rng": self._rng.bit_generator.state,
-            "n_random": self._n_random,
             "history": None if self._history is None else {"path": str(self._history.path), "size": self._history.size},
         }
         return ckpt.save(directory, arrays, meta)
@@ -469,18 +478,18 @@ class DynimSampler:
     def restore(cls, directory: str | Path, history: str | Path | None = None) -> DynimSampler:
         """The sampler saved in ``directory`` by :meth:`checkpoint`.
 
-        The history file (by default the one recorded in the checkpoint) is cut back
-        to its length at checkpoint time: later events belong to a run that is lost.
+        The history continues in ``history`` (default: the file recorded in the
+        checkpoint). The recorded file is cut back to its length at checkpoint time:
+        later events belong to a run that is lost.
         """
         arrays, meta = ckpt.load(directory)
-        hist = meta["history"]
-        if history is None and hist is not None:
-            history = hist["path"]
-        if history is not None and hist is not None:
-            EventHistory.truncate(history, hist["size"])
+        recorded = meta["history"]
+        if recorded is not None:
+            history = history or recorded["path"]
+            if Path(history).resolve() == Path(recorded["path"]).resolve():
+                EventHistory.truncate(history, recorded["size"])
         self = cls(meta["dim"], SamplerSettings.model_validate(meta["settings"]), meta["seed"], history)
         self._rng.bit_generator.state = meta["rng"]
-        self._n_random = meta["n_random"]
         self._x = Growing.of(arrays["x"])
         self._ids = arrays["ids"].tolist()
         self._known = set(self._ids)
@@ -488,23 +497,7 @@ class DynimSampler:
             setattr(self, f"_{name}", Growing.of(arrays[name]))
         for name in ("c", "c_dist", "c_pos", "c_epoch", "c_score"):
             setattr(self, f"_{name}", arrays[name])
-        self._index.add(self._x[self._sel.view])
-        self._sel_aug = Growing.of(augment_points(self._x[self._sel.view]))
-        self._sel_x64 = Growing.of(self._x[self._sel.view].astype(np.float64))
-        self._c_x = self._x[self._c]
-        self._c_norm = sq_norms(self._c_x)
-        self._c_xa = augment_queries(self._c_x)
-        self._c_x64 = self._c_x.astype(np.float64)
-        self._n_alive = int((self._c_score > -np.inf).sum())
+        self._add_selected_rows(self._x[self._sel.view])
+        self._set_candidate_rows(self._x[self._c])
         return self
 
-
-@dataclass
-class _Block:
-    """New candidates with their k-NN lists, valid for S[:epoch]."""
-
-    seen: np.ndarray
-    x: np.ndarray
-    dist: np.ndarray
-    pos: np.ndarray
-    epoch: int

@@ -4,8 +4,9 @@
 ``k + extra`` neighbours, they are recomputed canonically (:mod:`mummi.sampler.knn`),
 and a row is accepted only when the float32 error bound proves that no unproposed
 point can be nearer than its k-th neighbour; doubtful rows are recomputed by brute
-force. ``ivf`` and ``hnsw`` are FAISS's approximate indexes for very large S: the
-distances they return are canonical, but a true neighbour may be missed.
+force. ``ivf`` and ``hnsw`` are FAISS's approximate indexes for very large S: they
+return FAISS's float32 distances, and a true neighbour may be missed. New points are
+handed to FAISS in one batch before the next search (per-point adds are slow).
 """
 
 from __future__ import annotations

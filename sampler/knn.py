@@ -1,11 +1,11 @@
 """Canonical distances and k-nearest-neighbour lists: the one numeric definition.
 
-Every distance that decides a DynIm score, a selection or a weight is computed here,
-in float64 from the float32 latents, by the same sequence of IEEE operations for a
-pair whatever array it sits in: squared differences summed by a fixed pairwise tree
-over the coordinates. So the incremental sampler and the brute-force reference get
-bit-identical scores, and exact ties (duplicate latents) are broken by the documented
-rule, never by rounding noise.
+With the exact index, every distance that decides a DynIm score, a selection or a
+weight is computed here, in float64 from the float32 latents, by the same sequence of
+IEEE operations for a pair whatever array it sits in: squared differences summed by
+a fixed pairwise tree over the coordinates. So the incremental sampler and the
+brute-force reference get bit-identical scores, and exact ties (duplicate latents)
+are broken by the documented rule, never by rounding noise.
 
 Fast paths (BLAS, FAISS) only *filter* pairs: they use the expansion
 ``|a|^2 + |b|^2 - 2 a.b`` in float32, whose error is bounded by :func:`slack`, and
