@@ -229,7 +229,8 @@ class LipidOperators:
             parts.append(be.mix(self.vectors[self.local], c))
         if self.conv.size:
             psi_hat = be.mix_fourier(self.vectors[self.conv], c_hat)
-            parts.append(be.irfft2(psi_hat * self.conv_hat, self.grid.n))
+            psi_hat *= self.conv_hat
+            parts.append(be.irfft2(psi_hat, self.grid.n, overwrite=True))
         if not parts:
             return c * 0
         return be.mix(self.weights, parts[0] if len(parts) == 1 else be.concat(parts))
@@ -275,7 +276,7 @@ class LipidOperators:
     def ras_field(self, c_hat: Any) -> np.ndarray:
         """W_s(x) = h² Σ_i (c_i * V_{s,i})(x) for each RAS state (kJ/mol), on the host."""
         be = self.backend
-        return be.to_numpy(be.irfft2(be.weighted_sum(self.pmf_hat, c_hat), self.grid.n)).astype(np.float64)
+        return be.to_numpy(be.irfft2(be.weighted_sum(self.pmf_hat, c_hat), self.grid.n, overwrite=True)).astype(np.float64)
 
 
 def _stabilisation(params: MacroParameters, beta: float, shapes_hat: np.ndarray | None, shape: tuple[int, ...], scale: np.ndarray) -> np.ndarray:
