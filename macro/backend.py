@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 COMPUTE = ("auto", "numpy", "torch")
 #: Rows per block of the numpy drift kernel (its work arrays then stay in cache).
 DRIFT_BLOCK_ROWS = 128
+#: Grids of at least this many points split the numpy drift's channels over two threads.
+DRIFT_THREAD_MIN_POINTS = 512 * 512
 
 
 class Backend(Protocol):
@@ -96,6 +99,7 @@ class NumpyBackend:
             raise ValueError(f"dtype must be float32 or float64, got {self.real}")
         self.workers = _cpu_count()
         self._work: dict[tuple[int, ...], tuple[np.ndarray, ...]] = {}
+        self._executor: ThreadPoolExecutor | None = None
         self._sum_weights: tuple[np.ndarray, np.ndarray] | None = None
 
     def asarray(self, x: np.ndarray) -> np.ndarray:
@@ -173,7 +177,30 @@ class NumpyBackend:
         out = np.empty_like(c)
         n_rows, n_cols = c.shape[1:]
         block = min(DRIFT_BLOCK_ROWS, n_rows)
-        d, s, q = self._buffers((block, n_cols))
+        split = self._drift_split(c.shape)
+        if split:
+            # the channels are independent: the worker takes the first ones, this thread the rest
+            done = self._pool().submit(self._drift_channels, c[:split], phi[:split], out[:split], block, 1)
+            self._drift_channels(c[split:], phi[split:], out[split:], block, 0)
+            done.result()
+        else:
+            self._drift_channels(c, phi, out, block, 0)
+        return out
+
+    def _drift_split(self, shape: tuple[int, ...]) -> int:
+        """How many channels the drift hands to a second thread (0: none, for small grids or one core)."""
+        if self.workers < 2 or shape[0] < 2 or shape[1] * shape[2] < DRIFT_THREAD_MIN_POINTS:
+            return 0
+        return shape[0] // 2
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="macro-drift")
+        return self._executor
+
+    def _drift_channels(self, c: np.ndarray, phi: np.ndarray, out: np.ndarray, block: int, slot: int) -> None:
+        n_rows, n_cols = c.shape[1:]
+        d, s, q = self._buffers((block, n_cols), slot)
         for ci, pi, oi in zip(c, phi, out):
             carry = None
             for r0 in range(0, n_rows, block):
@@ -186,9 +213,8 @@ class NumpyBackend:
                 np.subtract(cb[:, 1:], cb[:, :-1], out=sb[:, :-1])
                 np.subtract(cb[:, :1], cb[:, -1:], out=sb[:, -1:])
                 _face_flux(db, sb, cb, qb)
-                ob[...] = qb
-                ob[:, 1:] -= qb[:, :-1]
-                ob[:, :1] -= qb[:, -1:]
+                np.subtract(qb[:, 1:], qb[:, :-1], out=ob[:, 1:])
+                np.subtract(qb[:, :1], qb[:, -1:], out=ob[:, :1])
                 # y faces: between rows iy and iy+1 (periodic)
                 m = k if r1 < n_rows else k - 1
                 np.subtract(pi[r0 + 1 : r0 + 1 + m], pb[:m], out=db[:m])
@@ -203,7 +229,6 @@ class NumpyBackend:
                     ob[0] -= carry
                 carry = qb[-1].copy()
             oi[0] -= carry
-        return out
 
     def add_blocks(self, field: np.ndarray, rows: np.ndarray, cols: np.ndarray, blocks: np.ndarray) -> None:
         """``field[:, rows[a], cols[a]] += blocks[a]`` for each a (periodic indices, no repeats within a block)."""
@@ -224,10 +249,15 @@ class NumpyBackend:
     def channel_sum(self, c: np.ndarray) -> np.ndarray:
         return c.reshape(c.shape[0], -1).sum(axis=1, dtype=np.float64)
 
-    def _buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-        if shape not in self._work:
-            self._work = {shape: tuple(np.empty(shape, self.real) for _ in range(3))}
-        return self._work[shape]
+    def _buffers(self, shape: tuple[int, ...], slot: int = 0) -> tuple[np.ndarray, ...]:
+        """Three work arrays of ``shape``, one set per thread slot."""
+        key = shape + (slot,)
+        work = self._work
+        if key not in work:
+            work = {k: v for k, v in work.items() if k[:-1] == shape}  # drop other shapes' sets
+            work[key] = tuple(np.empty(shape, self.real) for _ in range(3))
+            self._work = work
+        return work[key]
 
 
 def _face_flux(d: np.ndarray, s: np.ndarray, c: np.ndarray, q: np.ndarray) -> None:
