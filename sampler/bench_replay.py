@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import resource
 import time
 from collections.abc import Iterable, Iterator
@@ -30,8 +29,6 @@ from mummi.sampler.index import make_index
 from mummi.sampler.knn import knn_scores
 from mummi.sampler.streams import MixtureStream, schedule
 from mummi.workflow.spec import SamplerSettings
-
-log = logging.getLogger(__name__)
 
 CANDIDATES, SELECTIONS = 2_061_900, 119_686
 

@@ -51,7 +51,16 @@ from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.buffers import Growing
 from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
-from mummi.sampler.knn import augment_points, augment_queries, close_pairs, knn_scores, merge_knn, query_bounds, row_sq_dist, sq_norms
+from mummi.sampler.knn import (
+    augment_points,
+    augment_queries,
+    close_pairs,
+    knn_scores,
+    merge_knn,
+    query_bounds,
+    row_sq_dist,
+    sq_norms,
+)
 from mummi.workflow.spec import SamplerSettings
 
 log = logging.getLogger(__name__)

@@ -101,5 +101,5 @@ def test_float32_filter_near_underflow():
     x = np.zeros((1, 15), np.float32)
     y = np.full((3, 15), 1.9637418e-22, np.float32) * np.array([[1], [2], [3]], np.float32)
     d = np.sqrt(cross_sq_dist(x, y))[0]
-    r, j = close_pairs(augment_queries(x), augment_points(y), query_bounds(d[1:2], sq_norms(x), 15))
+    _, j = close_pairs(augment_queries(x), augment_points(y), query_bounds(d[1:2], sq_norms(x), 15))
     assert {0, 1} <= set(j.tolist())
