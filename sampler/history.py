@@ -78,3 +78,29 @@ def read_history(path: str | Path) -> dict[str, np.ndarray]:
         else:
             out[name] = np.array(values, dtype=np.int64)
     return out
+
+
+def plot_history(path: str | Path, out: str | Path) -> Path:
+    """The paper's Fig. 3 view of a history: each selection's score over time (dots, left
+    axis) and the cumulative numbers of patches evaluated and selected (right axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = read_history(path)
+    hours = (h["time"] - h["time"][0]) / 3600 if len(h["time"]) else h["time"]
+    sel = h["event"] == "select"
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.scatter(hours[sel], h["score"][sel], s=2, color="0.5", label="selection score")
+    ax.set_xlabel("wall-clock time (h)")
+    ax.set_ylabel("DynIm score of the selected patch")
+    right = ax.twinx()
+    right.plot(hours, h["n_seen"], color="tab:blue", label="evaluated")
+    right.plot(hours, h["n_selected"], color="tab:orange", label="selected")
+    right.set_ylabel("patches")
+    right.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return Path(out)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mummi.sampler.dynim import DynimSampler
-from mummi.sampler.history import COLUMNS, read_history
+from mummi.sampler.history import COLUMNS, plot_history, read_history
 from mummi.workflow.spec import SamplerSettings
 
 
@@ -31,6 +31,7 @@ def test_history_records_adds_discards_and_each_selection(tmp_path: Path) -> Non
     assert h["count"][h["event"] == "discard"].tolist() == [sampler.n_discarded]
     assert h["n_seen"][-1] == 17 and h["n_candidates"][-1] == sampler.n_candidates
     assert np.all(np.diff(h["time"]) >= 0)
+    assert plot_history(path, tmp_path / "fig3.png").stat().st_size > 0
 
 
 def test_ids_with_commas_and_quotes_survive(tmp_path: Path) -> None:
