@@ -78,7 +78,7 @@ def field_force(positions_nm: np.ndarray, states: np.ndarray, w: np.ndarray, spa
 
 
 def _affine_force(w_flat: np.ndarray, base: np.ndarray, cell: np.ndarray, n: int, h: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell, the force of the bilinear W as a + b·(fy, fx).
+    """Per cell, the force of the bilinear W as a + b·(fy, fx) (a: (n, 2), b: (n, 1)).
 
     With corner values w00, w01 (x+1), w10 (y+1), w11:
     Fx = [(1-fy)(w00-w01) + fy(w10-w11)]/h, Fy = [(1-fx)(w00-w10) + fx(w01-w11)]/h.
@@ -87,9 +87,14 @@ def _affine_force(w_flat: np.ndarray, base: np.ndarray, cell: np.ndarray, n: int
     ix1 = (ix + 1) % n
     r0 = base + iy * n
     r1 = base + ((iy + 1) % n) * n
-    w = w_flat[np.stack([r0 + ix, r0 + ix1, r1 + ix, r1 + ix1], axis=1)]  # w00, w01, w10, w11
-    a = (w[:, :1] - w[:, [1, 2]]) / h
-    b = np.repeat(((w[:, 1] + w[:, 2] - w[:, 0] - w[:, 3]) / h)[:, None], 2, axis=1)
+    index = np.empty((len(cell), 4), np.int64)
+    np.add(r0, ix, out=index[:, 0])
+    np.add(r0, ix1, out=index[:, 1])
+    np.add(r1, ix, out=index[:, 2])
+    np.add(r1, ix1, out=index[:, 3])
+    w = w_flat[index]  # w00, w01, w10, w11
+    a = (w[:, :1] - w[:, 1:3]) / h
+    b = ((w[:, 1:2] + w[:, 2:3] - w[:, 0:1] - w[:, 3:4]) / h)  # (n, 1): the same for both components
     return a, b
 
 
@@ -188,11 +193,15 @@ class RasDynamics:
             shift = np.floor(frac)
             if shift.any():
                 moved = np.flatnonzero(shift.any(axis=1))
-                frac[moved] -= shift[moved]
-                cell[moved] = (cell[moved] + shift[moved].astype(np.int64)) % n
-                a[moved], b[moved] = _affine_force(w_flat, base[moved], cell[moved], n, h)
-                a[moved] *= step
-                b[moved] *= step
+                shift = shift[moved]
+                frac[moved] -= shift
+                cell_moved = (cell[moved] + shift.astype(np.int64)) % n
+                cell[moved] = cell_moved
+                a_moved, b_moved = _affine_force(w_flat, base[moved], cell_moved, n, h)
+                a_moved *= step
+                b_moved *= step
+                a[moved] = a_moved
+                b[moved] = b_moved
         return ((cell + frac) * h) % self.box_nm
 
     def _pairs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
