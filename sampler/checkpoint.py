@@ -9,7 +9,6 @@ generations removed. A crash at any point leaves the previous checkpoint loadabl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mummi.workflow.atomic import atomic_write, atomic_write_text
+from mummi.workflow.atomic import atomic_write, atomic_write_text, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def save(directory: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, A
     generation = _current_generation(directory) + 1
     name = f"state-{generation:06d}.npz"
     path = atomic_write(directory / name, lambda tmp: _write_npz(tmp, arrays))
-    manifest = {"format": FORMAT, "generation": generation, "arrays": name, "size": path.stat().st_size, "sha256": _sha256(path), "meta": meta}
+    manifest = {"format": FORMAT, "generation": generation, "arrays": name, "size": path.stat().st_size, "sha256": sha256_of(path), "meta": meta}
     atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=1))
     for old in directory.glob("state-*.npz"):
         if old.name != name:
@@ -57,7 +56,7 @@ def load(directory: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"{directory / MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}")
     path = directory / manifest["arrays"]
-    if not path.exists() or path.stat().st_size != manifest["size"] or _sha256(path) != manifest["sha256"]:
+    if not path.exists() or path.stat().st_size != manifest["size"] or sha256_of(path) != manifest["sha256"]:
         raise CheckpointError(f"{path}: missing or does not match its manifest (size/SHA-256)")
     with np.load(path, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
@@ -74,11 +73,3 @@ def _current_generation(directory: Path) -> int:
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -13,7 +13,6 @@ A saved model is a directory with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import pickle
@@ -25,7 +24,7 @@ import torch
 
 from mummi.sampler.patchdata import ChannelRange, check_coarse
 from mummi.sampler.vae import Architecture, PatchVAE
-from mummi.workflow.atomic import atomic_write, atomic_write_text
+from mummi.workflow.atomic import atomic_write, atomic_write_text, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +43,6 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(msg)
     return torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -129,7 +121,7 @@ class Encoder:
             "kind": "vae",
             "architecture": self.arch.to_json(),
             "normalisation": self.scaling.to_json(),
-            "weights": {"file": WEIGHTS, "bytes": (path / WEIGHTS).stat().st_size, "sha256": _sha256(path / WEIGHTS)},
+            "weights": {"file": WEIGHTS, "bytes": (path / WEIGHTS).stat().st_size, "sha256": sha256_of(path / WEIGHTS)},
             "torch": torch.__version__,
         }
         atomic_write_text(path / MANIFEST, json.dumps(manifest, indent=2) + "\n")
@@ -164,7 +156,7 @@ class Encoder:
         except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
             msg = f"{path}: no complete encoder model here ({err})"
             raise ValueError(msg) from err
-        if not weights.is_file() or _sha256(weights) != expected:
+        if not weights.is_file() or sha256_of(weights) != expected:
             msg = f"{weights}: missing, or its SHA-256 does not match the manifest {path / MANIFEST}"
             raise ValueError(msg)
         try:

@@ -7,6 +7,7 @@ Write to a temporary name in the same directory, flush and fsync, then
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -42,6 +43,15 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, for manifests that prove a file set is whole."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:
