@@ -148,19 +148,19 @@ def test_sigterm_then_sigkill_at_random_moments_lose_nothing(campaign):
 
 @pytest.mark.slow
 def test_each_allocation_ends_resumably_and_reruns_finish_the_campaign(campaign):
-    spec = SPEC.replace("stop: {max_sims: 8", "stop: {max_sims: 3")
-    spec = spec.replace("resources: {cores_per_node: 8, gpus_per_node: 2}",
-                        "resources: {cores_per_node: 8, gpus_per_node: 2, allocation_walltime_min: 0.5}")
+    # 9 s of work per allocation: the pre-campaign, the encoder training and 8 sims need several.
+    spec = SPEC.replace("resources: {cores_per_node: 8, gpus_per_node: 2}",
+                        "resources: {cores_per_node: 8, gpus_per_node: 2, allocation_walltime_min: 0.35}")
     (campaign / "tiny.yaml").write_text(spec + "checkpoint: {end_margin_min: 0.2}\n")
     codes = []
     while not codes or codes[-1] != 0:
-        assert len(codes) < 10, f"no end in sight: exit codes {codes}"
+        assert len(codes) < 20, f"no end in sight: exit codes {codes}"
         code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=campaign))
         assert code in (0, 75), out[-3000:]
         assert code == 0 or "allocation ending" in out
         codes.append(code)
-    assert codes[0] == 75
-    check_campaign(campaign / "run", n_sims=3, feedback=False)
+    assert codes[0] == 75, codes
+    check_campaign(campaign / "run", feedback=False)
 
 
 @pytest.mark.slow
