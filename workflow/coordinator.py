@@ -129,7 +129,7 @@ class Coordinator:
         want = min(self.micro.wanted_selections(), self.ingest.sampler.n_candidates)
         if want <= 0:
             return
-        first = len(self.store.selections()) + 1
+        first = sum(self.store.sim_counts().values()) + 1
         picks = self.ingest.select(want, first)
         log.info("selected %d patches (%s)", len(picks), ", ".join(s for _, s in picks))
 

@@ -33,10 +33,7 @@ class MicroPipeline:
 
     # ---------------------------------------------------------------- counts
     def counts(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in SimState}
-        for sel in self.store.selections():
-            counts[sel.state.value] += 1
-        return counts
+        return self.store.sim_counts()
 
     def wanted_selections(self) -> int:
         """How many new patches to select now to keep sims and the setup buffer full."""
@@ -80,7 +77,7 @@ class MicroPipeline:
         """Start sims (with their analysis) on free sim slots."""
         if not may_start:
             return
-        running = len(self.store.selections([SimState.RUNNING]))
+        running = self.store.sim_counts()[SimState.RUNNING.value]
         for sel in self.store.selections([SimState.READY])[: max(0, self.policy.sim_slots - running)]:
             with self.store.transaction():
                 self._submit(SIM, sel.sim_id)

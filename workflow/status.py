@@ -10,7 +10,7 @@ from typing import Any
 
 from mummi.workflow.campaign import DB_NAME
 from mummi.workflow.states import JobState, PatchState, SimState
-from mummi.workflow.store import StateStore, StoreError
+from mummi.workflow.store import StateStore, StoreError, count_by_state
 
 
 class StatusError(Exception):
@@ -36,10 +36,8 @@ def collect(workdir: str | Path) -> dict[str, Any]:
 
 def _collect(db: sqlite3.Connection, workdir: Path) -> dict[str, Any]:
     meta = {r["key"]: json.loads(r["value"]) for r in db.execute("SELECT key, value FROM meta")}
-    patches = {s.value: 0 for s in PatchState}
-    patches.update(dict(db.execute("SELECT state, COUNT(*) FROM patches GROUP BY state").fetchall()))
-    sims = {s.value: 0 for s in SimState}
-    sims.update(dict(db.execute("SELECT state, COUNT(*) FROM selections GROUP BY state").fetchall()))
+    patches = count_by_state(db, "patches", PatchState)
+    sims = count_by_state(db, "selections", SimState)
     jobs: dict[str, dict[str, int]] = {}
     for kind, state, count in db.execute("SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state"):
         jobs.setdefault(kind, {s.value: 0 for s in JobState})[state] = count

@@ -343,9 +343,11 @@ class StateStore:
         return {r[0] for r in self._db.execute("SELECT DISTINCT file FROM patches")}
 
     def patch_counts(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in PatchState}
-        counts.update({r[0]: r[1] for r in self._db.execute("SELECT state, COUNT(*) FROM patches GROUP BY state")})
-        return counts
+        return count_by_state(self._db, "patches", PatchState)
+
+    def sim_counts(self) -> dict[str, int]:
+        """Selections per sim state, counted in the database (not by loading every row)."""
+        return count_by_state(self._db, "selections", SimState)
 
     # ------------------------------------------------------------ selections
     def record_selection(self, patch_id: str, sim_id: str, score: float | None) -> SelectionRecord:
@@ -422,6 +424,13 @@ class StateStore:
 
 
 # ---------------------------------------------------------------- helpers
+def count_by_state(db: sqlite3.Connection, table: str, states: type[PatchState] | type[SimState]) -> dict[str, int]:
+    """Rows of ``table`` ("patches" or "selections") per state, every state present (0 when none)."""
+    counts = {s.value: 0 for s in states}
+    counts.update(dict(db.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state").fetchall()))
+    return counts
+
+
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
