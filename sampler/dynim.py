@@ -18,16 +18,14 @@ true distribution"):
   where ``nn_S(p)`` is p's nearest selected point (ties: the older selected point).
 
 How it stays fast and exact. Every candidate keeps its sorted k-NN distances to S
-(and their positions in S) as of an *epoch* (a prefix of S); scores only fall as S
-grows, so a stale score is an upper bound. A small *front* of the best candidates is
-kept exact after every pick; a pick is the front's best when it beats the best stale
-score outside the front, else everything is refreshed in one vectorised pass and the
-front rebuilt. A refresh compares a candidate only with the selected points added
-since its epoch, through a float32 GEMM filter with a proven error bound, and
-recomputes canonically just the pairs that can enter its k-NN list. New candidates
-are scored against S by the :mod:`~mummi.sampler.index` (exact ``flat`` by default).
-Discarded points keep their nearest selected point and are brought up to date only
-when weights are asked for, skipping every selected point s with
+(and their positions in S), always up to date: each pick is merged into the lists
+of the candidates it comes near by a compiled loop (:mod:`~mummi.sampler.kernels`)
+that filters all candidates with a float32 sum and recomputes canonically
+(:mod:`mummi.sampler.knn`) only the pairs that can enter a list. So every score is
+exact at every moment, a pick is an argmax, and the cap needs no rescoring. New
+candidates are scored against S by the :mod:`~mummi.sampler.index` (exact ``flat``
+by default). Discarded points keep their nearest selected point and are brought up
+to date only when weights are asked for, skipping every selected point s with
 ``d1(s) > 2 nn(p)`` (``d1(s)``: s's distance to the points selected before it), which
 by the triangle inequality cannot be nearer to p than p's current nearest.
 
@@ -51,24 +49,14 @@ from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.buffers import Growing
 from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
-from mummi.sampler.knn import (
-    augment_points,
-    augment_queries,
-    close_pairs,
-    knn_scores,
-    merge_knn,
-    query_bounds,
-    row_sq_dist,
-    sq_norms,
-)
+from mummi.sampler.kernels import absorb, filter_factor, greedy_picks
+from mummi.sampler.knn import knn_scores
 from mummi.workflow.spec import SamplerSettings
 
 log = logging.getLogger(__name__)
 
 CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
-_FRONT = 512  # candidates kept exact between full refreshes
 _GROUP = 1 << 16  # points per exact search when updating nearest selected points
-_STEP = 64  # selected points offered at a time in a refresh
 
 
 class SamplerInputError(ValueError):
@@ -121,24 +109,16 @@ class DynimSampler:
         self._nn_dist = Growing(np.float64)
         self._nn_pos = Growing(np.int64)
         self._nn_epoch = Growing(np.int64)
-        # S, in order of selection: seen index, distance to the points selected
-        # before it, and its rows for close_pairs.
+        # S, in order of selection: seen index and distance to the points selected before it.
         self._sel = Growing(np.int64)
         self._sel_d1 = Growing(np.float64)
-        self._sel_aug = Growing(np.float32, (dim + 1,))
-        self._sel_x64 = Growing(np.float64, (dim,))
         # C, in arrival order; dead slots have score -inf until the next add compacts them.
         self._c = np.empty(0, dtype=np.int64)
-        self._c_x = np.empty((0, dim), dtype=np.float32)
-        self._c_xa = np.empty((0, dim + 1), dtype=np.float32)
-        self._c_x64 = np.empty((0, dim))
-        self._c_norm = np.empty(0, dtype=np.float32)
         self._c_dist = np.empty((0, k))
         self._c_pos = np.empty((0, k), dtype=np.int64)
-        self._c_epoch = np.empty(0, dtype=np.int64)
         self._c_score = np.empty(0)
-        self._n_alive = 0
-        self._reset_front()
+        self._factor = filter_factor(dim)
+        self._set_candidate_rows(np.empty((0, dim), dtype=np.float32))
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -233,16 +213,12 @@ class DynimSampler:
     def _insert(self, seen: np.ndarray, x: np.ndarray, dist: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """Append new candidates (k-NN lists valid for all of S) to C, compacting dead
         slots, and enforce the cap; return the discarded seen indices."""
-        alive = self._c_score > -np.inf
+        keep = np.flatnonzero(self._c_score > -np.inf)
         cap = self.settings.candidate_cap
-        if self._n_alive + len(seen) > cap:
-            self._refresh(np.flatnonzero(alive))
-        keep = np.flatnonzero(alive)
         c = np.concatenate([self._c[keep], seen])
         c_score = np.concatenate([self._c_score[keep], knn_scores(dist, len(self._sel))])
         c_dist = np.concatenate([self._c_dist[keep], dist])
         c_pos = np.concatenate([self._c_pos[keep], pos])
-        c_epoch = np.concatenate([self._c_epoch[keep], np.full(len(seen), len(self._sel))])
         c_x = np.concatenate([self._c_x[keep], x])
         discarded = np.empty(0, dtype=np.int64)
         if len(c) > cap:
@@ -253,24 +229,19 @@ class DynimSampler:
             self._status[discarded] = DISCARDED
             self._nn_dist[discarded] = c_dist[drop, 0]
             self._nn_pos[discarded] = c_pos[drop, 0]
-            self._nn_epoch[discarded] = c_epoch[drop]
-            c, c_score, c_dist, c_pos, c_epoch, c_x = (a[stay] for a in (c, c_score, c_dist, c_pos, c_epoch, c_x))
-        self._c, self._c_score, self._c_dist, self._c_pos, self._c_epoch = c, c_score, c_dist, c_pos, c_epoch
+            self._nn_epoch[discarded] = len(self._sel)
+            c, c_score, c_dist, c_pos, c_x = (a[stay] for a in (c, c_score, c_dist, c_pos, c_x))
+        self._c, self._c_score, self._c_dist, self._c_pos = c, c_score, c_dist, c_pos
         self._set_candidate_rows(c_x)
-        self._reset_front()
         return discarded
 
     def _set_candidate_rows(self, x: np.ndarray) -> None:
-        """The latents of C and the forms the filters and canonical distances use."""
+        """The latents of C in the forms the compiled loops use, and the filter limits."""
         self._c_x, self._c_x64 = x, x.astype(np.float64)
-        self._c_norm, self._c_xa = sq_norms(x), augment_queries(x)
+        self._c_xt = np.ascontiguousarray(x.T)
+        kth = self._c_dist[:, -1]
+        self._c_limit = np.where(self._c_score > -np.inf, self._factor * kth * kth + 1e-30, -1.0)
         self._n_alive = int(np.count_nonzero(self._c_score > -np.inf))
-
-    def _add_selected_rows(self, x: np.ndarray) -> None:
-        """Append latents to S: the index and the forms the filters and canonical distances use."""
-        self._index.add(x)
-        self._sel_aug.extend(augment_points(x))
-        self._sel_x64.extend(x)
 
     # -------------------------------------------------------------- selection
     def select(self, n: int) -> list[Selection]:
@@ -278,116 +249,41 @@ class DynimSampler:
         if n < 0:
             raise ValueError(f"the number of selections must be >= 0, got {n}")
         picks: list[Selection] = []
-        while len(picks) < n and self._n_alive > 0:
-            if len(self._sel) < self.settings.warmup:
-                slot = int(np.flatnonzero(self._c_score > -np.inf)[self._rng.integers(self._n_alive)])
-                self._refresh(np.array([slot]))
-                random = True
-            else:
-                slot = self._best()
-                random = False
-            picks.append(self._pick(slot, random))
+        while len(picks) < n and self._n_alive > 0 and len(self._sel) < self.settings.warmup:
+            slot = int(np.flatnonzero(self._c_score > -np.inf)[self._rng.integers(self._n_alive)])
+            score = self._c_score[slot]
+            self._c_score[slot], self._c_limit[slot] = -np.inf, -1.0
+            picks += self._record(np.array([slot]), np.array([score]), self._c_dist[slot, :1].copy(), random=True)
+        if len(picks) < n and self._n_alive > 0:
+            args = (self._c_xt, self._c_x64, self._c_score, self._c_dist, self._c_pos, self._c_limit)
+            slots, scores, nearest = greedy_picks(*args, n - len(picks), len(self._sel), self._factor)
+            picks += self._record(slots, scores, nearest, random=False, absorbed=True)
         if len(picks) < n:
             log.info("asked for %d selections, C had only %d candidates", n, len(picks))
         return picks
 
-    def _best(self) -> int:
-        """Slot of the candidate with the highest exact key (score, then age)."""
-        while True:
-            if len(self._front):
-                i = int(self._front[np.argmax(self._c_score[self._front])])
-                s, b = self._c_score[i], self._outside_score
-                if s > b or (s == b and i < self._outside_slot):
-                    return i
-            self._rebuild_front()
+    def _record(self, slots: np.ndarray, scores: np.ndarray, nearest: np.ndarray, random: bool, absorbed: bool = False) -> list[Selection]:
+        """Move the picked ``slots`` (in order, already marked dead in C) to S.
 
-    def _rebuild_front(self) -> None:
-        """Refresh every candidate; the front is the first m in (score down, age) order."""
-        alive = np.flatnonzero(self._c_score > -np.inf)
-        self._refresh(alive)
-        scores = self._c_score[alive]
-        m = min(_FRONT, len(alive))
-        if m == len(alive):
-            self._set_front(alive, -np.inf, -1)
-            return
-        v = np.partition(scores, len(scores) - m)[len(scores) - m]
-        above = alive[scores > v]
-        ties = alive[scores == v]
-        n_ties = m - len(above)
-        front = np.sort(np.concatenate([above, ties[:n_ties]]))
-        if n_ties < len(ties):
-            self._set_front(front, v, int(ties[n_ties]))
-        else:
-            below = scores < v
-            j = int(np.argmax(np.where(below, scores, -np.inf)))
-            self._set_front(front, float(scores[j]), int(alive[j]))
-
-    def _set_front(self, slots: np.ndarray, outside_score: float, outside_slot: int) -> None:
-        """The front (exact, sorted slots) with the best key outside it (a bound: outside scores may be stale)."""
-        self._front = slots
-        self._front_xa = self._c_xa[slots]
-        self._front_bound = query_bounds(self._c_dist[slots, -1], self._c_norm[slots], self.dim)
-        self._outside_score, self._outside_slot = outside_score, outside_slot
-
-    def _reset_front(self) -> None:
-        self._set_front(np.empty(0, dtype=np.int64), np.inf, -1)
-
-    def _pick(self, slot: int, random: bool) -> Selection:
-        seen = int(self._c[slot])
-        score = float(self._c_score[slot])
-        self._add_selected_rows(self._c_x[slot : slot + 1])
-        self._sel.append(seen)
-        self._sel_d1.append(self._c_dist[slot, 0])
-        self._status[seen] = SELECTED
-        self._c_score[slot] = -np.inf
-        self._n_alive -= 1
-        self._update_front(slot)
-        self._event("select", self._ids[seen], score, 1)
-        return Selection(self._ids[seen], score, len(self._sel) - 1, random)
-
-    def _update_front(self, picked: int) -> None:
-        """Drop ``picked`` from the front and merge the newest selected point into the front's lists."""
-        keep = self._front != picked
-        if not keep.all():
-            self._front, self._front_xa, self._front_bound = self._front[keep], self._front_xa[keep], self._front_bound[keep]
-        if len(self._front) == 0:
-            return
-        n_sel = len(self._sel)
-        hit = np.flatnonzero(self._front_xa @ self._sel_aug[n_sel - 1] <= self._front_bound)
-        if len(hit):
-            rows = self._front[hit]
-            d = np.sqrt(row_sq_dist(self._c_x64[rows], self._sel_x64[n_sel - 1]))
-            merge_knn(self._c_dist, self._c_pos, rows, d, np.full(len(rows), n_sel - 1))
-            self._c_score[rows] = knn_scores(self._c_dist[rows], n_sel)
-            self._front_bound[hit] = query_bounds(self._c_dist[rows, -1], self._c_norm[rows], self.dim)
-        self._c_epoch[self._front] = n_sel
-
-    def _refresh(self, slots: np.ndarray) -> None:
-        """Bring the k-NN lists and scores of ``slots`` up to date with all of S.
-
-        S is offered in blocks (k points, then doubling up to ``_STEP``), so the k-th
-        neighbour distances that filter the pairs shrink from block to block.
+        Unless the compiled loop did so already (``absorbed``), each pick is merged
+        into the candidates' lists.
         """
-        n_sel = len(self._sel)
-        slots = slots[self._c_epoch[slots] < n_sel]
-        if len(slots) == 0:
-            return
-        changed = []
-        a, step = int(self._c_epoch[slots].min()), self.settings.k
-        while a < n_sel:
-            b, step = min(a + step, n_sel), min(2 * step, _STEP)
-            rows = slots[self._c_epoch[slots] < b]
-            skip = np.maximum(self._c_epoch[rows] - a, 0)
-            bound = query_bounds(self._c_dist[rows, -1], self._c_norm[rows], self.dim)
-            r, j = close_pairs(self._c_xa[rows], self._sel_aug[a:b], bound, skip if skip.any() else None)
-            if len(r):
-                d = np.sqrt(row_sq_dist(self._c_x64[rows[r]], self._sel_x64[j + a]))
-                changed.append(merge_knn(self._c_dist, self._c_pos, rows[r], d, j + a))
-            a = b
-        self._c_epoch[slots] = n_sel
-        if changed:
-            rows = np.unique(np.concatenate(changed))
-            self._c_score[rows] = knn_scores(self._c_dist[rows], n_sel)
+        first, n_alive = len(self._sel), self._n_alive
+        seen = self._c[slots]
+        for i, slot in enumerate(slots.tolist()):
+            if not absorbed:
+                absorb(self._c_xt, self._c_x64, self._c_score, self._c_dist, self._c_pos, self._c_limit, slot, first + i, self._factor)
+        self._index.add(self._c_x[slots])
+        self._sel.extend(seen)
+        self._sel_d1.extend(nearest)
+        self._status[seen] = SELECTED
+        self._n_alive -= len(slots)
+        picks = []
+        for i, (j, score) in enumerate(zip(seen.tolist(), scores.tolist())):
+            if self._history is not None:
+                self._history.append("select", self._ids[j], score, 1, n_alive - i - 1, first + i + 1, self.n_seen)
+            picks.append(Selection(self._ids[j], score, first + i, random))
+        return picks
 
     # ---------------------------------------------------------------- weights
     def weights(self, normalize: bool | None = None) -> dict[str, float]:
@@ -405,7 +301,6 @@ class DynimSampler:
         if n_sel == 0:
             return np.empty(0)
         alive = np.flatnonzero(self._c_score > -np.inf)
-        self._refresh(alive)
         self._update_discarded()
         discarded = self._status.view == DISCARDED
         nearest = np.concatenate([self._c_pos[alive, 0], self._nn_pos[discarded]])
@@ -456,7 +351,6 @@ class DynimSampler:
     def candidate_scores(self) -> tuple[list[str], np.ndarray]:
         """Ids and exact current scores of the candidates, in arrival order."""
         alive = np.flatnonzero(self._c_score > -np.inf)
-        self._refresh(alive)
         return [self._ids[i] for i in self._c[alive]], self._c_score[alive].copy()
 
     # ------------------------------------------------------------ persistence
@@ -472,7 +366,7 @@ class DynimSampler:
             "x": self._x.view, "ids": np.array(self._ids, dtype=str), "status": self._status.view,
             "nn_dist": self._nn_dist.view, "nn_pos": self._nn_pos.view, "nn_epoch": self._nn_epoch.view,
             "sel": self._sel.view, "sel_d1": self._sel_d1.view,
-            "c": self._c, "c_dist": self._c_dist, "c_pos": self._c_pos, "c_epoch": self._c_epoch, "c_score": self._c_score,
+            "c": self._c, "c_dist": self._c_dist, "c_pos": self._c_pos, "c_score": self._c_score,
         }  # fmt: skip
         meta = {
             "dim": self.dim,
@@ -504,9 +398,9 @@ class DynimSampler:
         self._known = set(self._ids)
         for name in ("status", "nn_dist", "nn_pos", "nn_epoch", "sel", "sel_d1"):
             setattr(self, f"_{name}", Growing.of(arrays[name]))
-        for name in ("c", "c_dist", "c_pos", "c_epoch", "c_score"):
+        for name in ("c", "c_dist", "c_pos", "c_score"):
             setattr(self, f"_{name}", arrays[name])
-        self._add_selected_rows(self._x[self._sel.view])
+        self._index.add(self._x[self._sel.view])
         self._set_candidate_rows(self._x[self._c])
         return self
 

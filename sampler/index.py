@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mummi.sampler.buffers import Growing
+from mummi.sampler.groups import grouped_proposals, worth_grouping
 from mummi.sampler.knn import cross_sq_dist, row_sq_dist, slack, sq_norms
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class SelectedIndex:
         if n <= kk:
             cand = np.broadcast_to(np.arange(n, dtype=np.int64), (len(q), n))
             return _sorted_canonical(q, self.points, cand, k)
-        approx, cand = self._propose(q, kk)
+        approx, cand = self._propose(q, kk, k)
         cand = cand.astype(np.int64)
         if not self.exact:  # FAISS's float32 distances, already sorted
             dist = np.sqrt(np.maximum(approx, 0), dtype=np.float64)
@@ -95,8 +96,13 @@ class SelectedIndex:
             dist[doubtful], pos[doubtful] = brute_knn(q[doubtful], self.points, k)
         return dist, pos
 
-    def _propose(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate squared distances and positions (n, kk) of proposed neighbours (-1: none)."""
+    def _propose(self, q: np.ndarray, kk: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate squared distances and positions (n, kk) of proposed neighbours (-1: none).
+
+        An exact index must propose, for every query, its true k nearest points
+        among the kk, or points whose approximate distance certifies them (see
+        :meth:`search`).
+        """
         if len(self._x) > self._indexed:
             self._add(_padded(self.points[self._indexed :]))
             self._indexed = len(self._x)
@@ -116,13 +122,23 @@ class SelectedIndex:
 
 
 class FlatIndex(SelectedIndex):
-    """Exact search."""
+    """Exact search.
+
+    Large query batches on the CPU are searched in groups (:mod:`mummi.sampler.groups`):
+    each group of nearby queries only against the selected points that the
+    triangle inequality cannot rule out.
+    """
 
     def __init__(self, dim: int, device: Device = "auto") -> None:
         super().__init__(dim, device)
         import faiss
 
         self._index = self._to_gpu(faiss.IndexFlatL2(_padded_dim(dim)))
+
+    def _propose(self, q: np.ndarray, kk: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._gpu or not worth_grouping(len(q), len(self)):
+            return super()._propose(q, kk, k)
+        return grouped_proposals(q, self.points, k, kk, lambda rows: super(FlatIndex, self)._propose(rows, kk, k))
 
 
 class IVFIndex(SelectedIndex):

@@ -151,30 +151,38 @@ def merge_knn(
     if np.any(rows[1:] < rows[:-1]):
         order = np.argsort(rows, kind="stable")
         rows, new_dist, new_pos = rows[order], new_dist[order], new_pos[order]
-    offered, _, counts = _groups(rows)
+    offered, start, counts = _groups(rows)
     wide = np.repeat(counts > width, counts)
     if wide.any():  # rows with many offers (while S is small): one sort of all their entries
         _merge_sorted(dist, pos, rows[wide], new_dist[wide], new_pos[wide])
-        rows, new_dist, new_pos = rows[~wide], new_dist[~wide], new_pos[~wide]
-    if len(rows):
-        _merge_dense(dist, pos, rows, new_dist, new_pos)
+        keep = ~wide
+        rows, new_dist, new_pos = rows[keep], new_dist[keep], new_pos[keep]
+        if len(rows) == 0:
+            return offered
+        _, start, counts = _groups(rows)
+    # Offer r of every row is inserted in round r; rows are distinct within a round.
+    rank = np.arange(len(rows)) - np.repeat(start, counts)
+    order = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[order], np.arange(int(counts.max()) + 1))
+    for r in range(len(bounds) - 1):
+        take = order[bounds[r] : bounds[r + 1]]
+        _insert_one(dist, pos, rows[take], new_dist[take], new_pos[take])
     return offered
 
 
-def _merge_dense(dist: np.ndarray, pos: np.ndarray, rows: np.ndarray, new_dist: np.ndarray, new_pos: np.ndarray) -> None:
-    """Few offers per row: lay them beside the row's k entries and sort each row (stably)."""
-    changed, start, counts = _groups(rows)
-    n, k = len(changed), dist.shape[1]
-    cols = k + int(counts.max())
-    d = np.full((n, cols), np.inf)
-    p = np.full((n, cols), -1, dtype=np.int64)
-    d[:, :k], p[:, :k] = dist[changed], pos[changed]
-    group = np.repeat(np.arange(n), counts)
-    col = k + np.arange(len(rows)) - start[group]
-    d[group, col], p[group, col] = new_dist, new_pos
-    order = np.argsort(d, axis=1, kind="stable")[:, :k]
-    dist[changed] = np.take_along_axis(d, order, axis=1)
-    pos[changed] = np.take_along_axis(p, order, axis=1)
+def _insert_one(dist: np.ndarray, pos: np.ndarray, rows: np.ndarray, new_dist: np.ndarray, new_pos: np.ndarray) -> None:
+    """Insert one offer into each of the distinct ``rows`` (after its equal entries: offers are newer)."""
+    d, p = dist[rows], pos[rows]
+    at = np.count_nonzero(d <= new_dist[:, None], axis=1)
+    enters = at < d.shape[1]
+    if not enters.all():
+        rows, d, p, at, new_dist, new_pos = rows[enters], d[enters], p[enters], at[enters], new_dist[enters], new_pos[enters]
+    col = np.arange(d.shape[1])[None, :]
+    after, here = col > at[:, None], col == at[:, None]
+    d[:, 1:] = np.where(after[:, 1:], d[:, :-1], d[:, 1:])
+    p[:, 1:] = np.where(after[:, 1:], p[:, :-1], p[:, 1:])
+    d[here], p[here] = new_dist, new_pos
+    dist[rows], pos[rows] = d, p
 
 
 def _groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
