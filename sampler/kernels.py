@@ -36,46 +36,69 @@ def _tree_sum(v: np.ndarray, width: int) -> float:
     return v[0]
 
 
-@nb.njit(cache=True)
-def absorb(xt: np.ndarray, x64: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, src: int, s_pos: int, factor: float) -> None:
+_BLOCK = 2048  # candidates per parallel task
+
+
+@nb.njit(cache=True, parallel=True)
+def absorb(xt: np.ndarray, x64: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, src: int, s_pos: int, factor: float) -> int:
     """Merge candidate ``src`` (just selected, position ``s_pos`` in S) into the live candidates' lists.
 
     ``xt`` (dim, n) float32 and ``x64`` (n, dim) are the candidates; ``limit`` holds
     ``factor * kth^2 + 1e-30`` (``inf`` for lists not full, negative for dead slots).
-    Scores are updated to ``|S| = s_pos + 1``.
+    Scores are updated to ``|S| = s_pos + 1``. Returns the slot with the highest
+    score afterwards (the first of equal scores: the oldest), -1 if none is alive.
     """
     dim, n = xt.shape
     k = dist.shape[1]
     m = min(k, s_pos + 1)
-    acc = np.zeros(n, dtype=np.float32)
-    for c in range(dim):
-        sc = xt[c, src]
-        row = xt[c]
-        for i in range(n):
-            t = row[i] - sc
-            acc[i] += t * t
+    s32 = xt[:, src].copy()
     s64 = x64[src].copy()
-    scratch = np.empty(max(dim, k))
-    for i in range(n):
-        if acc[i] > limit[i]:
-            continue
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    block_best = np.full(n_blocks, -np.inf)
+    block_slot = np.full(n_blocks, -1, dtype=np.int64)
+    for blk in nb.prange(n_blocks):
+        lo = blk * _BLOCK
+        hi = min(lo + _BLOCK, n)
+        acc = np.zeros(hi - lo, dtype=np.float32)
         for c in range(dim):
-            t = x64[i, c] - s64[c]
-            scratch[c] = t * t
-        d = np.sqrt(_tree_sum(scratch, dim))
-        if not d < dist[i, k - 1]:
-            continue
-        p = k - 1
-        while p > 0 and dist[i, p - 1] > d:
-            dist[i, p] = dist[i, p - 1]
-            pos[i, p] = pos[i, p - 1]
-            p -= 1
-        dist[i, p] = d
-        pos[i, p] = s_pos
-        for j in range(m):
-            scratch[j] = dist[i, j]
-        score[i] = _tree_sum(scratch, m) / m
-        limit[i] = factor * dist[i, k - 1] * dist[i, k - 1] + 1e-30
+            sc = s32[c]
+            row = xt[c, lo:hi]
+            for i in range(hi - lo):
+                t = row[i] - sc
+                acc[i] += t * t
+        scratch = np.empty(max(dim, k))
+        best, slot = -np.inf, -1
+        for i in range(lo, hi):
+            if acc[i - lo] <= limit[i]:
+                for c in range(dim):
+                    t = x64[i, c] - s64[c]
+                    scratch[c] = t * t
+                d = np.sqrt(_tree_sum(scratch, dim))
+                if d < dist[i, k - 1]:
+                    p = k - 1
+                    while p > 0 and dist[i, p - 1] > d:
+                        dist[i, p] = dist[i, p - 1]
+                        pos[i, p] = pos[i, p - 1]
+                        p -= 1
+                    dist[i, p] = d
+                    pos[i, p] = s_pos
+                    for j in range(m):
+                        scratch[j] = dist[i, j]
+                    score[i] = _tree_sum(scratch, m) / m
+                    limit[i] = factor * dist[i, k - 1] * dist[i, k - 1] + 1e-30
+            if score[i] > best:
+                best, slot = score[i], i
+        block_best[blk], block_slot[blk] = best, slot
+    return _first_best(block_best, block_slot)
+
+
+@nb.njit(cache=True)
+def _first_best(best: np.ndarray, slot: np.ndarray) -> int:
+    top, at = -np.inf, -1
+    for b in range(best.shape[0]):
+        if best[b] > top:
+            top, at = best[b], slot[b]
+    return at
 
 
 @nb.njit(cache=True)
@@ -84,16 +107,11 @@ def greedy_picks(xt: np.ndarray, x64: np.ndarray, score: np.ndarray, dist: np.nd
     slots = np.empty(n_picks, dtype=np.int64)
     scores = np.empty(n_picks)
     nearest = np.empty(n_picks)
+    b = _first_best(score, np.arange(score.shape[0]))
     made = 0
-    for t in range(n_picks):
-        best, b = -np.inf, -1
-        for i in range(score.shape[0]):
-            if score[i] > best:  # the first of equal scores: the oldest candidate
-                best, b = score[i], i
-        if b < 0:
-            break
-        slots[t], scores[t], nearest[t] = b, best, dist[b, 0]
+    while made < n_picks and b >= 0:
+        slots[made], scores[made], nearest[made] = b, score[b], dist[b, 0]
         score[b], limit[b] = -np.inf, -1.0
-        absorb(xt, x64, score, dist, pos, limit, b, n_selected + t, factor)
+        b = absorb(xt, x64, score, dist, pos, limit, b, n_selected + made, factor)
         made += 1
     return slots[:made], scores[:made], nearest[:made]
