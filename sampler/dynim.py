@@ -25,9 +25,8 @@ that filters all candidates with a float32 sum and recomputes canonically
 exact at every moment, a pick is an argmax, and the cap needs no rescoring. New
 candidates are scored against S by the :mod:`~mummi.sampler.index` (exact ``flat``
 by default). Discarded points keep their nearest selected point and are brought up
-to date only when weights are asked for, skipping every selected point s with
-``d1(s) > 2 nn(p)`` (``d1(s)``: s's distance to the points selected before it), which
-by the triangle inequality cannot be nearer to p than p's current nearest.
+to date only when weights are asked for, by a search that skips the selected points
+the triangle inequality rules out (:mod:`~mummi.sampler.groups`).
 
 With an approximate index (``ivf``, ``hnsw``) new candidates get approximate k-NN
 lists (true neighbours may be missing, so scores may be too high); every later
@@ -47,6 +46,7 @@ import numpy as np
 
 from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.buffers import Growing
+from mummi.sampler.groups import grouped_knn
 from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
 from mummi.sampler.kernels import absorb, filter_factor, greedy_picks
@@ -56,7 +56,6 @@ from mummi.workflow.spec import SamplerSettings
 log = logging.getLogger(__name__)
 
 CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
-_GROUP = 1 << 16  # points per exact search when updating nearest selected points
 
 
 class SamplerInputError(ValueError):
@@ -109,9 +108,8 @@ class DynimSampler:
         self._nn_dist = Growing(np.float64)
         self._nn_pos = Growing(np.int64)
         self._nn_epoch = Growing(np.int64)
-        # S, in order of selection: seen index and distance to the points selected before it.
+        # S, in order of selection (seen indices).
         self._sel = Growing(np.int64)
-        self._sel_d1 = Growing(np.float64)
         # C, in arrival order; dead slots have score -inf until the next add compacts them.
         self._c = np.empty(0, dtype=np.int64)
         self._c_dist = np.empty((0, k))
@@ -253,16 +251,16 @@ class DynimSampler:
             slot = int(np.flatnonzero(self._c_score > -np.inf)[self._rng.integers(self._n_alive)])
             score = self._c_score[slot]
             self._c_score[slot], self._c_limit[slot] = -np.inf, -1.0
-            picks += self._record(np.array([slot]), np.array([score]), self._c_dist[slot, :1].copy(), random=True)
+            picks += self._record(np.array([slot]), np.array([score]), random=True)
         if len(picks) < n and self._n_alive > 0:
             args = (self._c_xt, self._c_x64, self._c_score, self._c_dist, self._c_pos, self._c_limit)
-            slots, scores, nearest = greedy_picks(*args, n - len(picks), len(self._sel), self._factor)
-            picks += self._record(slots, scores, nearest, random=False, absorbed=True)
+            slots, scores = greedy_picks(*args, n - len(picks), len(self._sel), self._factor)
+            picks += self._record(slots, scores, random=False, absorbed=True)
         if len(picks) < n:
             log.info("asked for %d selections, C had only %d candidates", n, len(picks))
         return picks
 
-    def _record(self, slots: np.ndarray, scores: np.ndarray, nearest: np.ndarray, random: bool, absorbed: bool = False) -> list[Selection]:
+    def _record(self, slots: np.ndarray, scores: np.ndarray, random: bool, absorbed: bool = False) -> list[Selection]:
         """Move the picked ``slots`` (in order, already marked dead in C) to S.
 
         Unless the compiled loop did so already (``absorbed``), each pick is merged
@@ -275,7 +273,6 @@ class DynimSampler:
                 absorb(self._c_xt, self._c_x64, self._c_score, self._c_dist, self._c_pos, self._c_limit, slot, first + i, self._factor)
         self._index.add(self._c_x[slots])
         self._sel.extend(seen)
-        self._sel_d1.extend(nearest)
         self._status[seen] = SELECTED
         self._n_alive -= len(slots)
         picks = []
@@ -320,32 +317,10 @@ class DynimSampler:
             better = dist[:, 0] < self._nn_dist[todo]
             self._nn_dist[todo[better]], self._nn_pos[todo[better]] = dist[better, 0], pos[better, 0]
         else:
-            for epoch in np.unique(self._nn_epoch[todo]):
-                self._update_nearest(todo[self._nn_epoch[todo] == epoch], int(epoch))
+            dist, pos = self._nn_dist[todo][:, None], self._nn_pos[todo][:, None]
+            grouped_knn(self._x[todo], self._index.points, 1, dist, pos, self._nn_epoch[todo])
+            self._nn_dist[todo], self._nn_pos[todo] = dist[:, 0], pos[:, 0]
         self._nn_epoch[todo] = n_sel
-
-    def _update_nearest(self, group: np.ndarray, epoch: int) -> None:
-        """Exact update of the nearest selected point of ``group`` (valid for S[:epoch]) with S[epoch:].
-
-        A point s selected after ``epoch`` can be nearer to p than p's nearest a only
-        if ``d1(s) <= 2 nn(p)``: d(p, s) >= d(a, s) - d(p, a) >= d1(s) - nn(p). Points
-        are searched in groups, each against the selected points it may reach.
-        """
-        later = epoch + np.argsort(self._sel_d1[epoch:], kind="stable")
-        reach = np.searchsorted(self._sel_d1[later], 2 * self._nn_dist[group] * (1 + 1e-9), side="right")
-        order = np.argsort(reach, kind="stable")
-        group, reach = group[order], reach[order]
-        start = int(np.searchsorted(reach, 0, side="right"))
-        while start < len(group):
-            # Points whose reach is within a factor 2 of each other share one search.
-            stop = min(int(np.searchsorted(reach, 2 * reach[start], side="right")), start + _GROUP)
-            part, cand = group[start:stop], np.sort(later[: reach[stop - 1]])
-            start = stop
-            index = make_index("flat", self.dim, self.settings.device)
-            index.add(self._index.points[cand])
-            dist, pos = index.search(self._x[part], 1)
-            better = dist[:, 0] < self._nn_dist[part]  # later points lose ties
-            self._nn_dist[part[better]], self._nn_pos[part[better]] = dist[better, 0], cand[pos[better, 0]]
 
     # ------------------------------------------------------------- inspection
     def candidate_scores(self) -> tuple[list[str], np.ndarray]:
@@ -365,7 +340,7 @@ class DynimSampler:
         arrays = {
             "x": self._x.view, "ids": np.array(self._ids, dtype=str), "status": self._status.view,
             "nn_dist": self._nn_dist.view, "nn_pos": self._nn_pos.view, "nn_epoch": self._nn_epoch.view,
-            "sel": self._sel.view, "sel_d1": self._sel_d1.view,
+            "sel": self._sel.view,
             "c": self._c, "c_dist": self._c_dist, "c_pos": self._c_pos, "c_score": self._c_score,
         }  # fmt: skip
         meta = {
@@ -396,7 +371,7 @@ class DynimSampler:
         self._x = Growing.of(arrays["x"])
         self._ids = arrays["ids"].tolist()
         self._known = set(self._ids)
-        for name in ("status", "nn_dist", "nn_pos", "nn_epoch", "sel", "sel_d1"):
+        for name in ("status", "nn_dist", "nn_pos", "nn_epoch", "sel"):
             setattr(self, f"_{name}", Growing.of(arrays[name]))
         for name in ("c", "c_dist", "c_pos", "c_score"):
             setattr(self, f"_{name}", arrays[name])

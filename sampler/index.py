@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mummi.sampler.buffers import Growing
-from mummi.sampler.groups import grouped_proposals, worth_grouping
+from mummi.sampler.groups import grouped_knn, worth_grouping
 from mummi.sampler.knn import cross_sq_dist, row_sq_dist, slack, sq_norms
 
 log = logging.getLogger(__name__)
@@ -124,9 +124,9 @@ class SelectedIndex:
 class FlatIndex(SelectedIndex):
     """Exact search.
 
-    Large query batches on the CPU are searched in groups (:mod:`mummi.sampler.groups`):
-    each group of nearby queries only against the selected points that the
-    triangle inequality cannot rule out.
+    Large query batches on the CPU are searched group by group
+    (:mod:`mummi.sampler.groups`), each query only against the selected points
+    that the triangle inequality cannot rule out.
     """
 
     def __init__(self, dim: int, device: Device = "auto") -> None:
@@ -135,10 +135,10 @@ class FlatIndex(SelectedIndex):
 
         self._index = self._to_gpu(faiss.IndexFlatL2(_padded_dim(dim)))
 
-    def _propose(self, q: np.ndarray, kk: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._gpu or not worth_grouping(len(q), len(self)):
-            return super()._propose(q, kk, k)
-        return grouped_proposals(q, self.points, k, kk, lambda rows: super(FlatIndex, self)._propose(rows, kk, k))
+            return super().search(q, k)
+        return grouped_knn(q, self.points, k)
 
 
 class IVFIndex(SelectedIndex):

@@ -102,16 +102,66 @@ def _first_best(best: np.ndarray, slot: np.ndarray) -> int:
 
 
 @nb.njit(cache=True)
-def greedy_picks(xt: np.ndarray, x64: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, n_picks: int, n_selected: int, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Up to ``n_picks`` exact greedy picks: slots, scores when picked, nearest-selected distances."""
+def greedy_picks(xt: np.ndarray, x64: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, n_picks: int, n_selected: int, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n_picks`` exact greedy picks: their slots and their scores when picked."""
     slots = np.empty(n_picks, dtype=np.int64)
     scores = np.empty(n_picks)
-    nearest = np.empty(n_picks)
     b = _first_best(score, np.arange(score.shape[0]))
     made = 0
     while made < n_picks and b >= 0:
-        slots[made], scores[made], nearest[made] = b, score[b], dist[b, 0]
+        slots[made], scores[made] = b, score[b]
         score[b], limit[b] = -np.inf, -1.0
         b = absorb(xt, x64, score, dist, pos, limit, b, n_selected + made, factor)
         made += 1
-    return slots[:made], scores[:made], nearest[:made]
+    return slots[:made], scores[:made]
+
+
+@nb.njit(cache=True, parallel=True)
+def grouped_scan(q32: np.ndarray, q64: np.ndarray, group: np.ndarray, reach: np.ndarray, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s64: np.ndarray, start: np.ndarray, dist: np.ndarray, pos: np.ndarray, factor: float) -> None:
+    """Merge the selected points at positions >= ``start[i]`` into the sorted k-NN lists of query i.
+
+    Query i belongs to ``group[i]`` and lies within ``reach[i]`` of its centre. For
+    group g, ``s_pos[g]`` lists the selected points by increasing distance to the
+    centre, ``s_lo[g]`` lower bounds of those distances and ``s_t[g]`` (dim, m)
+    their float32 coordinates in that order; ``s64`` (m, dim) are all of them by
+    position. A point with ``s_lo - reach > kth`` is farther than the k-th
+    neighbour, so each scan stops at the first such chunk. Equal distances list
+    the smaller position first.
+    """
+    n, dim = q64.shape
+    k = dist.shape[1]
+    m = s64.shape[0]
+    chunk = 64
+    for i in nb.prange(n):
+        g = group[i]
+        acc = np.empty(chunk, dtype=np.float32)
+        scratch = np.empty(dim)
+        for j0 in range(0, m, chunk):
+            if s_lo[g, j0] - reach[i] > dist[i, k - 1]:
+                break
+            j1 = min(j0 + chunk, m)
+            acc[:] = 0
+            for c in range(dim):
+                qc = q32[i, c]
+                row = s_t[g, c, j0:j1]
+                for j in range(j1 - j0):
+                    t = row[j] - qc
+                    acc[j] += t * t
+            for j in range(j1 - j0):
+                p_new = s_pos[g, j0 + j]
+                kth = dist[i, k - 1]
+                if p_new < start[i] or acc[j] > factor * kth * kth + 1e-30:
+                    continue
+                for c in range(dim):
+                    t = q64[i, c] - s64[p_new, c]
+                    scratch[c] = t * t
+                d = np.sqrt(_tree_sum(scratch, dim))
+                if d > kth or (d == kth and p_new > pos[i, k - 1]):
+                    continue
+                p = k - 1
+                while p > 0 and (dist[i, p - 1] > d or (dist[i, p - 1] == d and pos[i, p - 1] > p_new)):
+                    dist[i, p] = dist[i, p - 1]
+                    pos[i, p] = pos[i, p - 1]
+                    p -= 1
+                dist[i, p] = d
+                pos[i, p] = p_new
