@@ -58,6 +58,13 @@ log = logging.getLogger(__name__)
 CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
 
 
+def _best(score: np.ndarray, m: int) -> np.ndarray:
+    """Mask of the ``m`` best of ``score`` (in arrival order): highest first, then the older."""
+    v = np.partition(score, len(score) - m)[len(score) - m]
+    above, tied = score > v, score == v
+    return above | (tied & (np.cumsum(tied) <= m - np.count_nonzero(above)))
+
+
 class SamplerInputError(ValueError):
     """Input the sampler refuses; its state is unchanged."""
 
@@ -196,41 +203,39 @@ class DynimSampler:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise SamplerInputError(f"latents must be finite float32 values; row {i} (id {ids[i]!r}) is {x[i].tolist()}")
-        not_str = [i for i in ids if not isinstance(i, str)]
-        if not_str:
-            raise SamplerInputError(f"ids must be strings, got {not_str[0]!r}")
-        if len(set(ids)) != len(ids):
+        if set(map(type, ids)) - {str}:
+            raise SamplerInputError(f"ids must be strings, got {next(i for i in ids if not isinstance(i, str))!r}")
+        unique = set(ids)
+        if len(unique) != len(ids):
             seen: set[str] = set()
             dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
             raise SamplerInputError(f"id {dup!r} appears twice in one add_candidates call")
-        again = [i for i in ids if i in self._known]
-        if again:
+        if not self._known.isdisjoint(unique):
+            again = [i for i in ids if i in self._known]
             raise SamplerInputError(f"id {again[0]!r} was added before ({len(again)} repeated ids in this call)")
         return x.astype(np.float32)
 
     def _insert(self, seen: np.ndarray, x: np.ndarray, dist: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """Append new candidates (k-NN lists valid for all of S) to C, compacting dead
         slots, and enforce the cap; return the discarded seen indices."""
-        keep = np.flatnonzero(self._c_score > -np.inf)
-        cap = self.settings.candidate_cap
-        c = np.concatenate([self._c[keep], seen])
-        c_score = np.concatenate([self._c_score[keep], knn_scores(dist, len(self._sel))])
-        c_dist = np.concatenate([self._c_dist[keep], dist])
-        c_pos = np.concatenate([self._c_pos[keep], pos])
-        c_x = np.concatenate([self._c_x[keep], x])
+        old = np.flatnonzero(self._c_score > -np.inf)
+        new = np.arange(len(seen))
+        score = np.concatenate([self._c_score[old], knn_scores(dist, len(self._sel))])
         discarded = np.empty(0, dtype=np.int64)
-        if len(c) > cap:
-            order = np.lexsort((c, -c_score))  # best first: score down, then age
-            drop = np.sort(order[cap:])
-            stay = np.sort(order[:cap])
-            discarded = c[drop]
+        if len(score) > self.settings.candidate_cap:
+            stay = _best(score, self.settings.candidate_cap)
+            gone_old, gone_new = old[~stay[: len(old)]], new[~stay[len(old) :]]
+            discarded = np.concatenate([self._c[gone_old], seen[gone_new]])
             self._status[discarded] = DISCARDED
-            self._nn_dist[discarded] = c_dist[drop, 0]
-            self._nn_pos[discarded] = c_pos[drop, 0]
+            self._nn_dist[discarded] = np.concatenate([self._c_dist[gone_old, 0], dist[gone_new, 0]])
+            self._nn_pos[discarded] = np.concatenate([self._c_pos[gone_old, 0], pos[gone_new, 0]])
             self._nn_epoch[discarded] = len(self._sel)
-            c, c_score, c_dist, c_pos, c_x = (a[stay] for a in (c, c_score, c_dist, c_pos, c_x))
-        self._c, self._c_score, self._c_dist, self._c_pos = c, c_score, c_dist, c_pos
-        self._set_candidate_rows(c_x)
+            old, new, score = old[stay[: len(old)]], new[stay[len(old) :]], score[stay]
+        self._c = np.concatenate([self._c[old], seen[new]])
+        self._c_dist = np.concatenate([self._c_dist[old], dist[new]])
+        self._c_pos = np.concatenate([self._c_pos[old], pos[new]])
+        self._c_score = score
+        self._set_candidate_rows(np.concatenate([self._c_x[old], x[new]]))
         return discarded
 
     def _set_candidate_rows(self, x: np.ndarray) -> None:
