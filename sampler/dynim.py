@@ -58,11 +58,13 @@ log = logging.getLogger(__name__)
 CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
 
 
-def _best(score: np.ndarray, m: int) -> np.ndarray:
-    """Mask of the ``m`` best of ``score`` (in arrival order): highest first, then the older."""
+def _best(score: np.ndarray, age: np.ndarray, m: int) -> np.ndarray:
+    """Mask of the ``m`` best: highest score first, then the older (smaller age)."""
     v = np.partition(score, len(score) - m)[len(score) - m]
-    above, tied = score > v, score == v
-    return above | (tied & (np.cumsum(tied) <= m - np.count_nonzero(above)))
+    best = score > v
+    tied = np.flatnonzero(score == v)
+    best[tied[np.argsort(age[tied], kind="stable")[: m - np.count_nonzero(best)]]] = True
+    return best
 
 
 class SamplerInputError(ValueError):
@@ -117,13 +119,9 @@ class DynimSampler:
         self._nn_epoch = Growing(np.int64)
         # S, in order of selection (seen indices).
         self._sel = Growing(np.int64)
-        # C, in arrival order; dead slots have score -inf until the next add compacts them.
-        self._c = np.empty(0, dtype=np.int64)
-        self._c_dist = np.empty((0, k))
-        self._c_pos = np.empty((0, k), dtype=np.int64)
-        self._c_score = np.empty(0)
+        # C in slots (see _set_pool); a free slot has age -1 and score -inf.
         self._factor = filter_factor(dim)
-        self._set_candidate_rows(np.empty((0, dim), dtype=np.float32))
+        self._set_pool(np.empty(0, dtype=np.int64), np.empty(0), np.empty((0, k)), np.empty((0, k), dtype=np.int64), np.empty((0, dim), dtype=np.float32))
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -216,35 +214,67 @@ class DynimSampler:
         return x.astype(np.float32)
 
     def _insert(self, seen: np.ndarray, x: np.ndarray, dist: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """Append new candidates (k-NN lists valid for all of S) to C, compacting dead
-        slots, and enforce the cap; return the discarded seen indices."""
-        old = np.flatnonzero(self._c_score > -np.inf)
+        """Put new candidates (k-NN lists valid for all of S) into free slots and
+        enforce the cap; return the discarded seen indices, ascending."""
+        score = knn_scores(dist, len(self._sel))
         new = np.arange(len(seen))
-        score = np.concatenate([self._c_score[old], knn_scores(dist, len(self._sel))])
         discarded = np.empty(0, dtype=np.int64)
-        if len(score) > self.settings.candidate_cap:
-            stay = _best(score, self.settings.candidate_cap)
-            gone_old, gone_new = old[~stay[: len(old)]], new[~stay[len(old) :]]
-            discarded = np.concatenate([self._c[gone_old], seen[gone_new]])
+        alive = np.flatnonzero(self._c >= 0)
+        if len(alive) + len(seen) > self.settings.candidate_cap:
+            stay = _best(np.concatenate([self._c_score[alive], score]), np.concatenate([self._c[alive], seen]), self.settings.candidate_cap)
+            gone, gone_new = alive[~stay[: len(alive)]], new[~stay[len(alive) :]]
+            discarded = np.concatenate([self._c[gone], seen[gone_new]])
             self._status[discarded] = DISCARDED
-            self._nn_dist[discarded] = np.concatenate([self._c_dist[gone_old, 0], dist[gone_new, 0]])
-            self._nn_pos[discarded] = np.concatenate([self._c_pos[gone_old, 0], pos[gone_new, 0]])
+            self._nn_dist[discarded] = np.concatenate([self._c_dist[gone, 0], dist[gone_new, 0]])
+            self._nn_pos[discarded] = np.concatenate([self._c_pos[gone, 0], pos[gone_new, 0]])
             self._nn_epoch[discarded] = len(self._sel)
-            old, new, score = old[stay[: len(old)]], new[stay[len(old) :]], score[stay]
-        self._c = np.concatenate([self._c[old], seen[new]])
-        self._c_dist = np.concatenate([self._c_dist[old], dist[new]])
-        self._c_pos = np.concatenate([self._c_pos[old], pos[new]])
-        self._c_score = score
-        self._set_candidate_rows(np.concatenate([self._c_x[old], x[new]]))
-        return discarded
+            self._free(gone)
+            new = new[stay[len(alive) :]]
+        free = np.flatnonzero(self._c < 0)
+        if len(free) < len(new):
+            self._grow(len(self._c) + len(new) - len(free))
+            free = np.flatnonzero(self._c < 0)
+        slots = free[: len(new)]
+        self._c[slots], self._c_score[slots] = seen[new], score[new]
+        self._c_dist[slots], self._c_pos[slots] = dist[new], pos[new]
+        self._c_x[slots], self._c_xt[:, slots] = x[new], x[new].T
+        self._c_limit[slots] = self._limits(slots)
+        self._n_alive += len(slots)
+        return np.sort(discarded)
 
-    def _set_candidate_rows(self, x: np.ndarray) -> None:
-        """The latents of C in the forms the compiled loops use, and the filter limits."""
-        self._c_x, self._c_x64 = x, x.astype(np.float64)
-        self._c_xt = np.ascontiguousarray(x.T)
-        kth = self._c_dist[:, -1]
-        self._c_limit = np.where(self._c_score > -np.inf, self._factor * kth * kth + 1e-30, -1.0)
-        self._n_alive = int(np.count_nonzero(self._c_score > -np.inf))
+    def _set_pool(self, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, x: np.ndarray) -> None:
+        """Candidate slots: the arrival index (age) of the candidate in each, its score,
+        k-NN list and latent (row-major for canonical distances, transposed for the
+        compiled filter), and the filter's limit (negative in free slots)."""
+        self._c, self._c_score, self._c_dist, self._c_pos = age, score, dist, pos
+        self._c_x, self._c_xt = np.ascontiguousarray(x), np.ascontiguousarray(x.T)
+        self._c_limit = self._limits(np.arange(len(age)))
+        self._n_alive = int(np.count_nonzero(age >= 0))
+
+    def _limits(self, slots: np.ndarray) -> np.ndarray:
+        kth = self._c_dist[slots, -1]
+        return np.where(self._c[slots] >= 0, self._factor * kth * kth + 1e-30, -1.0)
+
+    def _grow(self, size: int) -> None:
+        """At least ``size`` slots, the new ones free."""
+        n, k = len(self._c), self.settings.k
+        extra = max(size, 2 * n, 1024) - n
+        self._set_pool(
+            np.concatenate([self._c, np.full(extra, -1)]),
+            np.concatenate([self._c_score, np.full(extra, -np.inf)]),
+            np.concatenate([self._c_dist, np.full((extra, k), np.inf)]),
+            np.concatenate([self._c_pos, np.full((extra, k), -1)]),
+            np.concatenate([self._c_x, np.zeros((extra, self.dim), dtype=np.float32)]),
+        )
+
+    def _free(self, slots: np.ndarray) -> None:
+        self._c[slots], self._c_score[slots], self._c_limit[slots] = -1, -np.inf, -1.0
+        self._n_alive -= len(slots)
+
+    def _alive(self) -> np.ndarray:
+        """Slots of the candidates, in arrival order."""
+        alive = np.flatnonzero(self._c >= 0)
+        return alive[np.argsort(self._c[alive])]
 
     # -------------------------------------------------------------- selection
     def select(self, n: int) -> list[Selection]:
@@ -253,12 +283,12 @@ class DynimSampler:
             raise ValueError(f"the number of selections must be >= 0, got {n}")
         picks: list[Selection] = []
         while len(picks) < n and self._n_alive > 0 and len(self._sel) < self.settings.warmup:
-            slot = int(np.flatnonzero(self._c_score > -np.inf)[self._rng.integers(self._n_alive)])
+            slot = int(self._alive()[self._rng.integers(self._n_alive)])
             score = self._c_score[slot]
             self._c_score[slot], self._c_limit[slot] = -np.inf, -1.0
             picks += self._record(np.array([slot]), np.array([score]), random=True)
         if len(picks) < n and self._n_alive > 0:
-            args = (self._c_xt, self._c_x64, self._c_score, self._c_dist, self._c_pos, self._c_limit)
+            args = (self._c_xt, self._c_x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_limit)
             slots, scores = greedy_picks(*args, n - len(picks), len(self._sel), self._factor)
             picks += self._record(slots, scores, random=False, absorbed=True)
         if len(picks) < n:
@@ -272,14 +302,15 @@ class DynimSampler:
         into the candidates' lists.
         """
         first, n_alive = len(self._sel), self._n_alive
-        seen = self._c[slots]
+        seen = self._c[slots].copy()
         for i, slot in enumerate(slots.tolist()):
             if not absorbed:
-                absorb(self._c_xt, self._c_x64, self._c_score, self._c_dist, self._c_pos, self._c_limit, slot, first + i, self._factor)
+                args = (self._c_xt, self._c_x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_limit)
+                absorb(*args, slot, first + i, self._factor)
         self._index.add(self._c_x[slots])
         self._sel.extend(seen)
         self._status[seen] = SELECTED
-        self._n_alive -= len(slots)
+        self._free(slots)
         picks = []
         for i, (j, score) in enumerate(zip(seen.tolist(), scores.tolist())):
             if self._history is not None:
@@ -302,7 +333,7 @@ class DynimSampler:
         n_sel = len(self._sel)
         if n_sel == 0:
             return np.empty(0)
-        alive = np.flatnonzero(self._c_score > -np.inf)
+        alive = np.flatnonzero(self._c >= 0)
         self._update_discarded()
         discarded = self._status.view == DISCARDED
         nearest = np.concatenate([self._c_pos[alive, 0], self._nn_pos[discarded]])
@@ -330,7 +361,7 @@ class DynimSampler:
     # ------------------------------------------------------------- inspection
     def candidate_scores(self) -> tuple[list[str], np.ndarray]:
         """Ids and exact current scores of the candidates, in arrival order."""
-        alive = np.flatnonzero(self._c_score > -np.inf)
+        alive = self._alive()
         return [self._ids[i] for i in self._c[alive]], self._c_score[alive].copy()
 
     # ------------------------------------------------------------ persistence
@@ -346,8 +377,10 @@ class DynimSampler:
             "x": self._x.view, "ids": np.array(self._ids, dtype=str), "status": self._status.view,
             "nn_dist": self._nn_dist.view, "nn_pos": self._nn_pos.view, "nn_epoch": self._nn_epoch.view,
             "sel": self._sel.view,
-            "c": self._c, "c_dist": self._c_dist, "c_pos": self._c_pos, "c_score": self._c_score,
         }  # fmt: skip
+        alive = self._alive()
+        for name in ("c", "c_dist", "c_pos", "c_score"):
+            arrays[name] = getattr(self, f"_{name}")[alive]
         meta = {
             "dim": self.dim,
             "seed": self.seed,
@@ -378,9 +411,7 @@ class DynimSampler:
         self._known = set(self._ids)
         for name in ("status", "nn_dist", "nn_pos", "nn_epoch", "sel"):
             setattr(self, f"_{name}", Growing.of(arrays[name]))
-        for name in ("c", "c_dist", "c_pos", "c_score"):
-            setattr(self, f"_{name}", arrays[name])
         self._index.add(self._x[self._sel.view])
-        self._set_candidate_rows(self._x[self._c])
+        self._set_pool(arrays["c"], arrays["c_score"], arrays["c_dist"], arrays["c_pos"], self._x[arrays["c"]])
         return self
 

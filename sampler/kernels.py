@@ -40,19 +40,20 @@ _BLOCK = 2048  # candidates per parallel task
 
 
 @nb.njit(cache=True, parallel=True)
-def absorb(xt: np.ndarray, x64: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, src: int, s_pos: int, factor: float) -> int:
+def absorb(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, src: int, s_pos: int, factor: float) -> int:
     """Merge candidate ``src`` (just selected, position ``s_pos`` in S) into the live candidates' lists.
 
-    ``xt`` (dim, n) float32 and ``x64`` (n, dim) are the candidates; ``limit`` holds
-    ``factor * kth^2 + 1e-30`` (``inf`` for lists not full, negative for dead slots).
-    Scores are updated to ``|S| = s_pos + 1``. Returns the slot with the highest
-    score afterwards (the first of equal scores: the oldest), -1 if none is alive.
+    Candidate slots hold ``xt`` (dim, n) and ``x`` (n, dim), float32, and their
+    ``age`` (order of arrival); ``limit`` holds ``factor * kth^2 + 1e-30`` (``inf``
+    for lists not full, negative for dead slots). Scores are updated to
+    ``|S| = s_pos + 1``. Returns the slot with the highest score afterwards (the
+    oldest of equal scores), -1 if none is alive.
     """
     dim, n = xt.shape
     k = dist.shape[1]
     m = min(k, s_pos + 1)
-    s32 = xt[:, src].copy()
-    s64 = x64[src].copy()
+    s32 = x[src].copy()
+    s64 = s32.astype(np.float64)
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     block_best = np.full(n_blocks, -np.inf)
     block_slot = np.full(n_blocks, -1, dtype=np.int64)
@@ -71,7 +72,7 @@ def absorb(xt: np.ndarray, x64: np.ndarray, score: np.ndarray, dist: np.ndarray,
         for i in range(lo, hi):
             if acc[i - lo] <= limit[i]:
                 for c in range(dim):
-                    t = x64[i, c] - s64[c]
+                    t = np.float64(x[i, c]) - s64[c]
                     scratch[c] = t * t
                 d = np.sqrt(_tree_sum(scratch, dim))
                 if d < dist[i, k - 1]:
@@ -86,32 +87,33 @@ def absorb(xt: np.ndarray, x64: np.ndarray, score: np.ndarray, dist: np.ndarray,
                         scratch[j] = dist[i, j]
                     score[i] = _tree_sum(scratch, m) / m
                     limit[i] = factor * dist[i, k - 1] * dist[i, k - 1] + 1e-30
-            if score[i] > best:
+            if score[i] > best or (score[i] == best and slot >= 0 and age[i] < age[slot]):
                 best, slot = score[i], i
         block_best[blk], block_slot[blk] = best, slot
-    return _first_best(block_best, block_slot)
+    return _first_best(block_best, block_slot, age)
 
 
 @nb.njit(cache=True)
-def _first_best(best: np.ndarray, slot: np.ndarray) -> int:
+def _first_best(best: np.ndarray, slot: np.ndarray, age: np.ndarray) -> int:
+    """``slot[b]`` of the highest ``best[b]``, the oldest of equal ones (-1 if all are -inf)."""
     top, at = -np.inf, -1
     for b in range(best.shape[0]):
-        if best[b] > top:
+        if best[b] > top or (best[b] == top and at >= 0 and age[slot[b]] < age[at]):
             top, at = best[b], slot[b]
     return at
 
 
 @nb.njit(cache=True)
-def greedy_picks(xt: np.ndarray, x64: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, n_picks: int, n_selected: int, factor: float) -> tuple[np.ndarray, np.ndarray]:
+def greedy_picks(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, n_picks: int, n_selected: int, factor: float) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n_picks`` exact greedy picks: their slots and their scores when picked."""
     slots = np.empty(n_picks, dtype=np.int64)
     scores = np.empty(n_picks)
-    b = _first_best(score, np.arange(score.shape[0]))
+    b = _first_best(score, np.arange(score.shape[0]), age)
     made = 0
     while made < n_picks and b >= 0:
         slots[made], scores[made] = b, score[b]
         score[b], limit[b] = -np.inf, -1.0
-        b = absorb(xt, x64, score, dist, pos, limit, b, n_selected + made, factor)
+        b = absorb(xt, x, age, score, dist, pos, limit, b, n_selected + made, factor)
         made += 1
     return slots[:made], scores[:made]
 
