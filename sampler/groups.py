@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from mummi.sampler.kernels import filter_factor, grouped_scan
-from mummi.sampler.knn import row_sq_dist, slack, sq_norms
+from mummi.sampler.knn import slack, sq_norms
 
 _QUERIES_PER_GROUP = 512
 _MAX_GROUPS = 64
@@ -50,7 +50,9 @@ def grouped_knn(
         start = np.zeros(n, dtype=np.int64)
     n_groups = int(np.clip(min(n // _QUERIES_PER_GROUP, _MAX_SORTED // max(m, 1)), 1, _MAX_GROUPS))
     centres, label = _cluster(q, n_groups)
-    reach = np.sqrt(row_sq_dist(q, centres[label])) * (1 + _MARGIN)
+    # A float32 sum of squares is within a factor filter_factor of the exact value.
+    offset = q - centres[label]
+    reach = np.sqrt(np.einsum("ij,ij->i", offset, offset).astype(np.float64) * filter_factor(q.shape[1]) + 1e-30) * (1 + _MARGIN)
     lo = _lower_bounds(centres, points)
     order = np.argsort(lo, axis=1)
     s_lo = np.take_along_axis(lo, order, axis=1)
@@ -60,15 +62,21 @@ def grouped_knn(
     return dist, pos
 
 
-def _cluster(q: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centres (float32) and the nearest centre of every query."""
-    if n_groups == 1:
-        return q.mean(axis=0, keepdims=True), np.zeros(len(q), dtype=np.int64)
-    import faiss
+def _cluster(q: np.ndarray, n_groups: int, rounds: int = 3, sample: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (float32) and the nearest centre of every query: a few k-means rounds on
+    evenly spaced queries (the clustering only affects speed)."""
+    x = q[:: max(1, len(q) // sample)]
+    centres = x[np.linspace(0, len(x) - 1, n_groups).astype(np.int64)]
+    for _ in range(rounds):
+        label = _nearest(x, centres)
+        counts = np.bincount(label, minlength=n_groups)[:, None]
+        sums = np.stack([np.bincount(label, weights=column, minlength=n_groups) for column in x.T], axis=1)
+        centres = np.where(counts > 0, sums / np.maximum(counts, 1), centres).astype(np.float32)
+    return centres, _nearest(q, centres)
 
-    kmeans = faiss.Kmeans(q.shape[1], n_groups, niter=5, seed=1, max_points_per_centroid=128)
-    kmeans.train(q)
-    return kmeans.centroids, kmeans.index.search(q, 1)[1][:, 0].astype(np.int64)
+
+def _nearest(q: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return np.argmin(sq_norms(centres)[None, :] - 2 * (q @ centres.T), axis=1)
 
 
 def _lower_bounds(centres: np.ndarray, points: np.ndarray) -> np.ndarray:

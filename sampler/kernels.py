@@ -131,39 +131,47 @@ def grouped_scan(q32: np.ndarray, q64: np.ndarray, group: np.ndarray, reach: np.
     the smaller position first.
     """
     n, dim = q64.shape
-    k = dist.shape[1]
-    m = s64.shape[0]
-    chunk = 64
-    for i in nb.prange(n):
-        g = group[i]
+    chunk, per_task = 64, 64
+    for task in nb.prange((n + per_task - 1) // per_task):
         acc = np.empty(chunk, dtype=np.float32)
         scratch = np.empty(dim)
-        for j0 in range(0, m, chunk):
-            if s_lo[g, j0] - reach[i] > dist[i, k - 1]:
-                break
-            j1 = min(j0 + chunk, m)
-            acc[:] = 0
-            for c in range(dim):
-                qc = q32[i, c]
-                row = s_t[g, c, j0:j1]
-                for j in range(j1 - j0):
-                    t = row[j] - qc
-                    acc[j] += t * t
+        for i in range(task * per_task, min(task * per_task + per_task, n)):
+            _scan_one(i, q32, q64, group[i], reach[i], s_pos, s_lo, s_t, s64, start[i], dist, pos, factor, acc, scratch)
+
+
+@nb.njit(cache=True, inline="always")
+def _scan_one(i: int, q32: np.ndarray, q64: np.ndarray, g: int, reach: float, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s64: np.ndarray, start: int, dist: np.ndarray, pos: np.ndarray, factor: float, acc: np.ndarray, scratch: np.ndarray) -> None:
+    """Query i of :func:`grouped_scan` (``acc``, ``scratch``: work space)."""
+    dim = q64.shape[1]
+    k = dist.shape[1]
+    m = s64.shape[0]
+    chunk = acc.shape[0]
+    for j0 in range(0, m, chunk):
+        if s_lo[g, j0] - reach > dist[i, k - 1]:
+            break
+        j1 = min(j0 + chunk, m)
+        acc[:] = 0
+        for c in range(dim):
+            qc = q32[i, c]
+            row = s_t[g, c, j0:j1]
             for j in range(j1 - j0):
-                p_new = s_pos[g, j0 + j]
-                kth = dist[i, k - 1]
-                if p_new < start[i] or acc[j] > factor * kth * kth + 1e-30:
-                    continue
-                for c in range(dim):
-                    t = q64[i, c] - s64[p_new, c]
-                    scratch[c] = t * t
-                d = np.sqrt(_tree_sum(scratch, dim))
-                if d > kth or (d == kth and p_new > pos[i, k - 1]):
-                    continue
-                p = k - 1
-                while p > 0 and (dist[i, p - 1] > d or (dist[i, p - 1] == d and pos[i, p - 1] > p_new)):
-                    dist[i, p] = dist[i, p - 1]
-                    pos[i, p] = pos[i, p - 1]
-                    p -= 1
-                dist[i, p] = d
-                pos[i, p] = p_new
+                t = row[j] - qc
+                acc[j] += t * t
+        for j in range(j1 - j0):
+            p_new = s_pos[g, j0 + j]
+            kth = dist[i, k - 1]
+            if p_new < start or acc[j] > factor * kth * kth + 1e-30:
+                continue
+            for c in range(dim):
+                t = q64[i, c] - s64[p_new, c]
+                scratch[c] = t * t
+            d = np.sqrt(_tree_sum(scratch, dim))
+            if d > kth or (d == kth and p_new > pos[i, k - 1]):
+                continue
+            p = k - 1
+            while p > 0 and (dist[i, p - 1] > d or (dist[i, p - 1] == d and pos[i, p - 1] > p_new)):
+                dist[i, p] = dist[i, p - 1]
+                pos[i, p] = pos[i, p - 1]
+                p -= 1
+            dist[i, p] = d
+            pos[i, p] = p_new
