@@ -49,7 +49,7 @@ from mummi.sampler.buffers import Growing
 from mummi.sampler.groups import grouped_knn
 from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
-from mummi.sampler.kernels import absorb, filter_factor, greedy_picks
+from mummi.sampler.kernels import absorb, block_bests, filter_factor, greedy_picks
 from mummi.sampler.knn import knn_scores
 from mummi.workflow.spec import SamplerSettings
 
@@ -306,7 +306,7 @@ class DynimSampler:
         for i, slot in enumerate(slots.tolist()):
             if not absorbed:
                 args = (self._c_xt, self._c_x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_limit)
-                absorb(*args, slot, first + i, self._factor)
+                absorb(*args, slot, first + i, self._factor, block_bests(self._c_score, self._c))
         self._index.add(self._c_x[slots])
         self._sel.extend(seen)
         self._status[seen] = SELECTED

@@ -40,24 +40,22 @@ _BLOCK = 2048  # candidates per parallel task
 
 
 @nb.njit(cache=True, parallel=True)
-def absorb(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, src: int, s_pos: int, factor: float) -> int:
+def absorb(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, src: int, s_pos: int, factor: float, block_best: np.ndarray) -> None:
     """Merge candidate ``src`` (just selected, position ``s_pos`` in S) into the live candidates' lists.
 
     Candidate slots hold ``xt`` (dim, n) and ``x`` (n, dim), float32, and their
     ``age`` (order of arrival); ``limit`` holds ``factor * kth^2 + 1e-30`` (``inf``
     for lists not full, negative for dead slots). Scores are updated to
-    ``|S| = s_pos + 1``. Returns the slot with the highest score afterwards (the
-    oldest of equal scores), -1 if none is alive.
+    ``|S| = s_pos + 1``. ``block_best`` (one slot per block of ``_BLOCK``, see
+    :func:`block_bests`) is kept up to date: scores only fall, so a block is
+    searched again only when its best slot was hit or is ``src``.
     """
     dim, n = xt.shape
     k = dist.shape[1]
     m = min(k, s_pos + 1)
     s32 = x[src].copy()
     s64 = s32.astype(np.float64)
-    n_blocks = (n + _BLOCK - 1) // _BLOCK
-    block_best = np.full(n_blocks, -np.inf)
-    block_slot = np.full(n_blocks, -1, dtype=np.int64)
-    for blk in nb.prange(n_blocks):
+    for blk in nb.prange(len(block_best)):
         lo = blk * _BLOCK
         hi = min(lo + _BLOCK, n)
         acc = np.zeros(hi - lo, dtype=np.float32)
@@ -68,39 +66,59 @@ def absorb(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarray, di
                 t = row[i] - sc
                 acc[i] += t * t
         scratch = np.empty(max(dim, k))
-        best, slot = -np.inf, -1
+        stale = block_best[blk] == src
         for i in range(lo, hi):
-            if acc[i - lo] <= limit[i]:
-                for c in range(dim):
-                    t = np.float64(x[i, c]) - s64[c]
-                    scratch[c] = t * t
-                d = np.sqrt(_tree_sum(scratch, dim))
-                if d < dist[i, k - 1]:
-                    p = k - 1
-                    while p > 0 and dist[i, p - 1] > d:
-                        dist[i, p] = dist[i, p - 1]
-                        pos[i, p] = pos[i, p - 1]
-                        p -= 1
-                    dist[i, p] = d
-                    pos[i, p] = s_pos
-                    for j in range(m):
-                        scratch[j] = dist[i, j]
-                    score[i] = _tree_sum(scratch, m) / m
-                    limit[i] = factor * dist[i, k - 1] * dist[i, k - 1] + 1e-30
-            if score[i] > best or (score[i] == best and slot >= 0 and age[i] < age[slot]):
-                best, slot = score[i], i
-        block_best[blk], block_slot[blk] = best, slot
-    return _first_best(block_best, block_slot, age)
+            if acc[i - lo] > limit[i]:
+                continue
+            for c in range(dim):
+                t = np.float64(x[i, c]) - s64[c]
+                scratch[c] = t * t
+            d = np.sqrt(_tree_sum(scratch, dim))
+            if not d < dist[i, k - 1]:
+                continue
+            p = k - 1
+            while p > 0 and dist[i, p - 1] > d:
+                dist[i, p] = dist[i, p - 1]
+                pos[i, p] = pos[i, p - 1]
+                p -= 1
+            dist[i, p] = d
+            pos[i, p] = s_pos
+            for j in range(m):
+                scratch[j] = dist[i, j]
+            score[i] = _tree_sum(scratch, m) / m
+            limit[i] = factor * dist[i, k - 1] * dist[i, k - 1] + 1e-30
+            stale = stale or i == block_best[blk]
+        if stale:
+            block_best[blk] = _best_slot(score, age, lo, hi)
 
 
 @nb.njit(cache=True)
-def _first_best(best: np.ndarray, slot: np.ndarray, age: np.ndarray) -> int:
-    """``slot[b]`` of the highest ``best[b]``, the oldest of equal ones (-1 if all are -inf)."""
-    top, at = -np.inf, -1
-    for b in range(best.shape[0]):
-        if best[b] > top or (best[b] == top and at >= 0 and age[slot[b]] < age[at]):
-            top, at = best[b], slot[b]
-    return at
+def _best_slot(score: np.ndarray, age: np.ndarray, lo: int, hi: int) -> int:
+    """The slot in lo..hi with the highest score, the oldest of equal ones (-1 if all are -inf)."""
+    best, slot = -np.inf, -1
+    for i in range(lo, hi):
+        if score[i] > best or (score[i] == best and slot >= 0 and age[i] < age[slot]):
+            best, slot = score[i], i
+    return slot
+
+
+@nb.njit(cache=True)
+def block_bests(score: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """The best slot of every block of ``_BLOCK`` slots."""
+    n = score.shape[0]
+    out = np.empty((n + _BLOCK - 1) // _BLOCK, dtype=np.int64)
+    for blk in range(out.shape[0]):
+        out[blk] = _best_slot(score, age, blk * _BLOCK, min(blk * _BLOCK + _BLOCK, n))
+    return out
+
+
+@nb.njit(cache=True)
+def _overall_best(score: np.ndarray, age: np.ndarray, block_best: np.ndarray) -> int:
+    best, slot = -np.inf, -1
+    for b in block_best:
+        if b >= 0 and (score[b] > best or (score[b] == best and slot >= 0 and age[b] < age[slot])):
+            best, slot = score[b], b
+    return slot
 
 
 @nb.njit(cache=True)
@@ -108,12 +126,15 @@ def greedy_picks(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarr
     """Up to ``n_picks`` exact greedy picks: their slots and their scores when picked."""
     slots = np.empty(n_picks, dtype=np.int64)
     scores = np.empty(n_picks)
-    b = _first_best(score, np.arange(score.shape[0]), age)
+    block_best = block_bests(score, age)
     made = 0
-    while made < n_picks and b >= 0:
+    while made < n_picks:
+        b = _overall_best(score, age, block_best)
+        if b < 0:
+            break
         slots[made], scores[made] = b, score[b]
         score[b], limit[b] = -np.inf, -1.0
-        b = absorb(xt, x, age, score, dist, pos, limit, b, n_selected + made, factor)
+        absorb(xt, x, age, score, dist, pos, limit, b, n_selected + made, factor, block_best)
         made += 1
     return slots[:made], scores[:made]
 
