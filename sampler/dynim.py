@@ -142,7 +142,7 @@ class DynimSampler:
 
     @property
     def selected_ids(self) -> list[str]:
-        return [self._ids[i] for i in self._sel.view]
+        return [self._ids[i] for i in self._sel.view.tolist()]
 
     @property
     def selected_latents(self) -> np.ndarray:
@@ -183,7 +183,7 @@ class DynimSampler:
         self._event("add", "", np.nan, n)
         if len(discarded):
             self._event("discard", "", np.nan, len(discarded))
-        return [self._ids[i] for i in discarded]
+        return [self._ids[i] for i in discarded.tolist()]
 
     def _validate(self, ids: Sequence[str], latents: np.ndarray) -> np.ndarray:
         if isinstance(ids, str):
@@ -362,7 +362,7 @@ class DynimSampler:
     def candidate_scores(self) -> tuple[list[str], np.ndarray]:
         """Ids and exact current scores of the candidates, in arrival order."""
         alive = self._alive()
-        return [self._ids[i] for i in self._c[alive]], self._c_score[alive].copy()
+        return [self._ids[i] for i in self._c[alive].tolist()], self._c_score[alive].copy()
 
     # ------------------------------------------------------------ persistence
     def _event(self, event: str, patch_id: str, score: float, count: int) -> None:
