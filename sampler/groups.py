@@ -18,7 +18,7 @@ from mummi.sampler.kernels import filter_factor, grouped_scan
 from mummi.sampler.knn import slack, sq_norms
 
 _QUERIES_PER_GROUP = 512
-_MAX_GROUPS = 64
+_MAX_GROUPS = 16
 _MAX_SORTED = 1 << 22  # groups x selected points held sorted at once
 _MARGIN = 1e-9
 
