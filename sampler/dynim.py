@@ -286,27 +286,23 @@ class DynimSampler:
             slot = int(self._alive()[self._rng.integers(self._n_alive)])
             score = self._c_score[slot]
             self._c_score[slot], self._c_limit[slot] = -np.inf, -1.0
+            absorb(*self._pool(), slot, len(self._sel), self._factor, block_bests(self._c_score, self._c))
             picks += self._record(np.array([slot]), np.array([score]), random=True)
         if len(picks) < n and self._n_alive > 0:
-            args = (self._c_xt, self._c_x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_limit)
-            slots, scores = greedy_picks(*args, n - len(picks), len(self._sel), self._factor)
-            picks += self._record(slots, scores, random=False, absorbed=True)
+            slots, scores = greedy_picks(*self._pool(), n - len(picks), len(self._sel), self._factor)
+            picks += self._record(slots, scores, random=False)
         if len(picks) < n:
             log.info("asked for %d selections, C had only %d candidates", n, len(picks))
         return picks
 
-    def _record(self, slots: np.ndarray, scores: np.ndarray, random: bool, absorbed: bool = False) -> list[Selection]:
-        """Move the picked ``slots`` (in order, already marked dead in C) to S.
+    def _pool(self) -> tuple[np.ndarray, ...]:
+        """The candidate slots as the compiled loops take them."""
+        return self._c_xt, self._c_x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_limit
 
-        Unless the compiled loop did so already (``absorbed``), each pick is merged
-        into the candidates' lists.
-        """
+    def _record(self, slots: np.ndarray, scores: np.ndarray, random: bool) -> list[Selection]:
+        """Move the picked ``slots`` (in picking order, already merged into the other candidates' lists) to S."""
         first, n_alive = len(self._sel), self._n_alive
         seen = self._c[slots].copy()
-        for i, slot in enumerate(slots.tolist()):
-            if not absorbed:
-                args = (self._c_xt, self._c_x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_limit)
-                absorb(*args, slot, first + i, self._factor, block_bests(self._c_score, self._c))
         self._index.add(self._c_x[slots])
         self._sel.extend(seen)
         self._status[seen] = SELECTED
@@ -412,6 +408,8 @@ class DynimSampler:
         for name in ("status", "nn_dist", "nn_pos", "nn_epoch", "sel"):
             setattr(self, f"_{name}", Growing.of(arrays[name]))
         self._index.add(self._x[self._sel.view])
-        self._set_pool(arrays["c"], arrays["c_score"], arrays["c_dist"], arrays["c_pos"], self._x[arrays["c"]])
+        alive = arrays["c_score"] > -np.inf
+        c = arrays["c"][alive]
+        self._set_pool(c, arrays["c_score"][alive], arrays["c_dist"][alive], arrays["c_pos"][alive], self._x[c])
         return self
 

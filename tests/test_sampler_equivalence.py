@@ -57,7 +57,7 @@ def test_random_streams_select_and_weigh_like_brute_force(stream, k, cap, warmup
 
 @pytest.mark.parametrize("decimals", [None, 1])
 def test_larger_stream_in_15d_matches_brute_force(decimals):
-    """Exercises FAISS proposals, front rebuilds, capped discards and pruned weight updates."""
+    """Exercises FAISS proposals, capped discards and the grouped weight updates."""
     stream = MixtureStream(dim=15, seed=3)
     steps = []
     for _ in range(8):
@@ -72,3 +72,12 @@ def test_all_adds_before_selections_matches_brute_force():
     stream = MixtureStream(dim=3, seed=4)
     steps = [(stream.draw(60), 0) for _ in range(4)] + [(np.empty((0, 3), np.float32), 30) for _ in range(3)]
     run_both(3, 4, 50, 0, 0, steps)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-20])
+def test_large_batches_with_ties_match_brute_force(scale):
+    """Batches large enough for the grouped arrival search; rounded latents (ties), and tiny ones (float32 underflow)."""
+    stream = MixtureStream(dim=15, seed=6)
+    steps = [((stream.draw(600).round(0) * scale).astype(np.float32), 40) for _ in range(3)]
+    sampler = run_both(15, 10, 800, 2, 1, steps)
+    assert sampler.n_discarded > 0

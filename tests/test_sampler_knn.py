@@ -1,4 +1,4 @@
-"""The canonical distance kernel, the float32 pair filter and the exact index."""
+"""The canonical distance, the exact index and the grouped exact search."""
 
 from __future__ import annotations
 
@@ -7,18 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from mummi.sampler.groups import grouped_knn
 from mummi.sampler.index import brute_knn, make_index
-from mummi.sampler.knn import (
-    augment_points,
-    augment_queries,
-    close_pairs,
-    cross_sq_dist,
-    merge_knn,
-    query_bounds,
-    row_sq_dist,
-    sq_norms,
-    tree_sum,
-)
+from mummi.sampler.knn import cross_sq_dist, row_sq_dist, tree_sum
 
 coords = st.floats(-1e3, 1e3, width=32)
 
@@ -47,18 +38,6 @@ def test_tree_sum_equals_zero_padding_to_a_power_of_two():
     np.testing.assert_array_equal(tree_sum(x), expected[:, 0] + expected[:, 1])
 
 
-@settings(max_examples=40, deadline=None)
-@given(x=points(12, 15), y=points(30, 15), scale=st.sampled_from([1e-3, 1.0, 1e3]), shift=st.sampled_from([0.0, 1e4]))
-def test_float32_filter_never_misses_a_pair_within_the_radius(x, y, scale, shift):
-    x, y = (x * scale + shift).astype(np.float32), (y * scale + shift).astype(np.float32)
-    d = np.sqrt(cross_sq_dist(x, y))
-    radius = np.median(d, axis=1)  # many pairs exactly at or near the radius
-    r, j = close_pairs(augment_queries(x), augment_points(y), query_bounds(radius, sq_norms(x), 15), block=64)
-    found = np.zeros_like(d, dtype=bool)
-    found[r, j] = True
-    assert found[d <= radius[:, None]].all()
-
-
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10**6), n=st.integers(1, 300), decimals=st.sampled_from([None, 0, 1]))
 def test_flat_index_is_exact_including_ties(seed, n, decimals):
@@ -76,30 +55,35 @@ def test_flat_index_is_exact_including_ties(seed, n, decimals):
         np.testing.assert_array_equal(pos, want_pos)
 
 
-def test_merge_keeps_the_k_smallest_with_older_first_on_ties():
-    rng = np.random.default_rng(1)
-    k, n = 4, 50
-    dist = np.sort(rng.integers(0, 6, (n, k)).astype(float), axis=1)
-    pos = np.tile(np.arange(k), (n, 1))
-    rows = np.sort(rng.integers(0, n, 400))  # some rows get more offers than the dense width
-    new_dist = rng.integers(0, 6, len(rows)).astype(float)
-    new_pos = k + np.arange(len(rows))
-    want_d, want_p = dist.copy(), pos.copy()
-    for i in range(n):
-        d = np.concatenate([dist[i], new_dist[rows == i]])
-        p = np.concatenate([pos[i], new_pos[rows == i]])
-        order = np.lexsort((p, d))[:k]
-        want_d[i], want_p[i] = d[order], p[order]
-    changed = merge_knn(dist, pos, rows, new_dist, new_pos, width=3)
-    np.testing.assert_array_equal(changed, np.unique(rows))
-    np.testing.assert_array_equal(dist, want_d)
-    np.testing.assert_array_equal(pos, want_p)
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 400), decimals=st.sampled_from([None, 0, 1]), spread=st.sampled_from([1.0, 1e-20, 1e3]))
+def test_grouped_search_is_exact_including_ties(seed, n, decimals, spread):
+    """Many queries (so the index groups them), clustered; duplicates, ties, tiny and large coordinates."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(5, 15)) * 4
+    q = (centres[rng.integers(5, size=700)] + rng.normal(size=(700, 15))) * spread
+    s = rng.normal(size=(n, 15)) * 4 * spread
+    if decimals is not None:
+        q, s = (q / spread).round(decimals) * spread, (s / spread).round(decimals) * spread
+    q, s = q.astype(np.float32), s.astype(np.float32)
+    for k in (1, 10):
+        dist, pos = grouped_knn(q, s, k)
+        want_dist, want_pos = brute_knn(q, s, k)
+        np.testing.assert_array_equal(dist, want_dist)
+        np.testing.assert_array_equal(pos, want_pos)
 
 
-def test_float32_filter_near_underflow():
-    """Tiny coordinates: float32 squares are subnormal, where only an absolute error bound holds."""
-    x = np.zeros((1, 15), np.float32)
-    y = np.full((3, 15), 1.9637418e-22, np.float32) * np.array([[1], [2], [3]], np.float32)
-    d = np.sqrt(cross_sq_dist(x, y))[0]
-    _, j = close_pairs(augment_queries(x), augment_points(y), query_bounds(d[1:2], sq_norms(x), 15))
-    assert {0, 1} <= set(j.tolist())
+def test_grouped_search_brings_lists_up_to_date():
+    """Lists valid for a prefix of the points take in the rest, each from its own start."""
+    rng = np.random.default_rng(7)
+    q = rng.normal(size=(900, 15)).round(0).astype(np.float32)
+    s = rng.normal(size=(300, 15)).round(0).astype(np.float32)
+    start = rng.integers(0, 301, size=len(q))
+    dist, pos = np.full((len(q), 3), np.inf), np.full((len(q), 3), -1)
+    for i in range(len(q)):
+        if start[i]:
+            dist[i], pos[i] = brute_knn(q[i : i + 1], s[: start[i]], 3)
+    grouped_knn(q, s, 3, dist, pos, start)
+    want_dist, want_pos = brute_knn(q, s, 3)
+    np.testing.assert_array_equal(dist, want_dist)
+    np.testing.assert_array_equal(pos, want_pos)
