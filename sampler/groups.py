@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mummi.sampler.kernels import filter_factor, grouped_scan
+from mummi.sampler.kernels import filter_factor, gather_transposed, grouped_scan
 from mummi.sampler.knn import slack, sq_norms
 
 _QUERIES_PER_GROUP = 512
@@ -53,13 +53,21 @@ def grouped_knn(
     # A float32 sum of squares is within a factor filter_factor of the exact value.
     offset = q - centres[label]
     reach = np.sqrt(np.einsum("ij,ij->i", offset, offset).astype(np.float64) * filter_factor(q.shape[1]) + 1e-30) * (1 + _MARGIN)
-    lo = _lower_bounds(centres, points)
-    order = np.argsort(lo, axis=1)
-    s_lo = np.take_along_axis(lo, order, axis=1)
-    s_t = np.ascontiguousarray(points[order].transpose(0, 2, 1))
-    args = (q, q.astype(np.float64), label, reach, order, s_lo, s_t, points.astype(np.float64), start.astype(np.int64))
-    grouped_scan(*args, dist, pos, filter_factor(q.shape[1]))
+    order, s_lo = _sorted_bounds(_lower_bounds(centres, points))
+    s_t = gather_transposed(points, order)
+    grouped_scan(q, label, reach, order, s_lo, s_t, points, start.astype(np.int64), dist, pos, filter_factor(q.shape[1]))
     return dist, pos
+
+
+def _sorted_bounds(lo: np.ndarray, buckets: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the points in increasing order of their bound (by 16-bit buckets: a
+    radix sort), and nondecreasing lower bounds in that order (each row's suffix
+    minimum, so still a bound for its point and every later one)."""
+    low, high = lo.min(axis=1, keepdims=True), lo.max(axis=1, keepdims=True)
+    key = ((lo - low) * ((buckets - 1) / np.maximum(high - low, 1e-300))).astype(np.uint16)
+    order = np.argsort(key, axis=1, kind="stable")
+    s_lo = np.take_along_axis(lo, order, axis=1)
+    return order, np.minimum.accumulate(s_lo[:, ::-1], axis=1)[:, ::-1]
 
 
 def _cluster(q: np.ndarray, n_groups: int, rounds: int = 3, sample: int = 2048) -> tuple[np.ndarray, np.ndarray]:

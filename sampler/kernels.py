@@ -140,51 +140,58 @@ def greedy_picks(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarr
 
 
 @nb.njit(cache=True, parallel=True)
-def grouped_scan(q32: np.ndarray, q64: np.ndarray, group: np.ndarray, reach: np.ndarray, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s64: np.ndarray, start: np.ndarray, dist: np.ndarray, pos: np.ndarray, factor: float) -> None:
+def grouped_scan(q: np.ndarray, group: np.ndarray, reach: np.ndarray, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s: np.ndarray, start: np.ndarray, dist: np.ndarray, pos: np.ndarray, factor: float) -> None:
     """Merge the selected points at positions >= ``start[i]`` into the sorted k-NN lists of query i.
 
-    Query i belongs to ``group[i]`` and lies within ``reach[i]`` of its centre. For
-    group g, ``s_pos[g]`` lists the selected points by increasing distance to the
-    centre, ``s_lo[g]`` lower bounds of those distances and ``s_t[g]`` (dim, m)
-    their float32 coordinates in that order; ``s64`` (m, dim) are all of them by
-    position. A point with ``s_lo - reach > kth`` is farther than the k-th
-    neighbour, so each scan stops at the first such chunk. Equal distances list
-    the smaller position first.
+    Query i (row of ``q``) belongs to ``group[i]`` and lies within ``reach[i]`` of
+    its centre. For group g, ``s_pos[g]`` lists the selected points in an order of
+    nondecreasing lower bounds ``s_lo[g]`` of their distance to the centre, and
+    ``s_t[g]`` (dim, m) holds their coordinates in that order; ``s`` (m, dim) holds
+    them by position; coordinates are float32. A point with ``s_lo - reach > kth``
+    is farther than the k-th neighbour, so each scan stops at the first such
+    chunk. Equal distances list the smaller position first. Queries are taken
+    group by group, so that a group's points stay in cache.
     """
-    n, dim = q64.shape
+    n, dim = q.shape
     chunk, per_task = 64, 64
+    by_group = np.argsort(group, kind="mergesort")
     for task in nb.prange((n + per_task - 1) // per_task):
         acc = np.empty(chunk, dtype=np.float32)
         scratch = np.empty(dim)
-        for i in range(task * per_task, min(task * per_task + per_task, n)):
-            _scan_one(i, q32, q64, group[i], reach[i], s_pos, s_lo, s_t, s64, start[i], dist, pos, factor, acc, scratch)
+        for t in range(task * per_task, min(task * per_task + per_task, n)):
+            i = by_group[t]
+            _scan_one(i, q, group[i], reach[i], s_pos, s_lo, s_t, s, start[i], dist, pos, factor, acc, scratch)
 
 
 @nb.njit(cache=True, inline="always")
-def _scan_one(i: int, q32: np.ndarray, q64: np.ndarray, g: int, reach: float, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s64: np.ndarray, start: int, dist: np.ndarray, pos: np.ndarray, factor: float, acc: np.ndarray, scratch: np.ndarray) -> None:
+def _scan_one(i: int, q: np.ndarray, g: int, reach: float, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s: np.ndarray, start: int, dist: np.ndarray, pos: np.ndarray, factor: float, acc: np.ndarray, scratch: np.ndarray) -> None:
     """Query i of :func:`grouped_scan` (``acc``, ``scratch``: work space)."""
-    dim = q64.shape[1]
+    dim = q.shape[1]
     k = dist.shape[1]
-    m = s64.shape[0]
+    m = s.shape[0]
     chunk = acc.shape[0]
+    q64 = q[i].astype(np.float64)
+    kth = dist[i, k - 1]
+    limit = factor * kth * kth + 1e-30
     for j0 in range(0, m, chunk):
-        if s_lo[g, j0] - reach > dist[i, k - 1]:
+        if s_lo[g, j0] - reach > kth:
             break
         j1 = min(j0 + chunk, m)
         acc[:] = 0
         for c in range(dim):
-            qc = q32[i, c]
+            qc = q[i, c]
             row = s_t[g, c, j0:j1]
             for j in range(j1 - j0):
                 t = row[j] - qc
                 acc[j] += t * t
         for j in range(j1 - j0):
+            if acc[j] > limit:
+                continue
             p_new = s_pos[g, j0 + j]
-            kth = dist[i, k - 1]
-            if p_new < start or acc[j] > factor * kth * kth + 1e-30:
+            if p_new < start:
                 continue
             for c in range(dim):
-                t = q64[i, c] - s64[p_new, c]
+                t = q64[c] - np.float64(s[p_new, c])
                 scratch[c] = t * t
             d = np.sqrt(_tree_sum(scratch, dim))
             if d > kth or (d == kth and p_new > pos[i, k - 1]):
@@ -196,3 +203,18 @@ def _scan_one(i: int, q32: np.ndarray, q64: np.ndarray, g: int, reach: float, s_
                 p -= 1
             dist[i, p] = d
             pos[i, p] = p_new
+            kth = dist[i, k - 1]
+            limit = factor * kth * kth + 1e-30
+
+
+@nb.njit(cache=True, parallel=True)
+def gather_transposed(s: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``out[g, c, j] = s[order[g, j], c]``: each group's points in its order, coordinates in rows."""
+    n_groups, m = order.shape
+    dim = s.shape[1]
+    out = np.empty((n_groups, dim, m), dtype=s.dtype)
+    for g in nb.prange(n_groups):
+        for c in range(dim):
+            for j in range(m):
+                out[g, c, j] = s[order[g, j], c]
+    return out
