@@ -3,15 +3,15 @@
 2,061,900 candidates arrive in batches; after each batch a burst of selections
 (119,686 in all), cap 35,000, k = 10; then the weights. The stream is a mixture of
 Gaussian modes plus a uniform part (:class:`~mummi.sampler.streams.MixtureStream`).
-At this scale the exact index costs about what brute force does on a few cores
-(distances concentrate in 15-D, so no exact bound prunes much), so the replay runs
-an approximate index (``--index ivf`` by default; ``flat`` is exact). Selection
-stays exact greedy on the stored k-NN lists. With ``--compare N`` the same
-schedule, scaled down to N candidates, is run with the exact and the approximate
-index: the k-NN recall of the approximate index (and how far it overestimates
-scores), the selections that differ, and how many points the approximate weights
-assign to a wrong nearest selected point. Recall and overestimate are also
-measured on the full run's final selection: they fall as S grows.
+The default index is the exact one (``flat``): every arrival batch is searched
+group by group, pruned by the triangle inequality (:mod:`~mummi.sampler.groups`),
+and selection is exact greedy. ``--index ivf`` or ``hnsw`` runs an approximate
+index instead; then, with ``--compare N``, the same schedule scaled down to N
+candidates is run with the exact and the approximate index: the k-NN recall of
+the approximate index (and how far it overestimates scores), the selections that
+differ, and how many points the approximate weights assign to a wrong nearest
+selected point. Recall and overestimate are also measured on the full run's final
+selection: they fall as S grows.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=10_000, help="arrivals per batch; a burst of selections follows each")
     parser.add_argument("--cap", type=int, default=35_000)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="ivf")
+    parser.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat", help="flat is exact")
     parser.add_argument("--probe", type=int, default=None, help="IVF nprobe / HNSW efSearch")
     parser.add_argument("--decay", type=float, default=0.85, help="per-axis scale ratio of the Gaussian modes (1: isotropic)")
     parser.add_argument("--uniform", type=float, default=0.02, help="fraction of uniform points")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--compare", type=int, default=200_000, help="candidates of the exact-vs-approximate comparison (0: skip)")
+    parser.add_argument("--compare", type=int, default=200_000, help="with an approximate index: candidates of the exact-vs-approximate comparison (0: skip)")
     parser.add_argument("--blas-threads", type=int, default=1, help="numpy BLAS threads (0: leave as is)")
 
 

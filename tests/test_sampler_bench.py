@@ -21,8 +21,13 @@ def test_dynim_small(capsys: pytest.CaptureFixture[str]) -> None:
         assert set(out[order]) >= {"add_s", "select_s", "weights_s", "total_s"}
 
 
-def test_dynim_replay_with_comparison(capsys: pytest.CaptureFixture[str]) -> None:
-    out = bench(capsys, "dynim-replay", "--candidates", "6000", "--selections", "1500", "--batch", "1000", "--cap", "800", "--compare", "3000")
+def test_dynim_replay_exact(capsys: pytest.CaptureFixture[str]) -> None:
+    out = bench(capsys, "dynim-replay", "--candidates", "6000", "--selections", "1500", "--batch", "1000", "--cap", "800")
+    assert out["selections"] == 1500 and out["exact"] is True and "exact_vs_approximate" not in out
+
+
+def test_dynim_replay_approximate_with_comparison(capsys: pytest.CaptureFixture[str]) -> None:
+    out = bench(capsys, "dynim-replay", "--index", "ivf", "--candidates", "6000", "--selections", "1500", "--batch", "1000", "--cap", "800", "--compare", "3000")
     assert out["selections"] == 1500 and out["exact"] is False
     cmp = out["exact_vs_approximate"]
     assert 0 <= cmp["knn_recall"] <= 1 and cmp["weights_points_misassigned"] >= 0
