@@ -55,7 +55,7 @@ def grouped_knn(
     reach = np.sqrt(np.einsum("ij,ij->i", offset, offset).astype(np.float64) * filter_factor(q.shape[1]) + 1e-30) * (1 + _MARGIN)
     order, s_lo = _sorted_bounds(_lower_bounds(centres, points))
     s_t = gather_transposed(points, order)
-    grouped_scan(q, label, reach, order, s_lo, s_t, points, start.astype(np.int64), dist, pos, filter_factor(q.shape[1]))
+    grouped_scan(q, np.argsort(label, kind="stable"), label, reach, order, s_lo, s_t, points, start.astype(np.int64), dist, pos, filter_factor(q.shape[1]))
     return dist, pos
 
 

@@ -140,7 +140,7 @@ def greedy_picks(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarr
 
 
 @nb.njit(cache=True, parallel=True)
-def grouped_scan(q: np.ndarray, group: np.ndarray, reach: np.ndarray, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s: np.ndarray, start: np.ndarray, dist: np.ndarray, pos: np.ndarray, factor: float) -> None:
+def grouped_scan(q: np.ndarray, by_group: np.ndarray, group: np.ndarray, reach: np.ndarray, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s: np.ndarray, start: np.ndarray, dist: np.ndarray, pos: np.ndarray, factor: float) -> None:
     """Merge the selected points at positions >= ``start[i]`` into the sorted k-NN lists of query i.
 
     Query i (row of ``q``) belongs to ``group[i]`` and lies within ``reach[i]`` of
@@ -149,28 +149,29 @@ def grouped_scan(q: np.ndarray, group: np.ndarray, reach: np.ndarray, s_pos: np.
     ``s_t[g]`` (dim, m) holds their coordinates in that order; ``s`` (m, dim) holds
     them by position; coordinates are float32. A point with ``s_lo - reach > kth``
     is farther than the k-th neighbour, so each scan stops at the first such
-    chunk. Equal distances list the smaller position first. Queries are taken
-    group by group, so that a group's points stay in cache.
+    chunk. Equal distances list the smaller position first. Queries are taken in
+    the order ``by_group`` (group by group), so that a group's points stay in cache.
     """
     n, dim = q.shape
     chunk, per_task = 64, 64
-    by_group = np.argsort(group, kind="mergesort")
     for task in nb.prange((n + per_task - 1) // per_task):
         acc = np.empty(chunk, dtype=np.float32)
         scratch = np.empty(dim)
+        q64 = np.empty(dim)
         for t in range(task * per_task, min(task * per_task + per_task, n)):
             i = by_group[t]
-            _scan_one(i, q, group[i], reach[i], s_pos, s_lo, s_t, s, start[i], dist, pos, factor, acc, scratch)
+            for c in range(dim):
+                q64[c] = q[i, c]
+            _scan_one(i, q, q64, group[i], reach[i], s_pos, s_lo, s_t, s, start[i], dist, pos, factor, acc, scratch)
 
 
 @nb.njit(cache=True, inline="always")
-def _scan_one(i: int, q: np.ndarray, g: int, reach: float, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s: np.ndarray, start: int, dist: np.ndarray, pos: np.ndarray, factor: float, acc: np.ndarray, scratch: np.ndarray) -> None:
-    """Query i of :func:`grouped_scan` (``acc``, ``scratch``: work space)."""
+def _scan_one(i: int, q: np.ndarray, q64: np.ndarray, g: int, reach: float, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s: np.ndarray, start: int, dist: np.ndarray, pos: np.ndarray, factor: float, acc: np.ndarray, scratch: np.ndarray) -> None:
+    """Query i of :func:`grouped_scan` (``q64``: its row in float64; ``acc``, ``scratch``: work space)."""
     dim = q.shape[1]
     k = dist.shape[1]
     m = s.shape[0]
     chunk = acc.shape[0]
-    q64 = q[i].astype(np.float64)
     kth = dist[i, k - 1]
     limit = factor * kth * kth + 1e-30
     for j0 in range(0, m, chunk):
