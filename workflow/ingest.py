@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
 from mummi.macro.patches import list_patch_files, read_patches
@@ -42,6 +43,8 @@ class Ingest:
         self.spec, self.cdir, self.store, self.encoder = spec, cdir, store, encoder
         self.latents_dir = cdir.patches / "latents"
         self.latents_dir.mkdir(parents=True, exist_ok=True)
+        if spec.resources.wfm_cores:  # the sampler's compiled loops stay on the coordinator's cores
+            numba.set_num_threads(min(spec.resources.wfm_cores, numba.config.NUMBA_NUM_THREADS))
         self.sampler = self._recover()
         self._ingested = {Path(f).name for f in store.patch_files()}
 
