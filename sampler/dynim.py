@@ -183,7 +183,7 @@ class DynimSampler:
         self._event("add", "", np.nan, n)
         if len(discarded):
             self._event("discard", "", np.nan, len(discarded))
-        return [self._ids[i] for i in discarded.tolist()]
+        return list(map(self._ids.__getitem__, discarded.tolist()))
 
     def _validate(self, ids: Sequence[str], latents: np.ndarray) -> np.ndarray:
         if isinstance(ids, str):
@@ -258,9 +258,10 @@ class DynimSampler:
         return np.where(self._c[slots] >= 0, self._factor * kth * kth + 1e-30, -1.0)
 
     def _grow(self, size: int) -> None:
-        """At least ``size`` slots, the new ones free."""
+        """At least ``size`` slots, the new ones free (doubling, but no further than the cap:
+        the compiled loops scan every slot)."""
         n, k = len(self._c), self.settings.k
-        extra = max(size, 2 * n, 1024) - n
+        extra = max(size, min(2 * n, self.settings.candidate_cap), 1024) - n
         self._set_pool(
             np.concatenate([self._c, np.full(extra, -1)]),
             np.concatenate([self._c_score, np.full(extra, -np.inf)]),
