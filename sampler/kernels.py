@@ -1,10 +1,11 @@
 """Compiled inner loops of the DynIm sampler (numba, cached on disk after the first call).
 
-Each selected point is merged into the k-NN list of every live candidate it comes
-nearer to than the candidate's k-th neighbour. A float32 sum of squares over all
-candidates (vectorised across candidates, summed in coordinate order) filters the
-pairs; its relative rounding error is below ``(dim + 3) u`` for non-negative
-terms, so the filter allows twice that. Every pair that passes is recomputed
+:func:`greedy_picks` merges each selected point into the k-NN list of every live
+candidate it comes nearer to than the candidate's k-th neighbour;
+:func:`grouped_scan` searches new points' neighbours (:mod:`mummi.sampler.groups`).
+Both filter pairs with float32 sums of squares (vectorised across points, summed
+in coordinate order), whose relative rounding error is below ``(dim + 3) u`` for
+non-negative terms, so the filters allow twice that. Every pair that passes is recomputed
 canonically (:func:`mummi.sampler.knn.row_sq_dist`: float64, the same pairwise
 tree over coordinates), and scores are :func:`mummi.sampler.knn.knn_scores`, bit
 for bit, so the sampler agrees exactly with the numpy brute-force reference.
