@@ -37,6 +37,38 @@ def _tree_sum(v: np.ndarray, width: int) -> float:
     return v[0]
 
 
+@nb.njit(cache=True, inline="always")
+def _canonical(a: np.ndarray, b64: np.ndarray, scratch: np.ndarray) -> float:
+    """Canonical distance of float32 row ``a`` and float64 row ``b64`` (:func:`mummi.sampler.knn.row_sq_dist`, then the root)."""
+    dim = b64.shape[0]
+    for c in range(dim):
+        t = np.float64(a[c]) - b64[c]
+        scratch[c] = t * t
+    return np.sqrt(_tree_sum(scratch, dim))
+
+
+@nb.njit(cache=True, inline="always")
+def _enter(dist: np.ndarray, pos: np.ndarray, i: int, d: float, p_new: int) -> bool:
+    """Insert neighbour ``p_new`` at distance ``d`` into the sorted list i (by distance, then position); False if it does not enter."""
+    k = dist.shape[1]
+    if d > dist[i, k - 1] or (d == dist[i, k - 1] and p_new > pos[i, k - 1]):
+        return False
+    p = k - 1
+    while p > 0 and (dist[i, p - 1] > d or (dist[i, p - 1] == d and pos[i, p - 1] > p_new)):
+        dist[i, p] = dist[i, p - 1]
+        pos[i, p] = pos[i, p - 1]
+        p -= 1
+    dist[i, p] = d
+    pos[i, p] = p_new
+    return True
+
+
+@nb.njit(cache=True, inline="always")
+def _limit(kth: float, factor: float) -> float:
+    """The float32 filter's bound on squared distances for a k-th distance ``kth``."""
+    return factor * kth * kth + 1e-30
+
+
 _BLOCK = 2048  # candidates per parallel task
 
 
@@ -71,23 +103,12 @@ def absorb(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarray, di
         for i in range(lo, hi):
             if acc[i - lo] > limit[i]:
                 continue
-            for c in range(dim):
-                t = np.float64(x[i, c]) - s64[c]
-                scratch[c] = t * t
-            d = np.sqrt(_tree_sum(scratch, dim))
-            if not d < dist[i, k - 1]:
+            if not _enter(dist, pos, i, _canonical(x[i], s64, scratch), s_pos):
                 continue
-            p = k - 1
-            while p > 0 and dist[i, p - 1] > d:
-                dist[i, p] = dist[i, p - 1]
-                pos[i, p] = pos[i, p - 1]
-                p -= 1
-            dist[i, p] = d
-            pos[i, p] = s_pos
             for j in range(m):
                 scratch[j] = dist[i, j]
             score[i] = _tree_sum(scratch, m) / m
-            limit[i] = factor * dist[i, k - 1] * dist[i, k - 1] + 1e-30
+            limit[i] = _limit(dist[i, k - 1], factor)
             stale = stale or i == block_best[blk]
         if stale:
             block_best[blk] = _best_slot(score, age, lo, hi)
@@ -174,7 +195,7 @@ def _scan_one(i: int, q: np.ndarray, q64: np.ndarray, g: int, reach: float, s_po
     m = s.shape[0]
     chunk = acc.shape[0]
     kth = dist[i, k - 1]
-    limit = factor * kth * kth + 1e-30
+    limit = _limit(kth, factor)
     for j0 in range(0, m, chunk):
         if s_lo[g, j0] - reach > kth:
             break
@@ -192,21 +213,9 @@ def _scan_one(i: int, q: np.ndarray, q64: np.ndarray, g: int, reach: float, s_po
             p_new = s_pos[g, j0 + j]
             if p_new < start:
                 continue
-            for c in range(dim):
-                t = q64[c] - np.float64(s[p_new, c])
-                scratch[c] = t * t
-            d = np.sqrt(_tree_sum(scratch, dim))
-            if d > kth or (d == kth and p_new > pos[i, k - 1]):
-                continue
-            p = k - 1
-            while p > 0 and (dist[i, p - 1] > d or (dist[i, p - 1] == d and pos[i, p - 1] > p_new)):
-                dist[i, p] = dist[i, p - 1]
-                pos[i, p] = pos[i, p - 1]
-                p -= 1
-            dist[i, p] = d
-            pos[i, p] = p_new
-            kth = dist[i, k - 1]
-            limit = factor * kth * kth + 1e-30
+            if _enter(dist, pos, i, _canonical(s[p_new], q64, scratch), p_new):
+                kth = dist[i, k - 1]
+                limit = _limit(kth, factor)
 
 
 @nb.njit(cache=True, parallel=True)
