@@ -49,7 +49,7 @@ from mummi.sampler.buffers import Growing
 from mummi.sampler.groups import grouped_knn
 from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
-from mummi.sampler.kernels import absorb, block_bests, filter_factor, greedy_picks
+from mummi.sampler.kernels import absorb, block_bests, filter_factor, filter_limit, greedy_picks
 from mummi.sampler.knn import knn_scores
 from mummi.workflow.spec import SamplerSettings
 
@@ -255,7 +255,7 @@ class DynimSampler:
 
     def _limits(self, slots: np.ndarray) -> np.ndarray:
         kth = self._c_dist[slots, -1]
-        return np.where(self._c[slots] >= 0, self._factor * kth * kth + 1e-30, -1.0)
+        return np.where(self._c[slots] >= 0, filter_limit(kth, self._factor), -1.0)
 
     def _grow(self, size: int) -> None:
         """At least ``size`` slots, the new ones free (doubling, but no further than the cap:

@@ -80,7 +80,7 @@ class SelectedIndex:
         if n <= kk:
             cand = np.broadcast_to(np.arange(n, dtype=np.int64), (len(q), n))
             return _sorted_canonical(q, self.points, cand, k)
-        approx, cand = self._propose(q, kk, k)
+        approx, cand = self._propose(q, kk)
         cand = cand.astype(np.int64)
         if not self.exact:  # FAISS's float32 distances, already sorted
             dist = np.sqrt(np.maximum(approx, 0), dtype=np.float64)
@@ -96,13 +96,8 @@ class SelectedIndex:
             dist[doubtful], pos[doubtful] = brute_knn(q[doubtful], self.points, k)
         return dist, pos
 
-    def _propose(self, q: np.ndarray, kk: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate squared distances and positions (n, kk) of proposed neighbours (-1: none).
-
-        An exact index must propose, for every query, its true k nearest points
-        among the kk, or points whose approximate distance certifies them (see
-        :meth:`search`).
-        """
+    def _propose(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate squared distances and positions (n, kk) of proposed neighbours (-1: none)."""
         if len(self._x) > self._indexed:
             self._add(_padded(self.points[self._indexed :]))
             self._indexed = len(self._x)

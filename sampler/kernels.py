@@ -64,8 +64,8 @@ def _enter(dist: np.ndarray, pos: np.ndarray, i: int, d: float, p_new: int) -> b
 
 
 @nb.njit(cache=True, inline="always")
-def _limit(kth: float, factor: float) -> float:
-    """The float32 filter's bound on squared distances for a k-th distance ``kth``."""
+def filter_limit(kth: float, factor: float) -> float:
+    """The float32 filter's bound on squared distances for a k-th distance ``kth`` (a number or an array)."""
     return factor * kth * kth + 1e-30
 
 
@@ -108,7 +108,7 @@ def absorb(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarray, di
             for j in range(m):
                 scratch[j] = dist[i, j]
             score[i] = _tree_sum(scratch, m) / m
-            limit[i] = _limit(dist[i, k - 1], factor)
+            limit[i] = filter_limit(dist[i, k - 1], factor)
             stale = stale or i == block_best[blk]
         if stale:
             block_best[blk] = _best_slot(score, age, lo, hi)
@@ -195,7 +195,7 @@ def _scan_one(i: int, q: np.ndarray, q64: np.ndarray, g: int, reach: float, s_po
     m = s.shape[0]
     chunk = acc.shape[0]
     kth = dist[i, k - 1]
-    limit = _limit(kth, factor)
+    limit = filter_limit(kth, factor)
     for j0 in range(0, m, chunk):
         if s_lo[g, j0] - reach > kth:
             break
@@ -215,7 +215,7 @@ def _scan_one(i: int, q: np.ndarray, q64: np.ndarray, g: int, reach: float, s_po
                 continue
             if _enter(dist, pos, i, _canonical(s[p_new], q64, scratch), p_new):
                 kth = dist[i, k - 1]
-                limit = _limit(kth, factor)
+                limit = filter_limit(kth, factor)
 
 
 @nb.njit(cache=True, parallel=True)
