@@ -7,17 +7,26 @@ resources onto its native form (local process + ``CUDA_VISIBLE_DEVICES``,
 ``srun``/``sbatch`` options, a Flux jobspec, a Parsl resource spec).
 
 Constructors do no I/O beyond creating the backend's own state folder.
+Backends are chosen by the name in ``resources.backend`` through :data:`BACKENDS`;
+each lives in its own module, imported only when asked for.
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mummi.workflow.spec import JobResources
-from mummi.workflow.states import JobState
+from mummi.core.layout import CampaignLayout
+from mummi.core.spec import CampaignSpec, JobResources
+from mummi.core.states import JobState
+
+#: Backend name (``resources.backend``) -> ``module:class``.
+BACKENDS: dict[str, str] = {
+    "local": "mummi.adapters.local:LocalBackend",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,11 @@ class Backend(abc.ABC):
     label: str = "backend"
     poll_interval_s: float = 1.0
 
+    @classmethod
+    @abc.abstractmethod
+    def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> Backend:
+        """The backend a campaign's spec asks for, keeping its own state under ``layout``."""
+
     @abc.abstractmethod
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         """Hand ``jobs`` to the scheduler; returns one backend id per job, in order."""
@@ -77,3 +91,15 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         """Release what the backend holds; running jobs are left alone."""
+
+
+def make_backend(spec: CampaignSpec, layout: CampaignLayout) -> Backend:
+    """The scheduler backend named by ``resources.backend`` (one of :data:`BACKENDS`)."""
+    name = spec.resources.backend
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise BackendError(f"resources.backend {name!r} is unknown; allowed: {', '.join(BACKENDS)}") from None
+    module, cls = target.split(":")
+    backend: type[Backend] = getattr(importlib.import_module(module), cls)
+    return backend.from_spec(spec, layout)

@@ -37,10 +37,11 @@ import numpy as np
 
 from mummi.adapters.gromacs import ForceField, stage_mdp
 from mummi.adapters.md_engine import open_universe
-from mummi.adapters.membrane import Membrane, PROTEIN_NAME
-from mummi.jobs.simdir import EQ_STRUCTURE
-from mummi.workflow.atomic import atomic_write_text
-from mummi.workflow.spec import CampaignSpec
+from mummi.core.lipids import PROTEIN_NAME
+from mummi.adapters.membrane import Membrane
+from mummi.core.simdir import EQ_STRUCTURE
+from mummi.core.atomic import atomic_write_text
+from mummi.core.spec import CampaignSpec
 
 log = logging.getLogger(__name__)
 

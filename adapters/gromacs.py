@@ -34,10 +34,11 @@ from typing import Sequence
 import numpy as np
 
 from mummi.adapters.md_engine import build_universe, open_universe, write_gro
-from mummi.adapters.membrane import CHANNELS, N_INNER, Membrane
-from mummi.jobs.simdir import EQ_STRUCTURE, TRAJECTORY
-from mummi.workflow.atomic import atomic_write_text
-from mummi.workflow.spec import CampaignSpec
+from mummi.core.lipids import CHANNELS, N_INNER
+from mummi.adapters.membrane import Membrane
+from mummi.core.simdir import EQ_STRUCTURE, TRAJECTORY
+from mummi.core.atomic import atomic_write_text
+from mummi.core.spec import CampaignSpec
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from mummi.adapters.backend import Backend, BackendError, JobSpec, JobStatus
-from mummi.workflow.atomic import atomic_write_text
-from mummi.workflow.states import JobState
+from mummi.core.atomic import atomic_write_text
+from mummi.core.layout import CampaignLayout
+from mummi.core.spec import CampaignSpec
+from mummi.core.states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class _LocalJob:
     env: dict[str, str]
     cores_needed: int
     gpus_needed: int
-    state: str = JobState.SUBMITTED.value
+    state: JobState = JobState.SUBMITTED
     pid: int | None = None
     start_ticks: int | None = None
     cores: list[int] = field(default_factory=list)
@@ -53,8 +55,17 @@ class _LocalJob:
 
 
 class LocalBackend(Backend):
+    """Jobs as processes on this one machine, on ``cores`` cores and ``gpus`` GPU slots."""
+
     label = "local"
     poll_interval_s = 0.5
+
+    @classmethod
+    def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> LocalBackend:
+        r = spec.resources
+        walltime = None if r.allocation_walltime_min is None else 60 * r.allocation_walltime_min
+        return cls(layout.logs / "local-backend", cores=r.cores_per_node - r.wfm_cores, gpus=r.gpus_per_node,
+                   walltime_s=walltime)
 
     def __init__(
         self,
@@ -94,13 +105,13 @@ class LocalBackend(Backend):
             if rec is None:
                 result[job_id] = JobStatus(JobState.FAILED, reason="unknown to the local backend")
             else:
-                result[job_id] = JobStatus(JobState(rec.state), rec.exit_code, rec.reason)
+                result[job_id] = JobStatus(rec.state, rec.exit_code, rec.reason)
         return result
 
     def cancel(self, ids: Sequence[str]) -> None:
         for job_id in ids:
             rec = self._jobs.get(job_id)
-            if rec is None or JobState(rec.state).terminal:
+            if rec is None or rec.state.terminal:
                 continue
             if job_id in self._queue:
                 self._queue.remove(job_id)
@@ -120,12 +131,12 @@ class LocalBackend(Backend):
             path = self._record_path(job_id)
             if job_id in self._jobs or not path.is_file():
                 continue
-            rec = _LocalJob(**json.loads(path.read_text()))
+            record = json.loads(path.read_text())
+            rec = _LocalJob(**{**record, "state": JobState(record["state"])})
             self._jobs[job_id] = rec
-            state = JobState(rec.state)
-            if state is JobState.SUBMITTED:
+            if rec.state is JobState.SUBMITTED:
                 self._queue.append(job_id)
-            elif state is JobState.RUNNING:
+            elif rec.state is JobState.RUNNING:
                 log.info("re-attached to %s (%s, pid %s)", job_id, rec.name, rec.pid)
         return self.status(ids)
 
@@ -156,7 +167,7 @@ class LocalBackend(Backend):
         return f"local-{self._counter:07d}"
 
     def _free(self) -> tuple[list[int], list[int]]:
-        busy = [r for r in self._jobs.values() if r.state == JobState.RUNNING.value]
+        busy = [r for r in self._jobs.values() if r.state is JobState.RUNNING]
         used_cores = {c for r in busy for c in r.cores}
         used_gpus = {g for r in busy for g in r.gpus}
         return [c for c in range(self.cores) if c not in used_cores], [g for g in range(self.gpus) if g not in used_gpus]
@@ -194,13 +205,13 @@ class LocalBackend(Backend):
                 return
         self._children[rec.id] = child
         rec.pid, rec.start_ticks = child.pid, _start_ticks(child.pid)
-        rec.state = JobState.RUNNING.value
+        rec.state = JobState.RUNNING
         self._save(rec)
         log.debug("started %s (%s) pid %d cores %s gpus %s", rec.id, rec.name, child.pid, rec.cores, rec.gpus)
 
     def _reap(self) -> None:
         for rec in self._jobs.values():
-            if rec.state != JobState.RUNNING.value:
+            if rec.state is not JobState.RUNNING:
                 continue
             child = self._children.get(rec.id)
             if child is not None:
@@ -219,11 +230,11 @@ class LocalBackend(Backend):
                              None if code == 0 else f"exit code {code}; log: {rec.log_path}")
 
     def _finish(self, rec: _LocalJob, state: JobState, code: int | None, reason: str | None) -> None:
-        rec.state, rec.exit_code, rec.reason = state.value, code, reason
+        rec.state, rec.exit_code, rec.reason = state, code, reason
         self._save(rec)
 
     def _save(self, rec: _LocalJob) -> None:
-        atomic_write_text(self._record_path(rec.id), json.dumps(asdict(rec)))
+        atomic_write_text(self._record_path(rec.id), json.dumps({**asdict(rec), "state": rec.state.value}))
 
     def _record_path(self, job_id: str) -> Path:
         return self.state_dir / f"{job_id}.json"

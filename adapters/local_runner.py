@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mummi.workflow.atomic import atomic_write_text
+from mummi.core.atomic import atomic_write_text
 
 
 def main(argv: list[str]) -> int:

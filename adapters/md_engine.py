@@ -17,8 +17,8 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from mummi.adapters.membrane import Membrane
-from mummi.workflow.atomic import atomic_write
-from mummi.workflow.spec import CampaignSpec
+from mummi.core.atomic import atomic_write
+from mummi.core.spec import CampaignSpec
 
 ENGINES: dict[str, str] = {
     "gromacs": "mummi.adapters.gromacs:GromacsEngine",

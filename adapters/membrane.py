@@ -13,8 +13,8 @@ MD engine starts from:
 * lipids on a jittered square lattice inside their cell, types shuffled;
 * the central RAS at the centre of the patch, the others at their offsets.
 
-The patch input file is the contract with the workflow manager, which writes it
-with :func:`write_patch_input` into the sim folder before createsim runs.
+The patch comes as a :class:`~mummi.core.patch_input.PatchInput`, which the
+coordinator writes into the sim folder before createsim runs.
 """
 
 from __future__ import annotations
@@ -26,83 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mummi.workflow.atomic import atomic_write
+from mummi.core.atomic import atomic_savez
+from mummi.core.lipids import N_CHANNELS, N_INNER
+from mummi.core.patch_input import COARSE_CELLS, PatchInput
 
 log = logging.getLogger(__name__)
-
-INNER_LIPIDS: tuple[str, ...] = ("POPC", "PAPC", "POPE", "DIPE", "DPSM", "PAPS", "PAP6", "CHOL")
-OUTER_LIPIDS: tuple[str, ...] = ("POPC", "PAPC", "POPE", "DIPE", "DPSM", "CHOL")
-#: The 14 channels of a patch, in order: (leaflet, lipid name).
-CHANNELS: tuple[tuple[str, str], ...] = tuple(("inner", n) for n in INNER_LIPIDS) + tuple(("outer", n) for n in OUTER_LIPIDS)
-CHANNEL_NAMES: tuple[str, ...] = tuple(f"{leaflet}:{name}" for leaflet, name in CHANNELS)
-N_CHANNELS = len(CHANNELS)
-N_INNER = len(INNER_LIPIDS)
-COARSE_CELLS = 5
-PROTEIN_NAME = "RAS"
-
-
-def channel_of(leaflet: str, lipid: str) -> int:
-    """Channel index of ``lipid`` in ``leaflet``, or -1 when the patch has no such channel."""
-    names = INNER_LIPIDS if leaflet == "inner" else OUTER_LIPIDS
-    offset = 0 if leaflet == "inner" else N_INNER
-    return offset + names.index(lipid) if lipid in names else -1
-
-
-# ------------------------------------------------------------------ patch input
-@dataclass(frozen=True)
-class PatchInput:
-    """What createsim needs of a patch."""
-
-    patch_id: str
-    coarse: np.ndarray  # (5, 5, 14) concentrations, arbitrary positive units
-    offsets_nm: np.ndarray  # (m, 2) other RAS relative to the central one
-    states: np.ndarray  # (m,) their states
-    central_state: int = 0
-
-
-def write_patch_input(
-    path: str | Path, patch_id: str, coarse: np.ndarray, offsets_nm: np.ndarray, states: np.ndarray, central_state: int = 0
-) -> Path:
-    """Write the createsim input of one patch atomically (the workflow manager calls this).
-
-    ``offsets_nm`` (m, 2) and ``states`` (m,) describe the other RAS of the
-    constellation; ``central_state`` is the state of the RAS the patch is centred on.
-    """
-    patch = _validated(str(patch_id), coarse, offsets_nm, states, int(central_state))
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                patch_id=np.array(patch.patch_id),
-                coarse=patch.coarse,
-                constellation_offsets_nm=patch.offsets_nm,
-                constellation_states=patch.states,
-                central_state=patch.central_state,
-            )
-
-    return atomic_write(path, write)
-
-
-def read_patch_input(path: str | Path) -> PatchInput:
-    with np.load(path, allow_pickle=False) as data:
-        central = int(data["central_state"]) if "central_state" in data else 0
-        return _validated(str(data["patch_id"]), data["coarse"], data["constellation_offsets_nm"], data["constellation_states"], central)
-
-
-def _validated(patch_id: str, coarse: np.ndarray, offsets_nm: np.ndarray, states: np.ndarray, central_state: int) -> PatchInput:
-    coarse = np.asarray(coarse, dtype=np.float64)
-    shape = (COARSE_CELLS, COARSE_CELLS, N_CHANNELS)
-    if coarse.shape != shape:
-        raise ValueError(f"patch {patch_id}: coarse concentrations must have shape {shape}, got {coarse.shape}")
-    if not np.all(np.isfinite(coarse)) or np.any(coarse < 0):
-        raise ValueError(f"patch {patch_id}: coarse concentrations must be finite and non-negative")
-    offsets = np.asarray(offsets_nm, dtype=np.float64).reshape(-1, 2)
-    states = np.asarray(states).reshape(-1)
-    if len(states) != len(offsets):
-        raise ValueError(f"patch {patch_id}: {len(offsets)} constellation offsets but {len(states)} states")
-    return PatchInput(patch_id, coarse, offsets, states, central_state)
-
 
 # -------------------------------------------------------------------- membrane
 @dataclass(frozen=True)
@@ -121,11 +49,8 @@ class Membrane:
         return len(self.channel)
 
     def save(self, path: str | Path) -> Path:
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, patch_id=np.array(self.patch_id), box_nm=self.box_nm, channel=self.channel, xy_nm=self.xy_nm, ras_xy_nm=self.ras_xy_nm, ras_states=self.ras_states)
-
-        return atomic_write(path, write)
+        return atomic_savez(path, patch_id=np.array(self.patch_id), box_nm=self.box_nm, channel=self.channel,
+                            xy_nm=self.xy_nm, ras_xy_nm=self.ras_xy_nm, ras_states=self.ras_states)
 
     @classmethod
     def load(cls, path: str | Path) -> Membrane:

@@ -40,10 +40,11 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from mummi.adapters.md_engine import build_universe, write_gro
-from mummi.adapters.membrane import CHANNEL_NAMES, CHANNELS, N_CHANNELS, N_INNER, PROTEIN_NAME, Membrane
-from mummi.jobs.simdir import EQ_STRUCTURE, TRAJECTORY
-from mummi.workflow.atomic import atomic_write
-from mummi.workflow.spec import CampaignSpec, MockEngineSettings
+from mummi.core.lipids import CHANNELS, CHANNEL_NAMES, N_CHANNELS, N_INNER, PROTEIN_NAME
+from mummi.adapters.membrane import Membrane
+from mummi.core.simdir import EQ_STRUCTURE, TRAJECTORY
+from mummi.core.atomic import atomic_savez
+from mummi.core.spec import CampaignSpec, MockEngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +117,7 @@ class MockSystem:
 
 
 def _save_state(path: Path, system: MockSystem, xy: np.ndarray, **extra: object) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, box_nm=system.box_nm, ras_states=system.ras_states, channel=system.channel, xy_nm=xy, **extra)
-
-    atomic_write(path, write)
+    atomic_savez(path, box_nm=system.box_nm, ras_states=system.ras_states, channel=system.channel, xy_nm=xy, **extra)
 
 
 def _load_state(path: Path) -> tuple[MockSystem, np.ndarray, dict[str, np.ndarray]]:

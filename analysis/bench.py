@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mummi.adapters.membrane import CHANNELS, PROTEIN_NAME, PatchInput, build_membrane
+from mummi.core.lipids import CHANNELS, PROTEIN_NAME
+from mummi.core.patch_input import PatchInput
+from mummi.adapters.membrane import build_membrane
 from mummi.adapters.mock_md import Dynamics, MockSystem, truth_potentials
 from mummi.adapters.md_engine import build_universe, open_universe, write_gro
 from mummi.analysis.insitu import LateralRDF, select_membrane
-from mummi.workflow.spec import AnalysisSettings, MockEngineSettings
+from mummi.core.spec import AnalysisSettings, MockEngineSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

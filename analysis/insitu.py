@@ -23,15 +23,16 @@ import numpy as np
 from MDAnalysis.analysis.base import AnalysisBase
 
 from mummi.adapters.md_engine import get_engine, open_universe
-from mummi.adapters.membrane import N_CHANNELS, N_INNER, PROTEIN_NAME, channel_of
+from mummi.core.lipids import N_CHANNELS, N_INNER, PROTEIN_NAME, channel_of
 from mummi.analysis.rdf import RDFCounts, frame_counts, lateral_distances
-from mummi.jobs.simdir import DONE, FEATURES, RDF_COUNTS, is_done, write_status
-from mummi.workflow.atomic import atomic_write
-from mummi.workflow.spec import AnalysisSettings, CampaignSpec
+from mummi.core.simdir import FEATURES, RDF_COUNTS, is_done, write_status
+from mummi.core.lipids import leaflet_channels
+from mummi.core.states import Outcome
+from mummi.core.atomic import atomic_savez
+from mummi.core.spec import AnalysisSettings, CampaignSpec
 
 log = logging.getLogger(__name__)
 
-LEAFLET_CHANNELS = {"inner": np.arange(N_CHANNELS) < N_INNER, "outer": np.arange(N_CHANNELS) >= N_INNER, "both": np.ones(N_CHANNELS, dtype=bool)}
 FEATURE_KEYS = ("time_ps", "contacts", "ras_depth_nm", "ras_tilt_deg")
 
 
@@ -61,7 +62,7 @@ def select_membrane(universe, settings: AnalysisSettings) -> MembraneSelection:
         if abs(protein_z - heads_z[~inner].mean()) < abs(protein_z - heads_z[inner].mean()):
             inner = ~inner
     channel = np.array([channel_of("inner" if i else "outer", res.resname) for res, i in zip(lipids, inner)], dtype=np.int64)
-    mask = LEAFLET_CHANNELS[settings.leaflet]
+    mask = np.isin(np.arange(N_CHANNELS), leaflet_channels(settings.leaflet))
     keep = (channel >= 0) & mask[np.maximum(channel, 0)]
     dropped = int(np.sum(channel < 0))
     if dropped:
@@ -197,7 +198,7 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
                 raise
             log.info("%s: trajectory changed while reading (%s); retrying", sim_dir.name, err)
         if sim_done and counts.frames_done >= n_frames:
-            write_status(sim_dir, "analysis", DONE, frames=counts.frames_done)
+            write_status(sim_dir, "analysis", Outcome.DONE, frames=counts.frames_done)
             log.info("analysis of %s done: %d frames", sim_dir.name, counts.frames_done)
             return counts
         if not follow:
@@ -233,8 +234,4 @@ def _resume(sim_dir: Path, settings: AnalysisSettings, selection: MembraneSelect
 
 
 def _save_features(path: Path, features: dict[str, np.ndarray]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **features)
-
-    atomic_write(path, write)
+    atomic_savez(path, **features)

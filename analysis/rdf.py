@@ -17,8 +17,8 @@ from typing import Iterable
 
 import numpy as np
 
-from mummi.adapters.membrane import CHANNEL_NAMES, N_CHANNELS
-from mummi.workflow.atomic import atomic_write
+from mummi.core.lipids import CHANNEL_NAMES, N_CHANNELS
+from mummi.core.atomic import atomic_savez
 
 
 def bin_edges(bin_nm: float, r_max_nm: float) -> np.ndarray:
@@ -81,19 +81,15 @@ class RDFCounts:
         return gr_from_counts(self.counts, self.edges_nm, self.pair_density)
 
     def save(self, path: str | Path) -> Path:
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    counts=self.counts,
-                    pair_density=self.pair_density,
-                    frames_done=self.frames_done,
-                    edges_nm=self.edges_nm,
-                    channel_mask=self.channel_mask,
-                    names=np.array(self.names),
-                )
-
-        return atomic_write(path, write)
+        return atomic_savez(
+            path,
+            counts=self.counts,
+            pair_density=self.pair_density,
+            frames_done=self.frames_done,
+            edges_nm=self.edges_nm,
+            channel_mask=self.channel_mask,
+            names=np.array(self.names),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> RDFCounts:

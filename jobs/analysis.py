@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Sequence
 
 from mummi.analysis.insitu import analyse_sim
-from mummi.jobs.runner import job_main
-from mummi.jobs.simdir import is_done
-from mummi.workflow.spec import CampaignSpec
+from mummi.core.simdir import is_done
+from mummi.core.spec import CampaignSpec
+from mummi.core.states import JobKind
+from mummi.jobs.entry import sim_job_main
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +30,7 @@ def _run(spec: CampaignSpec, sim_dir: Path, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return job_main("analysis", argv, _run, _add_arguments)
+    return sim_job_main(JobKind.ANALYSIS, argv, _run, _add_arguments)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """``python -m mummi.jobs.createsim --spec SPEC --sim-dir DIR``: patch -> equilibrated membrane.
 
-Reads ``patch_input.npz`` (written by the workflow manager with
-:func:`write_patch_input`), builds the membrane (``membrane.npz``; reused on a
+Reads ``patch_input.npz`` (a :class:`~mummi.core.patch_input.PatchInput` written
+by the coordinator), builds the membrane (``membrane.npz``; reused on a
 rerun, so a rerun finishes the same system) and has the createsim engine
 minimise and equilibrate it. ``createsim.status.json`` is written last.
 """
@@ -16,12 +16,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from mummi.adapters.md_engine import get_engine, seed_for
-from mummi.adapters.membrane import Membrane, build_membrane, read_patch_input, write_patch_input
-from mummi.jobs.runner import job_main
-from mummi.jobs.simdir import DONE, MEMBRANE, PATCH_INPUT, is_done, read_status, write_status
-from mummi.workflow.spec import CampaignSpec
+from mummi.adapters.membrane import Membrane, build_membrane
+from mummi.core.patch_input import read_patch_input
+from mummi.core.simdir import MEMBRANE, PATCH_INPUT, is_done, read_status, write_status
+from mummi.core.spec import CampaignSpec
+from mummi.core.states import JobKind, Outcome
+from mummi.jobs.entry import sim_job_main
 
-__all__ = ["run_createsim", "write_patch_input", "main"]
+__all__ = ["run_createsim", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,8 @@ def run_createsim(spec: CampaignSpec, sim_dir: Path) -> dict[str, Any]:
         membrane = build_membrane(patch, cs.lipids_per_cell, cs.cell_nm, cs.jitter, rng)
         membrane.save(sim_dir / MEMBRANE)
     facts = get_engine(cs.engine).setup(sim_dir, membrane, spec, seed_for(spec.campaign.seed, sim_dir.name, "createsim"))
-    write_status(sim_dir, "createsim", DONE, engine=cs.engine, patch_id=membrane.patch_id, box_nm=membrane.box_nm, n_ras=len(membrane.ras_xy_nm), **facts)
+    write_status(sim_dir, "createsim", Outcome.DONE, engine=cs.engine, patch_id=membrane.patch_id,
+                 box_nm=membrane.box_nm, n_ras=len(membrane.ras_xy_nm), **facts)
     log.info("createsim %s done (%s engine, %d lipids)", sim_dir.name, cs.engine, membrane.n_lipids)
     return read_status(sim_dir, "createsim") or {}
 
@@ -51,7 +54,7 @@ def _run(spec: CampaignSpec, sim_dir: Path, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return job_main("createsim", argv, _run)
+    return sim_job_main(JobKind.CREATESIM, argv, _run)
 
 
 if __name__ == "__main__":

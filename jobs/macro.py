@@ -20,10 +20,14 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from mummi.jobs.simdir import EXIT_INCOMPLETE
+from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
+from mummi.core.layout import CampaignLayout
+from mummi.core.spec import CampaignSpec
+from mummi.core.states import JobKind, Outcome
+from mummi.core.status_record import read_status_record, write_status_record
+from mummi.jobs.entry import job_main
 from mummi.macro.backend import tune_allocator
-from mummi.macro.driver import DONE, FAILED, INCOMPLETE, MacroLayout, MacroRun, read_status, write_status
-from mummi.workflow.spec import SpecError, load_spec
+from mummi.macro.driver import MacroRun
 
 log = logging.getLogger(__name__)
 
@@ -31,34 +35,33 @@ log = logging.getLogger(__name__)
 STOP_MARGIN_MIN = 2.0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mummi.jobs.macro", description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, type=Path, help="campaign spec (YAML)")
-    parser.add_argument("--workdir", type=Path, default=None, help="campaign directory (default: campaign.workdir of the spec)")
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="campaign directory (default: campaign.workdir of the spec)")
     parser.add_argument("--until-ns", type=float, default=None, help="macro time to reach (ns)")
     parser.add_argument("--uncoupled", action="store_true", help="do not reload new parameter versions")
     parser.add_argument("--walltime-min", type=float, default=None, help="stop cleanly before this much wall time")
     parser.add_argument("--pace-ns-per-s", type=float, default=None,
-                        help="advance at most this much macro time per wall-clock second (dry runs: keeps the macro model "
-                             "in step with the sims, as on a real allocation)")
+                        help="advance at most this much macro time per wall-clock second (dry runs: keeps the macro "
+                             "model in step with the sims, as on a real allocation)")
     parser.add_argument("--compute", choices=("auto", "numpy", "torch"), default=None, help="override macro.compute")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s macro %(name)s %(levelname)s: %(message)s")
-    try:
-        spec = load_spec(args.spec)
-    except SpecError as err:
-        log.error("%s", err)
-        return 2
-    layout = MacroLayout(args.workdir if args.workdir is not None else spec.campaign.workdir)
+
+
+def _layout(spec: CampaignSpec, args: argparse.Namespace) -> CampaignLayout:
+    return CampaignLayout(args.workdir if args.workdir is not None else spec.campaign.workdir)
+
+
+def _run(spec: CampaignSpec, args: argparse.Namespace) -> int:
+    layout = _layout(spec, args)
     until = args.until_ns
     if until is None:
         until = spec.campaign.stop.macro_time_us * 1000.0 if spec.campaign.stop.macro_time_us else math.inf
-    status = read_status(layout)
-    if status and status.get("state") == DONE and float(status.get("time_ns", -1)) >= until:  # type: ignore[arg-type]
+    status = read_status_record(layout.macro_status)
+    if status and status["state"] is Outcome.DONE and float(status.get("time_ns", -1)) >= until:
         log.info("macro already done at t = %s ns", status.get("time_ns"))
-        return 0
+        return EXIT_OK
 
-    stop = {"signal": None}
+    stop: dict[str, int | None] = {"signal": None}
     deadline = time.monotonic() + 60 * (args.walltime_min - STOP_MARGIN_MIN) if args.walltime_min else math.inf
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -67,23 +70,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     tune_allocator()
-    try:
-        run = MacroRun(spec, layout.workdir, coupled=not args.uncoupled, compute=args.compute)
-        pace = _Pace(args.pace_ns_per_s, run.model.time_ns)
+    run = MacroRun(spec, layout.root, coupled=not args.uncoupled, compute=args.compute)
+    pace = _Pace(args.pace_ns_per_s, run.model.time_ns)
 
-        def should_stop() -> bool:
-            pace.wait(run.model.time_ns, lambda: stop["signal"] is not None)
-            return stop["signal"] is not None or time.monotonic() > deadline
+    def should_stop() -> bool:
+        pace.wait(run.model.time_ns, lambda: stop["signal"] is not None)
+        return stop["signal"] is not None or time.monotonic() > deadline
 
-        reached = run.run(until, should_stop=should_stop)
-    except Exception as err:  # the process boundary: report every failure as data
-        log.exception("macro failed in %s", layout.workdir)
-        write_status(layout, FAILED, error=f"{type(err).__name__}: {err}")
-        return 1
+    reached = run.run(until, should_stop=should_stop)
     model = run.model
-    info = {"time_ns": model.time_ns, "step": model.step_count, "param_version": model.params.version, "positivity_fixes": model.positivity_fixes}
-    write_status(layout, DONE if reached else INCOMPLETE, **info)
-    return 0 if reached else EXIT_INCOMPLETE
+    info = {"time_ns": model.time_ns, "step": model.step_count, "param_version": model.params.version,
+            "positivity_fixes": model.positivity_fixes}
+    write_status_record(layout.macro_status, JobKind.MACRO.value, Outcome.DONE if reached else Outcome.INCOMPLETE, **info)
+    return EXIT_OK if reached else EXIT_RESUMABLE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def record_failure(spec: CampaignSpec, args: argparse.Namespace, err: Exception) -> None:
+        error = f"{type(err).__name__}: {err}"
+        write_status_record(_layout(spec, args).macro_status, JobKind.MACRO.value, Outcome.FAILED, error=error)
+
+    return job_main(JobKind.MACRO, argv, _run, description=__doc__.splitlines()[0], add_arguments=_add_arguments,
+                    on_failure=record_failure)
 
 
 class _Pace:

@@ -15,31 +15,31 @@ from pathlib import Path
 from typing import Sequence
 
 from mummi.adapters.md_engine import get_engine, seed_for
-from mummi.jobs.runner import job_main
-from mummi.jobs.simdir import DONE, EXIT_INCOMPLETE, INCOMPLETE, is_done, read_status, write_status
-from mummi.workflow.spec import CampaignSpec
+from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
+from mummi.core.simdir import is_done, read_status, write_status
+from mummi.core.spec import SETUP_ENGINE, CampaignSpec
+from mummi.core.states import JobKind, Outcome
+from mummi.jobs.entry import sim_job_main
 
 log = logging.getLogger(__name__)
 
-#: The createsim engine each sim engine starts from.
-SETUP_ENGINE = {"gromacs": "gromacs", "ddcmd": "gromacs", "mock": "mock"}
-
-
-def run_sim(spec: CampaignSpec, sim_dir: Path, deadline: float | None = None) -> str:
+def run_sim(spec: CampaignSpec, sim_dir: Path, deadline: float | None = None) -> Outcome:
     """Run or resume the sim; returns ``done`` or ``incomplete``."""
     sim_dir = Path(sim_dir)
     if is_done(sim_dir, "sim"):
-        return DONE
+        return Outcome.DONE
     engine_name = spec.sim.engine
     setup = read_status(sim_dir, "createsim") or {}
-    if setup.get("state") != DONE:
+    if setup.get("state") is not Outcome.DONE:
         raise RuntimeError(f"{sim_dir}: createsim has not finished; run it first")
     if setup.get("engine") != SETUP_ENGINE[engine_name]:
-        raise ValueError(f"sim.engine {engine_name!r} needs createsim.engine {SETUP_ENGINE[engine_name]!r}, this sim was set up with {setup.get('engine')!r}")
-    complete = get_engine(engine_name).production(sim_dir, spec, seed_for(spec.campaign.seed, sim_dir.name, "sim"), deadline)
-    state = DONE if complete else INCOMPLETE
+        raise ValueError(f"sim.engine {engine_name!r} needs createsim.engine {SETUP_ENGINE[engine_name]!r}, "
+                         f"this sim was set up with {setup.get('engine')!r}")
+    seed = seed_for(spec.campaign.seed, sim_dir.name, "sim")
+    complete = get_engine(engine_name).production(sim_dir, spec, seed, deadline)
+    state = Outcome.DONE if complete else Outcome.INCOMPLETE
     write_status(sim_dir, "sim", state, engine=engine_name)
-    log.info("sim %s: %s", sim_dir.name, state)
+    log.info("sim %s: %s", sim_dir.name, state.value)
     return state
 
 
@@ -50,11 +50,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(spec: CampaignSpec, sim_dir: Path, args: argparse.Namespace) -> int:
     walltime = args.walltime_min if args.walltime_min is not None else spec.sim.resources.walltime_min
     deadline = time.time() + 60 * max(0.0, walltime - spec.sim.stop_margin_min)
-    return 0 if run_sim(spec, sim_dir, deadline) == DONE else EXIT_INCOMPLETE
+    return EXIT_OK if run_sim(spec, sim_dir, deadline) is Outcome.DONE else EXIT_RESUMABLE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return job_main("sim", argv, _run, _add_arguments)
+    return sim_job_main(JobKind.SIM, argv, _run, _add_arguments)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ loop and directory layout), :mod:`.bench` (``mummi-bench macro``).
 from mummi.macro.frames import Frame, list_frames, radial_profiles, read_frame, write_frame
 from mummi.macro.model import MacroModel
 from mummi.macro.params import (
-    CHANNELS,
     MacroParameters,
     default_parameters,
     latest_parameters,
@@ -21,7 +20,6 @@ from mummi.macro.params import (
 from mummi.macro.patches import PatchSet, extract_patches, list_patch_files, read_patches, write_patches
 
 __all__ = [
-    "CHANNELS",
     "Frame",
     "MacroModel",
     "MacroParameters",

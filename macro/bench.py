@@ -16,7 +16,7 @@ from typing import Any
 from mummi.macro.backend import tune_allocator
 from mummi.macro.model import MacroModel
 from mummi.macro.params import default_parameters
-from mummi.workflow.spec import MacroSettings
+from mummi.core.spec import MacroSettings
 
 SPACING_NM = 1000.0 / 1200.0
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mummi.macro.params import CHANNELS
-from mummi.workflow.atomic import atomic_path
+from mummi.core.lipids import CHANNEL_NAMES
+from mummi.core.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def write_frame(directory: str | Path, frame: Frame) -> Path:
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(
             format=FORMAT, time_ns=frame.time_ns, step=frame.step, box_nm=frame.box_nm,
-            param_version=frame.param_version, channels=list(CHANNELS), layout="channel,y,x",
+            param_version=frame.param_version, channels=list(CHANNEL_NAMES), layout="channel,y,x",
         )
         f.create_dataset("fields", data=np.asarray(frame.fields, dtype=np.float32))
         f.create_dataset("ras/positions_nm", data=np.asarray(frame.ras_positions_nm, dtype=np.float64).reshape(-1, 2))

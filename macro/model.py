@@ -35,8 +35,8 @@ from mummi.macro.ddft import Grid, LipidOperators
 from mummi.macro.frames import Frame
 from mummi.macro.params import MacroParameters, kt_kj_mol
 from mummi.macro.ras import RasDynamics, place_ras, potential_blocks, stationary_states, switch_states
-from mummi.workflow.atomic import atomic_write
-from mummi.workflow.spec import MacroSettings
+from mummi.core.atomic import atomic_savez
+from mummi.core.spec import MacroSettings
 
 log = logging.getLogger(__name__)
 
@@ -247,12 +247,7 @@ class MacroModel:
             "rng_states": np.array(json.dumps({k: g.bit_generator.state for k, g in self.rngs.items()})),
         }
         arrays.update({f"params.{k}": v for k, v in self.params.to_arrays().items()})
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-
-        return atomic_write(path, write)
+        return atomic_savez(path, **arrays)
 
     @classmethod
     def restore(cls, path: str | Path, settings: MacroSettings | None = None, *, compute: str | None = None) -> MacroModel:

@@ -52,17 +52,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mummi.workflow.atomic import atomic_write
+from mummi.core.atomic import atomic_savez
+from mummi.core.lipids import CHANNEL_NAMES, CHANNELS, N_CHANNELS, leaflet_of
 
 log = logging.getLogger(__name__)
 
 FORMAT = "mummi-macro-params/1"
-INNER_LIPIDS: tuple[str, ...] = ("POPC", "PAPC", "POPE", "DIPE", "DPSM", "PAPS", "PAP6", "CHOL")
-OUTER_LIPIDS: tuple[str, ...] = ("POPC", "PAPC", "POPE", "DIPE", "DPSM", "CHOL")
-#: The 14 concentration fields, in order: inner leaflet then outer leaflet.
-CHANNELS: tuple[str, ...] = tuple(f"inner:{n}" for n in INNER_LIPIDS) + tuple(f"outer:{n}" for n in OUTER_LIPIDS)
-N_CHANNELS = len(CHANNELS)
-N_INNER = len(INNER_LIPIDS)
 GAS_CONSTANT_KJ_MOL_K = 8.314462618e-3
 _VERSION_FILE = re.compile(r"^params-v(\d{4,})\.npz$")
 
@@ -70,11 +65,6 @@ _VERSION_FILE = re.compile(r"^params-v(\d{4,})\.npz$")
 def kt_kj_mol(temperature_K: float) -> float:
     """Thermal energy kT in kJ/mol."""
     return GAS_CONSTANT_KJ_MOL_K * temperature_K
-
-
-def leaflet_of(channel: int) -> int:
-    """0 for an inner-leaflet channel, 1 for an outer one."""
-    return 0 if channel < N_INNER else 1
 
 
 @dataclass(frozen=True)
@@ -96,7 +86,7 @@ class MacroParameters:
     noise_length_nm: float = 4.0  # coarse-graining length of the conserved lipid noise
     noise_scale: float = 0.5  # noise amplitude relative to ideal-gas thermal noise at that length
     version: int = 0
-    channels: tuple[str, ...] = field(default=CHANNELS)
+    channels: tuple[str, ...] = field(default=CHANNEL_NAMES)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -149,8 +139,8 @@ def _validate(p: MacroParameters) -> None:
     def bad(msg: str) -> ValueError:
         return ValueError(f"invalid macro parameters: {msg}")
 
-    if p.channels != CHANNELS:
-        raise bad(f"channels must be {list(CHANNELS)}, got {list(p.channels)}")
+    if p.channels != CHANNEL_NAMES:
+        raise bad(f"channels must be {list(CHANNEL_NAMES)}, got {list(p.channels)}")
     n = N_CHANNELS
     shapes = {
         "diffusion_nm2_per_ns": (n,),
@@ -203,7 +193,7 @@ def default_parameters(temperature_K: float = 310.0) -> MacroParameters:
     diffusion = {"POPC": 0.025, "PAPC": 0.025, "POPE": 0.025, "DIPE": 0.025, "DPSM": 0.018, "PAPS": 0.022, "PAP6": 0.012, "CHOL": 0.04}
     saturation = {"POPC": 0.3, "PAPC": -0.5, "POPE": 0.0, "DIPE": -0.8, "DPSM": 1.0, "PAPS": -0.3, "PAP6": -0.5, "CHOL": 1.0}
     charge = {"PAPS": 1.0, "PAP6": 3.0}
-    names = [c.split(":") for c in CHANNELS]
+    names = CHANNELS
     mean = np.array([density * fractions[leaf][lip] for leaf, lip in names])
     diff = np.array([diffusion[lip] for _, lip in names])
 
@@ -245,12 +235,7 @@ def default_parameters(temperature_K: float = 310.0) -> MacroParameters:
 # ------------------------------------------------------------------ files
 def save_parameters(path: str | Path, params: MacroParameters) -> Path:
     """Write ``params`` to ``path`` (``.npz``) atomically."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **params.to_arrays())
-
-    return atomic_write(path, write)
+    return atomic_savez(path, **params.to_arrays())
 
 
 def load_parameters(path: str | Path) -> MacroParameters:

@@ -25,8 +25,8 @@ import h5py
 import numpy as np
 
 from mummi.macro.frames import Frame
-from mummi.workflow.atomic import atomic_path
-from mummi.workflow.spec import PatchSettings
+from mummi.core.atomic import atomic_path
+from mummi.core.spec import PatchSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import torch
 
 from mummi.sampler.patchdata import synthetic_coarse_patches
 from mummi.sampler.train import train_encoder
-from mummi.workflow.spec import EncoderSettings, EncoderTrainingSettings
+from mummi.core.spec import EncoderSettings, EncoderTrainingSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

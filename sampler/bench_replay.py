@@ -28,7 +28,7 @@ from mummi.sampler.dynim import SELECTED, DynimSampler
 from mummi.sampler.index import make_index
 from mummi.sampler.knn import knn_scores
 from mummi.sampler.streams import MixtureStream, schedule
-from mummi.workflow.spec import SamplerSettings
+from mummi.core.spec import SamplerSettings
 
 CANDIDATES, SELECTIONS = 2_061_900, 119_686
 

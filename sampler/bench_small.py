@@ -15,7 +15,7 @@ import argparse
 from mummi.sampler.bench_replay import blas_threads, drive
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.streams import MixtureStream
-from mummi.workflow.spec import SamplerSettings
+from mummi.core.spec import SamplerSettings
 
 REFERENCE_S = 9.5
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mummi.workflow.atomic import atomic_write, atomic_write_text, sha256_of
+from mummi.core.atomic import atomic_savez, atomic_write_text, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def save(directory: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, A
     directory.mkdir(parents=True, exist_ok=True)
     generation = _current_generation(directory) + 1
     name = f"state-{generation:06d}.npz"
-    path = atomic_write(directory / name, lambda tmp: _write_npz(tmp, arrays))
+    path = atomic_savez(directory / name, **arrays)
     manifest = {"format": FORMAT, "generation": generation, "arrays": name, "size": path.stat().st_size, "sha256": sha256_of(path), "meta": meta}
     atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=1))
     for old in directory.glob("state-*.npz"):
@@ -69,7 +69,3 @@ def _current_generation(directory: Path) -> int:
     except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError):
         return 0
 
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)

@@ -51,7 +51,7 @@ from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
 from mummi.sampler.kernels import absorb, block_bests, filter_factor, filter_limit, greedy_picks
 from mummi.sampler.knn import knn_scores
-from mummi.workflow.spec import SamplerSettings
+from mummi.core.spec import SamplerSettings
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import torch
 
 from mummi.sampler.patchdata import ChannelRange, check_coarse
 from mummi.sampler.vae import Architecture, PatchVAE
-from mummi.workflow.atomic import atomic_write, atomic_write_text, sha256_of
+from mummi.core.atomic import atomic_write, atomic_write_text, sha256_of
 
 log = logging.getLogger(__name__)
 

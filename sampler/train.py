@@ -1,12 +1,4 @@
-"""Training the patch VAE, and the ``mummi-train-encoder`` command.
-
-``python -m mummi.sampler.train --spec SPEC --out DIR [--seed N] PATCH_FILE_OR_DIR ...``
-reads the coarse patches of the given patch files (or of every patch file in the
-given directories), trains the VAE with the spec's ``encoder`` settings and saves it
-in DIR. When DIR already holds a complete model it exits 0 at once, so the
-coordinator can rerun the job after a restart. Exit status 2: bad arguments, an
-unreadable spec or patch file, or no patches.
-"""
+"""Training the patch VAE from coarse patches (the job that runs it is :mod:`mummi.jobs.train`)."""
 
 from __future__ import annotations
 
@@ -25,9 +17,9 @@ import torch
 from mummi.sampler.encoder import Encoder, resolve_device
 from mummi.sampler.patchdata import ChannelRange, check_coarse, with_rotations
 from mummi.sampler.vae import RECON_SIGMA, Architecture, PatchVAE, kl_weight_for, vae_loss
-from mummi.workflow.spec import EncoderSettings
+from mummi.core.spec import EncoderSettings
 
-log = logging.getLogger("mummi.sampler.train")  # also when run as __main__
+log = logging.getLogger(__name__)
 
 
 def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,9 +62,6 @@ def train_encoder(
     of the data, the settings and ``seed``. ``recon_sigma`` sets the KL weight
     (see :func:`mummi.sampler.vae.kl_weight_for`).
     """
-    if settings.kind != "vae":
-        msg = f"encoder kind {settings.kind!r} cannot be trained here; allowed: 'vae'"
-        raise ValueError(msg)
     started = time.perf_counter()
     tset = settings.training
     coarse = check_coarse(coarse)
@@ -158,76 +147,3 @@ def train_encoder(
     if out_dir is not None:
         encoder.save(out_dir, report=report)
     return encoder
-
-
-# ----------------------------------------------------------------------- CLI
-class UsageError(Exception):
-    """A problem with the command line's inputs (exit status 2)."""
-
-
-def read_coarse(paths: Sequence[str | Path]) -> tuple[np.ndarray, list[Path]]:
-    """The coarse patches (n, 5, 5, 14) of the given patch files and directories of them, and the files read."""
-    from mummi.macro.patches import list_patch_files, read_patches
-
-    files: list[Path] = []
-    for item in map(Path, paths):
-        if item.is_dir():
-            files += list_patch_files(item)
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise UsageError(f"{item}: no such patch file or directory")
-    if not files:
-        raise UsageError(f"no patch files (patches-*.h5) in {', '.join(map(str, paths)) or 'the arguments'}")
-    arrays = []
-    for f in files:
-        try:
-            arrays.append(read_patches(f, native=False).coarse)
-        except (OSError, ValueError, KeyError) as err:
-            raise UsageError(f"{f}: cannot read patches: {err}") from err
-    coarse = np.concatenate(arrays) if arrays else np.zeros((0, 5, 5, 14), np.float32)
-    if len(coarse) == 0:
-        raise UsageError(f"the {len(files)} patch file(s) hold no patches")
-    return coarse, files
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mummi-train-encoder", description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, type=Path, help="campaign spec (its 'encoder' section is used)")
-    parser.add_argument("--out", required=True, type=Path, help="directory to save the trained model in")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's campaign.seed)")
-    parser.add_argument("patches", nargs="*", help="patch files (patches-*.h5) or directories of them")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; 0 on success (or when OUT already holds a model), 2 on bad input."""
-    from mummi.workflow.spec import SpecError, load_spec
-
-    args = _parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        spec = load_spec(args.spec)
-    except SpecError as err:
-        sys.stderr.write(f"mummi-train-encoder: {err}\n")
-        return 2
-    if Encoder.exists(args.out):
-        log.info("%s already holds a trained encoder; nothing to do", args.out)
-        return 0
-    try:
-        coarse, files = read_coarse(args.patches)
-        seed = args.seed if args.seed is not None else spec.campaign.seed
-        log.info("read %d patches from %d file(s)", len(coarse), len(files))
-        encoder = train_encoder(coarse, spec.encoder, args.out, seed)
-    except (UsageError, ValueError) as err:
-        sys.stderr.write(f"mummi-train-encoder: {err}\n")
-        return 2
-    report: dict[str, Any] = encoder.report or {}
-    log.info("saved to %s: %s epochs, validation MSE %s (mean predictor %s)",
-             args.out, report.get("epochs_run"), report.get("val_mse"), report.get("trivial_val_mse"))  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

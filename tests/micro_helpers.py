@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from mummi.jobs.createsim import write_patch_input
-from mummi.workflow.spec import CampaignSpec
+from mummi.core.patch_input import PatchInput, write_patch_input
+from mummi.core.spec import CampaignSpec
 
 
 def deep_update(base: dict, extra: dict) -> dict:
@@ -40,7 +40,7 @@ def make_sim_dir(root: Path, sim_id: str = "sim-0001", coarse: np.ndarray | None
     sim_dir.mkdir(parents=True)
     coarse = np.random.default_rng(11).uniform(0.2, 1.0, (5, 5, 14)) if coarse is None else coarse
     offsets = np.zeros((0, 2)) if offsets_nm is None else offsets_nm
-    write_patch_input(sim_dir / "patch_input.npz", "patch-1", coarse, offsets, np.ones(len(offsets), dtype=np.int64))
+    write_patch_input(sim_dir / "patch_input.npz", PatchInput("patch-1", coarse, offsets, np.ones(len(offsets), dtype=np.int64)))
     return sim_dir
 
 

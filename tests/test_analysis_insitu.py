@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from micro_helpers import copy_setup, job, kill_when, make_sim_dir, make_spec
 
-from mummi.adapters.membrane import N_INNER
+from mummi.core.lipids import N_INNER
 from mummi.adapters.md_engine import open_universe
 from mummi.analysis.insitu import LateralRDF, analyse_sim, select_membrane
 from mummi.analysis.rdf import frame_counts, lateral_distances
 from mummi.jobs.createsim import run_createsim
-from mummi.jobs.simdir import DONE, FEATURES, RDF_COUNTS, is_done, read_status
+from mummi.core.simdir import FEATURES, RDF_COUNTS, is_done, read_status
+from mummi.core.states import Outcome
 from mummi.jobs.sim import run_sim
 
 SECTIONS = {
@@ -43,7 +44,7 @@ def test_following_a_running_sim_counts_every_frame_once(finished, tmp_path) -> 
     _, err = follower.communicate(timeout=120)
     assert follower.returncode == 0, err[-2000:]
     status = read_status(sim_dir, "analysis")
-    assert status["state"] == DONE and status["frames"] == 1000
+    assert status["state"] == Outcome.DONE and status["frames"] == 1000
     _assert_same_counts(sim_dir, reference)
 
 

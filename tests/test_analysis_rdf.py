@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mummi.adapters.membrane import N_CHANNELS
+from mummi.core.lipids import N_CHANNELS
 from mummi.analysis.rdf import RDFCounts, frame_counts, gr_from_counts, lateral_distances, sum_counts
 
 

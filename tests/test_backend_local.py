@@ -10,8 +10,8 @@ import pytest
 
 from mummi.adapters.backend import BackendError, JobSpec
 from mummi.adapters.local import LocalBackend
-from mummi.workflow.spec import JobResources
-from mummi.workflow.states import JobState
+from mummi.core.spec import JobResources
+from mummi.core.states import JobState
 
 PY = sys.executable
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from mummi.analysis.rdf import RDFCounts
-from mummi.jobs import simdir
+from mummi.core import simdir
 
 MAX_SIMS = 8
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mummi.workflow.campaign import SUBDIRS, CampaignError, prepare
-from mummi.workflow.cli import EXIT_OK, EXIT_USAGE, EXIT_WORKDIR, run_main, status_main
-from mummi.workflow.spec import default_spec_path, load_spec
+from mummi.core.layout import SUBDIRS
+from mummi.workflow.campaign import CampaignError, prepare
+from mummi.core.exit_codes import EXIT_OK, EXIT_USAGE, EXIT_WORKDIR
+from mummi.workflow.cli import run_main, status_main
+from mummi.core.spec_loader import default_spec_path, load_spec
 
 
 def spec_file(tmp_path: Path, name: str = "tiny", workdir: str = "run") -> Path:
@@ -62,7 +64,7 @@ def test_prepare_creates_the_layout_then_resumes(tmp_path):
     cdir, store, resuming = prepare(spec)
     with store:
         assert resuming and store.get_meta("runs") == 2
-        assert [e["kind"] for e in store.events("campaign.resumed")] == ["campaign.resumed"]
+        assert [e.kind for e in store.events("campaign.resumed")] == ["campaign.resumed"]
 
 
 def test_fresh_refuses_an_existing_campaign_and_leaves_it_intact(tmp_path, capsys):

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from mummi.jobs import train as train_job
 from mummi.sampler import train as train_mod
 from mummi.sampler.encoder import MANIFEST, REPORT, WEIGHTS, Encoder, resolve_device
 from mummi.sampler.patchdata import ChannelRange, synthetic_coarse_patches, with_rotations
-from mummi.workflow.spec import EncoderSettings, EncoderTrainingSettings
+from mummi.core.spec import EncoderSettings, EncoderTrainingSettings
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -183,7 +184,7 @@ def test_cli_trains_from_macro_patch_files_and_is_idempotent(tmp_path: Path, mon
     patches = sorted((tmp_path / "W" / "patches").glob("patches-*.h5"))
     assert len(patches) >= 3
     out = tmp_path / "enc"
-    job = [sys.executable, "-m", "mummi.sampler.train", "--spec", str(spec), "--out", str(out), "--seed", "3", *map(str, patches)]
+    job = [sys.executable, "-m", "mummi.jobs.train", "--spec", str(spec), "--out", str(out), "--seed", "3", *map(str, patches)]
     done = subprocess.run(job, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert Encoder.exists(out)
@@ -199,9 +200,9 @@ def test_cli_trains_from_macro_patch_files_and_is_idempotent(tmp_path: Path, mon
     def no_training(*args: object, **kwargs: object) -> Encoder:
         raise AssertionError("retrained a finished model")
 
-    monkeypatch.setattr(train_mod, "train_encoder", no_training)
+    monkeypatch.setattr(train_job, "train_encoder", no_training)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    assert train_mod.main(["--spec", str(spec), "--out", str(out), str(tmp_path / "W" / "patches")]) == 0
+    assert train_job.main(["--spec", str(spec), "--out", str(out), str(tmp_path / "W" / "patches")]) == 0
     assert before == {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
 
@@ -210,14 +211,14 @@ def test_cli_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     spec.write_text("campaign: {name: t, workdir: W}\n")
     (tmp_path / "empty").mkdir()
     out = str(tmp_path / "enc")
-    assert train_mod.main(["--spec", str(spec), "--out", out, str(tmp_path / "empty")]) == 2
+    assert train_job.main(["--spec", str(spec), "--out", out, str(tmp_path / "empty")]) == 2
     assert "no patch files" in capsys.readouterr().err
-    assert train_mod.main(["--spec", str(spec), "--out", out]) == 2
-    assert train_mod.main(["--spec", str(spec), "--out", out, str(tmp_path / "nope.h5")]) == 2
+    assert train_job.main(["--spec", str(spec), "--out", out]) == 2
+    assert train_job.main(["--spec", str(spec), "--out", out, str(tmp_path / "nope.h5")]) == 2
     assert "no such patch file" in capsys.readouterr().err
-    assert train_mod.main(["--spec", str(tmp_path / "missing.yaml"), "--out", out, str(tmp_path / "empty")]) == 2
+    assert train_job.main(["--spec", str(tmp_path / "missing.yaml"), "--out", out, str(tmp_path / "empty")]) == 2
     (tmp_path / "bad.h5").write_text("not hdf5")
-    assert train_mod.main(["--spec", str(spec), "--out", out, str(tmp_path / "bad.h5")]) == 2
+    assert train_job.main(["--spec", str(spec), "--out", out, str(tmp_path / "bad.h5")]) == 2
     assert "cannot read patches" in capsys.readouterr().err
     assert not Encoder.exists(out)
 
@@ -233,7 +234,7 @@ def test_cli_reads_patch_files_written_by_write_patches(tmp_path: Path) -> None:
                       coarse=coarse, constellation_start=np.zeros(n + 1, np.int64), constellation_offsets_nm=np.zeros((0, 2)),
                       constellation_states=np.zeros(0, np.int64), constellation_ras_ids=np.zeros(0, np.int64))  # fmt: skip
         write_patches(tmp_path / "p", ps, native=False)
-    read, files = train_mod.read_coarse([tmp_path / "p"])
+    read, files = train_job.read_coarse([tmp_path / "p"])
     assert len(files) == 2 and read.shape == (24, 5, 5, 14)
     np.testing.assert_array_equal(read[12:], coarse)
 

@@ -9,7 +9,7 @@ import pytest
 
 from mummi.macro.frames import Frame, radial_profiles, read_frame, write_frame
 from mummi.macro.patches import extract_patches, read_patches, write_patches
-from mummi.workflow.spec import PatchSettings
+from mummi.core.spec import PatchSettings
 
 N, BOX = 60, 50.0  # spacing 0.833 nm, as at full scale
 H = BOX / N

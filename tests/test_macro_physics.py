@@ -8,7 +8,7 @@ import pytest
 from mummi.macro.frames import radial_profiles
 from mummi.macro.model import MacroModel
 from mummi.macro.params import N_CHANNELS, default_parameters, kt_kj_mol
-from mummi.workflow.spec import MacroSettings
+from mummi.core.spec import MacroSettings
 
 KT = kt_kj_mol(310.0)
 SPACING = 1000.0 / 1200.0

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from mummi.jobs import macro as macro_job
-from mummi.macro.driver import MacroLayout, MacroRun
+from mummi.core.layout import CampaignLayout
+from mummi.macro.driver import MacroRun
 from mummi.macro.frames import list_frames, read_frame
 from mummi.macro.model import MacroModel
 from mummi.macro.params import (
@@ -22,7 +23,8 @@ from mummi.macro.params import (
     write_parameters,
 )
 from mummi.macro.patches import list_patch_files, read_patches
-from mummi.workflow.spec import MacroSettings, load_spec
+from mummi.core.spec import MacroSettings
+from mummi.core.spec_loader import load_spec
 
 SPEC = {
     "campaign": {"name": "macro-test", "workdir": "W", "seed": 5},
@@ -100,42 +102,42 @@ def test_coupled_run_reloads_new_parameter_versions_and_stamps_frames(tmp_path: 
     run = MacroRun(spec, tmp_path / "W")
     run.run(until_ns=200.0)
     layout = run.layout
-    new = latest_parameters(layout.params)
+    new = latest_parameters(layout.macro_params)
     assert new is not None and new.version == 1
-    write_parameters(layout.params, new.replace(pmf_kj_mol=3 * new.pmf_kj_mol))
+    write_parameters(layout.macro_params, new.replace(pmf_kj_mol=3 * new.pmf_kj_mol))
     run.run(until_ns=400.0)
-    versions = [read_frame(f).param_version for f in list_frames(layout.frames)]
+    versions = [read_frame(f).param_version for f in list_frames(layout.macro_frames)]
     # t = 0..400 ns; v2 appeared after the reload point at 200 ns, is picked up at 300 ns and used from then on
     assert versions == [1, 1, 1, 1, 2]
     assert [read_patches(f, native=False).param_version for f in list_patch_files(layout.patches)] == versions
 
     uncoupled = MacroRun(spec, tmp_path / "U", coupled=False)
-    write_parameters(uncoupled.layout.params, new.replace(pmf_kj_mol=3 * new.pmf_kj_mol))  # version 2 appears
+    write_parameters(uncoupled.layout.macro_params, new.replace(pmf_kj_mol=3 * new.pmf_kj_mol))  # version 2 appears
     uncoupled.run(until_ns=200.0)
-    assert {read_frame(f).param_version for f in list_frames(uncoupled.layout.frames)} == {1}
+    assert {read_frame(f).param_version for f in list_frames(uncoupled.layout.macro_frames)} == {1}
 
 
 def test_macro_job_runs_resumes_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path)
     assert macro_job.main(["--spec", str(spec_path), "--workdir", str(tmp_path / "A"), "--until-ns", "600"]) == 0
-    a = MacroLayout(tmp_path / "A")
-    status = json.loads(a.status.read_text())
+    a = CampaignLayout(tmp_path / "A")
+    status = json.loads(a.macro_status.read_text())
     assert status["state"] == "done" and status["time_ns"] == 600.0
-    assert len(list_frames(a.frames)) == 7 and len(list_patch_files(a.patches)) == 7
+    assert len(list_frames(a.macro_frames)) == 7 and len(list_patch_files(a.patches)) == 7
     patches = read_patches(list_patch_files(a.patches)[-1])
     assert patches.coarse.shape == (4, 5, 5, 14) and patches.ids[0] == "f000000000600-r0000"
     # a finished job does nothing when run again
-    before = {p: p.stat().st_mtime_ns for p in a.frames.iterdir()}
+    before = {p: p.stat().st_mtime_ns for p in a.macro_frames.iterdir()}
     assert macro_job.main(["--spec", str(spec_path), "--workdir", str(tmp_path / "A"), "--until-ns", "600"]) == 0
-    assert before == {p: p.stat().st_mtime_ns for p in a.frames.iterdir()}
+    assert before == {p: p.stat().st_mtime_ns for p in a.macro_frames.iterdir()}
 
     # interrupted at 300 ns (a clean stop), then resumed: the same frames
     spec = load_spec(spec_path)
     stops = iter([False] * 15 + [True])
     assert MacroRun(spec, tmp_path / "B").run(600.0, should_stop=lambda: next(stops)) is False
     assert MacroRun(spec, tmp_path / "B").run(600.0) is True
-    b = MacroLayout(tmp_path / "B")
-    for fa, fb in zip(list_frames(a.frames), list_frames(b.frames), strict=True):
+    b = CampaignLayout(tmp_path / "B")
+    for fa, fb in zip(list_frames(a.macro_frames), list_frames(b.macro_frames), strict=True):
         x, y = read_frame(fa), read_frame(fb)
         assert x.time_ns == y.time_ns and np.array_equal(x.fields, y.fields) and np.array_equal(x.ras_positions_nm, y.ras_positions_nm)
 

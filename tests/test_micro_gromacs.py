@@ -13,7 +13,8 @@ from micro_helpers import copy_setup, job, kill_when, make_sim_dir, make_spec
 from mummi.adapters.gromacs import checkpoint_step
 from mummi.adapters.md_engine import open_universe
 from mummi.analysis.insitu import analyse_sim
-from mummi.jobs.simdir import DONE, INCOMPLETE, read_status
+from mummi.core.simdir import read_status
+from mummi.core.states import Outcome
 from mummi.jobs.sim import run_sim
 
 pytestmark = pytest.mark.external
@@ -37,14 +38,14 @@ def reference(tmp_path_factory):
     proc = subprocess.run(job("createsim", spec_path, sim_dir), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     setup = copy_setup(sim_dir, root / "setup" / sim_dir.name)
-    assert run_sim(spec, sim_dir) == DONE
+    assert run_sim(spec, sim_dir) == Outcome.DONE
     return spec, spec_path, sim_dir, setup, analyse_sim(sim_dir, spec)
 
 
 def test_createsim_minimises_and_equilibrates_a_bilayer(reference) -> None:
     _, _, sim_dir, _, _ = reference
     status = read_status(sim_dir, "createsim")
-    assert status["state"] == DONE and status["engine"] == "gromacs" and status["atoms"] == 3 + 3 * 200
+    assert status["state"] == Outcome.DONE and status["engine"] == "gromacs" and status["atoms"] == 3 + 3 * 200
     for stage in ("em", "eq", "md"):
         log = (sim_dir / f"{stage}.grompp.log").read_text()
         assert "WARNING" not in log, f"grompp warned for {stage}"
@@ -61,7 +62,7 @@ def test_sim_trajectory_and_analysis_counts(reference) -> None:
     _, _, sim_dir, _, counts = reference
     times = [ts.time for ts in open_universe(sim_dir / "eq.gro", sim_dir / "md.xtc").trajectory]
     np.testing.assert_allclose(times, np.arange(FRAMES) * 10.0)
-    assert counts.frames_done == FRAMES and read_status(sim_dir, "analysis")["state"] == DONE
+    assert counts.frames_done == FRAMES and read_status(sim_dir, "analysis")["state"] == Outcome.DONE
     assert counts.counts[:8].sum() > 0 and counts.counts[8:].sum() == 0  # the inner leaflet only (the default)
     assert np.all(counts.pair_density[:8] > 0)
 
@@ -78,10 +79,10 @@ def _assert_same_run(spec, sim_dir, reference) -> None:
 def test_sim_stops_cleanly_before_its_deadline_and_resumes(reference, tmp_path) -> None:
     spec, _, _, setup, _ = reference
     sim_dir = copy_setup(setup, tmp_path / "sims" / setup.name)
-    assert run_sim(spec, sim_dir, deadline=time.time() + 0.5) == INCOMPLETE  # mdrun -maxh stops at a checkpoint
-    assert read_status(sim_dir, "sim")["state"] == INCOMPLETE
+    assert run_sim(spec, sim_dir, deadline=time.time() + 0.5) == Outcome.INCOMPLETE  # mdrun -maxh stops at a checkpoint
+    assert read_status(sim_dir, "sim")["state"] == Outcome.INCOMPLETE
     assert 0 < checkpoint_step("gmx", sim_dir / "md.cpt") < 20_000
-    assert run_sim(spec, sim_dir) == DONE
+    assert run_sim(spec, sim_dir) == Outcome.DONE
     _assert_same_run(spec, sim_dir, reference)
 
 

@@ -5,18 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mummi.adapters.membrane import (
-    CHANNEL_NAMES,
-    N_CHANNELS,
-    N_INNER,
-    PatchInput,
-    build_membrane,
-    compositions,
-    lipid_counts,
-    randomised_round,
-    read_patch_input,
-    write_patch_input,
-)
+from mummi.adapters.membrane import build_membrane, compositions, lipid_counts, randomised_round
+from mummi.core.lipids import CHANNEL_NAMES, N_CHANNELS, N_INNER
+from mummi.core.patch_input import PatchInput, read_patch_input, write_patch_input
 
 
 def test_channels_are_the_patch_channels() -> None:
@@ -63,15 +54,15 @@ def test_membrane_places_lipids_in_their_cells_and_ras_at_centre_and_offsets() -
 
 def test_patch_input_round_trip_and_validation(tmp_path) -> None:
     coarse = np.random.default_rng(3).random((5, 5, 14)).astype(np.float32)
-    path = write_patch_input(tmp_path / "patch_input.npz", "patch-9", coarse, [[1.0, 2.0]], [3], central_state=1)
+    path = write_patch_input(tmp_path / "patch_input.npz", PatchInput("patch-9", coarse, [[1.0, 2.0]], [3], central_state=1))
     patch = read_patch_input(path)
     assert patch.patch_id == "patch-9" and patch.central_state == 1
     np.testing.assert_allclose(patch.coarse, coarse)
     np.testing.assert_allclose(patch.offsets_nm, [[1.0, 2.0]])
     with pytest.raises(ValueError, match="shape"):
-        write_patch_input(tmp_path / "bad.npz", "x", np.ones((5, 5, 13)), np.zeros((0, 2)), [])
+        write_patch_input(tmp_path / "bad.npz", PatchInput("x", np.ones((5, 5, 13)), np.zeros((0, 2)), []))
     with pytest.raises(ValueError, match="states"):
-        write_patch_input(tmp_path / "bad.npz", "x", coarse, [[0.0, 0.0]], [])
+        write_patch_input(tmp_path / "bad.npz", PatchInput("x", coarse, [[0.0, 0.0]], []))
     with pytest.raises(ValueError, match="non-negative"):
-        write_patch_input(tmp_path / "bad.npz", "x", -coarse, np.zeros((0, 2)), [])
+        write_patch_input(tmp_path / "bad.npz", PatchInput("x", -coarse, np.zeros((0, 2)), []))
     assert not (tmp_path / "bad.npz").exists()

@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 from micro_helpers import copy_setup, job, kill_when, make_sim_dir, make_spec
 
-from mummi.adapters.membrane import CHANNEL_NAMES, N_CHANNELS, PatchInput, build_membrane
+from mummi.core.lipids import CHANNEL_NAMES, N_CHANNELS
+from mummi.core.patch_input import PatchInput
+from mummi.adapters.membrane import build_membrane
 from mummi.adapters.mock_md import CHECKPOINT, KB_KJ_MOL_K, TRUTH_FILE, MockEngine, truth_potentials
 from mummi.analysis.insitu import analyse_sim
 from mummi.analysis.rdf import gr_from_counts
 from mummi.jobs.createsim import run_createsim
-from mummi.jobs.simdir import DONE, EXIT_INCOMPLETE, INCOMPLETE, read_status
+from mummi.core.simdir import read_status
+from mummi.core.exit_codes import EXIT_RESUMABLE
+from mummi.core.states import Outcome
 from mummi.jobs.sim import run_sim
 
 KT = KB_KJ_MOL_K * 310.0
@@ -70,7 +74,7 @@ def test_dilute_limit_rdf_converges_to_boltzmann_profile_of_the_truth(tmp_path) 
     )
     sim_dir = make_sim_dir(tmp_path / "w", coarse=np.ones((5, 5, 14)))
     run_createsim(spec, sim_dir)
-    assert run_sim(spec, sim_dir) == DONE
+    assert run_sim(spec, sim_dir) == Outcome.DONE
     counts = analyse_sim(sim_dir, spec)
     assert counts.frames_done == 2000
     edges = counts.edges_nm[::5]
@@ -97,7 +101,7 @@ def reference(tmp_path_factory):
     sim_dir = make_sim_dir(root / "w")
     run_createsim(spec, sim_dir)
     setup = copy_setup(sim_dir, root / "setup" / sim_dir.name)
-    assert run_sim(spec, sim_dir) == DONE
+    assert run_sim(spec, sim_dir) == Outcome.DONE
     return spec, spec_path, sim_dir, setup, analyse_sim(sim_dir, spec)
 
 
@@ -118,17 +122,17 @@ def test_killed_sim_restarts_from_checkpoint_without_gap_or_duplicate(reference,
         assert 0 < int(state["frame"]) < 300, "the kill must land mid-run"
     assert read_status(sim_dir, "sim") is None
     assert subprocess.run(job("sim", spec_path, sim_dir), capture_output=True).returncode == 0
-    assert read_status(sim_dir, "sim")["state"] == DONE
+    assert read_status(sim_dir, "sim")["state"] == Outcome.DONE
     _assert_same_run(spec, sim_dir, reference)
 
 
 def test_deadline_stops_cleanly_and_the_rerun_finishes(reference, tmp_path) -> None:
     spec, spec_path, _, setup, _ = reference
     sim_dir = copy_setup(setup, tmp_path / "sims" / setup.name)
-    assert subprocess.run(job("sim", spec_path, sim_dir, "--walltime-min", "1"), capture_output=True).returncode == EXIT_INCOMPLETE
-    assert read_status(sim_dir, "sim")["state"] == INCOMPLETE  # margin 5 min > walltime: stop at once
+    assert subprocess.run(job("sim", spec_path, sim_dir, "--walltime-min", "1"), capture_output=True).returncode == EXIT_RESUMABLE
+    assert read_status(sim_dir, "sim")["state"] == Outcome.INCOMPLETE  # margin 5 min > walltime: stop at once
     run_sim(spec, sim_dir, deadline=time.time() + 0.5)  # most likely stops mid-run; any stop must resume exactly
-    assert run_sim(spec, sim_dir) == DONE
+    assert run_sim(spec, sim_dir) == Outcome.DONE
     _assert_same_run(spec, sim_dir, reference)
 
 

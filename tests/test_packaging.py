@@ -37,7 +37,7 @@ def test_wheel_holds_every_package_and_the_specs(wheel):
 def test_installed_wheel_imports_and_finds_its_default_spec(wheel, tmp_path):
     zipfile.ZipFile(wheel).extractall(tmp_path)
     code = (
-        "import mummi, mummi.workflow.spec as s;"
+        "import mummi, mummi.core.spec as s;"
         "print(mummi.__file__); print(s.load_spec(s.default_spec_path()).campaign.name)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)},

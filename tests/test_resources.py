@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mummi.workflow.resources import ResourcePolicy
-from mummi.workflow.spec import CampaignSpec
+from mummi.core.resources import ResourcePolicy
+from mummi.core.spec import CampaignSpec
 
 
 def spec(**sections) -> CampaignSpec:

@@ -8,7 +8,7 @@ import pytest
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.index import brute_knn, make_index
 from mummi.sampler.streams import MixtureStream
-from mummi.workflow.spec import SamplerSettings
+from mummi.core.spec import SamplerSettings
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])

@@ -15,7 +15,7 @@ from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.history import read_history
 from mummi.sampler.streams import MixtureStream
-from mummi.workflow.spec import SamplerSettings
+from mummi.core.spec import SamplerSettings
 
 SETTINGS = SamplerSettings(k=5, candidate_cap=120, warmup=3)
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from mummi.sampler.brute import BruteForceSampler
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.streams import MixtureStream
-from mummi.workflow.spec import SamplerSettings
+from mummi.core.spec import SamplerSettings
 
 
 def run_both(dim: int, k: int, cap: int, warmup: int, seed: int, steps: list[tuple[np.ndarray, int]]):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mummi.sampler.dynim import DynimSampler, SamplerInputError
-from mummi.workflow.spec import SamplerSettings
+from mummi.core.spec import SamplerSettings
 
 SETTINGS = SamplerSettings(k=3, candidate_cap=20, warmup=1)
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mummi.workflow.states import JobState, PatchState, SimState
+from mummi.core.states import JobState, PatchState, SimState
 from mummi.workflow.store import SCHEMA_VERSION, StateStore, StoreError
 
 
@@ -21,7 +21,7 @@ def store(tmp_path):
 def test_new_store_is_wal_and_at_the_current_schema(store):
     assert store.schema_version == SCHEMA_VERSION
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [e["kind"] for e in store.events()] == ["store.migrated"] * SCHEMA_VERSION
+    assert [e.kind for e in store.events()] == ["store.migrated"] * SCHEMA_VERSION
 
 
 def test_reopening_does_not_migrate_again(tmp_path):
@@ -62,7 +62,7 @@ def test_job_lifecycle_and_retry_counts_attempts(store):
     retried = store.set_job_state(job, JobState.PENDING)
     assert retried.attempt == 2
     assert [j.id for j in store.jobs(states=[JobState.PENDING], kind="sim")] == [job]
-    moves = [(e["subject"], e["kind"]) for e in store.events("job.state")]
+    moves = [(e.subject, e.kind) for e in store.events("job.state")]
     assert moves == [(str(job), "job.state")] * 4
 
 
@@ -120,7 +120,7 @@ def test_feedback_rounds_open_and_close(store):
     with pytest.raises(StoreError, match="not open"):
         store.finish_feedback_round(r1, parameter_version=2, distance=0.2)
     assert store.start_feedback_round(n_sims=16) == 2
-    assert [r["round"] for r in store.feedback_rounds()] == [1, 2]
+    assert [r.round for r in store.feedback_rounds()] == [1, 2]
 
 
 def test_a_reader_in_another_process_sees_committed_state_while_a_writer_holds_the_store(store):

@@ -1,12 +1,4 @@
-"""The campaign directory: its layout, and creating, resuming or replacing one.
-
-Layout (DESIGN.md, "Campaign directory")::
-
-    WORKDIR/
-      campaign.db     state store
-      campaign.yaml   the resolved spec of the latest run
-      macro/ patches/ sampler/ sims/ feedback/ logs/
-"""
+"""Creating, resuming or replacing the campaign in a workdir (its layout is :mod:`mummi.core.layout`)."""
 
 from __future__ import annotations
 
@@ -14,76 +6,28 @@ import hashlib
 import logging
 import shutil
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from mummi import __version__
-from mummi.workflow.atomic import atomic_write_text
-from mummi.workflow.spec import CampaignSpec
+from mummi.core.atomic import atomic_write_text
+from mummi.core.layout import DB_NAME, SPEC_NAME, SUBDIRS, CampaignLayout
+from mummi.core.spec import CampaignSpec
 from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
-
-SUBDIRS = ("macro", "patches", "sampler", "sims", "feedback", "logs")
-DB_NAME = "campaign.db"
-SPEC_NAME = "campaign.yaml"
 
 
 class CampaignError(Exception):
     """The workdir cannot be used as asked (an existing campaign, another campaign's folder)."""
 
 
-@dataclass(frozen=True)
-class CampaignDir:
-    root: Path
-
-    @property
-    def db(self) -> Path:
-        return self.root / DB_NAME
-
-    @property
-    def spec_copy(self) -> Path:
-        return self.root / SPEC_NAME
-
-    @property
-    def macro(self) -> Path:
-        return self.root / "macro"
-
-    @property
-    def patches(self) -> Path:
-        return self.root / "patches"
-
-    @property
-    def sampler(self) -> Path:
-        return self.root / "sampler"
-
-    @property
-    def sims(self) -> Path:
-        return self.root / "sims"
-
-    @property
-    def feedback(self) -> Path:
-        return self.root / "feedback"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    def sim(self, sim_id: str) -> Path:
-        return self.sims / sim_id
-
-    def holds_campaign(self) -> bool:
-        return self.db.is_file()
-
-
-def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> tuple[CampaignDir, StateStore, bool]:
+def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> tuple[CampaignLayout, StateStore, bool]:
     """Create the campaign in ``spec.campaign.workdir`` or reopen the one there.
 
     Returns the directory, the open store and whether an existing campaign is resumed.
     ``fresh`` starts over and refuses to touch an existing campaign unless ``force``,
     in which case only the campaign's own files are removed.
     """
-    cdir = CampaignDir(spec.campaign.workdir)
+    cdir = CampaignLayout(spec.campaign.workdir)
     if cdir.root.exists() and not cdir.root.is_dir():
         raise CampaignError(f"{cdir.root}: campaign.workdir exists and is not a directory; choose another workdir")
     resuming = cdir.holds_campaign()
@@ -96,9 +40,7 @@ def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> 
         _remove_campaign(cdir)
         resuming = False
 
-    cdir.root.mkdir(parents=True, exist_ok=True)
-    for sub in SUBDIRS:
-        (cdir.root / sub).mkdir(exist_ok=True)
+    cdir.create()
     store = StateStore(cdir.db)
     spec_text = spec.to_yaml()
     digest = hashlib.sha256(spec_text.encode()).hexdigest()
@@ -130,7 +72,7 @@ def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> 
     return cdir, store, resuming
 
 
-def _remove_campaign(cdir: CampaignDir) -> None:
+def _remove_campaign(cdir: CampaignLayout) -> None:
     log.warning("removing the existing campaign in %s (--fresh --force)", cdir.root)
     for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", SPEC_NAME):
         (cdir.root / name).unlink(missing_ok=True)

@@ -1,14 +1,8 @@
 """Command-line entry points: ``mummi-run`` and ``mummi-status``.
 
-Exit codes of ``mummi-run``:
-
-==  ==========================================================================
-0   the campaign finished (or ``--validate``: the spec is valid)
-1   the campaign failed; the log says why
-2   bad usage or an invalid spec; nothing was written
-3   the workdir cannot be used as asked (e.g. ``--fresh`` on an existing campaign)
-75  stopped early but resumable (end of allocation, SIGTERM): run it again
-==  ==========================================================================
+Exit codes are those of :mod:`mummi.core.exit_codes`. Every check that can refuse
+a spec runs when it is loaded, so ``--validate`` and a run refuse the same specs,
+and a refused spec leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -20,13 +14,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from mummi.workflow.spec import CampaignSpec, SpecError, load_spec
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_WORKDIR = 3
-EXIT_RESUMABLE = 75  # sysexits.h EX_TEMPFAIL: "try again later"
+from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE, EXIT_WORKDIR
+from mummi.core.spec import CampaignSpec
+from mummi.core.spec_loader import SpecError, load_spec
 
 log = logging.getLogger("mummi.run")
 
@@ -62,11 +52,14 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     if args.validate:
         sys.stdout.write(f"# {args.spec}: valid. Resolved settings:\n{spec.to_yaml()}")
         return EXIT_OK
-    return _run_campaign(spec, fresh=args.fresh, force=args.force, dry_run=args.dry_run)
+    return _run_campaign(spec, fresh=args.fresh, force=args.force)
 
 
-def _run_campaign(spec: CampaignSpec, *, fresh: bool, force: bool, dry_run: bool) -> int:
+def _run_campaign(spec: CampaignSpec, *, fresh: bool, force: bool) -> int:
+    from mummi.adapters.backend import BackendError
     from mummi.workflow.campaign import CampaignError, prepare
+    from mummi.workflow.coordinator import run_campaign
+    from mummi.workflow.progress import summary
 
     try:
         cdir, store, resuming = prepare(spec, fresh=fresh, force=force)
@@ -74,15 +67,9 @@ def _run_campaign(spec: CampaignSpec, *, fresh: bool, force: bool, dry_run: bool
         sys.stderr.write(f"mummi-run: {err}\n")
         return EXIT_WORKDIR
     log.info("%s campaign %r in %s", "resuming" if resuming else "created", spec.campaign.name, cdir.root)
-    from mummi.workflow.coordinator import run_campaign
-
-    from mummi.workflow.progress import summary
-
-    from mummi.adapters.backend import BackendError
-
     with store:
         try:
-            code = run_campaign(spec, cdir, store, resuming=resuming, dry_run=dry_run)
+            code = run_campaign(spec, cdir, store)
         except BackendError as err:
             sys.stderr.write(f"mummi-run: {err}\n")
             return EXIT_USAGE

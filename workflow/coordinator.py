@@ -9,7 +9,7 @@ pre-campaign macro run and the encoder training) are jobs too.
 
 Near the end of the allocation, or on SIGTERM, the coordinator stops starting
 work, cancels its jobs (sims stop at their checkpoints), checkpoints the sampler
-and exits with :data:`~mummi.workflow.cli.EXIT_RESUMABLE`.
+and exits with :data:`~mummi.core.exit_codes.EXIT_RESUMABLE`.
 """
 
 from __future__ import annotations
@@ -18,44 +18,44 @@ import logging
 import signal
 import time
 
-from mummi.adapters.backend import Backend, BackendError
+from mummi.adapters.backend import Backend, make_backend
+from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
+from mummi.core.layout import CampaignLayout
+from mummi.core.patch_input import PatchInput
+from mummi.core.resources import ResourcePolicy
+from mummi.core.spec import CampaignSpec
+from mummi.core.states import SIM_STAGES, JobKind, JobState, SimState
 from mummi.workflow import macro_link, pretrain
-from mummi.workflow.campaign import CampaignDir
-from mummi.workflow.cli import EXIT_OK, EXIT_RESUMABLE
 from mummi.workflow.feedback_stage import FeedbackStage
 from mummi.workflow.ingest import Ingest
 from mummi.workflow.jobrunner import Finished, JobRunner
 from mummi.workflow.micro import MicroPipeline
 from mummi.workflow.progress import Progress
-from mummi.workflow.resources import ResourcePolicy
-from mummi.workflow.spec import CampaignSpec
-from mummi.workflow.states import JobState, SimState
 from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
 
-MACRO = "macro"
-
-
-def make_backend(spec: CampaignSpec, cdir: CampaignDir) -> Backend:
-    """The scheduler backend the spec names."""
-    r = spec.resources
-    if r.backend == "local":
-        from mummi.adapters.local import LocalBackend
-
-        walltime = None if r.allocation_walltime_min is None else 60 * r.allocation_walltime_min
-        return LocalBackend(cdir.logs / "local-backend", cores=r.cores_per_node - r.wfm_cores, gpus=r.gpus_per_node, walltime_s=walltime)
-    raise BackendError(f"resources.backend {r.backend!r} is not available in this version of mummi; use 'local' (or --dry-run)")
+RESUMABLE_REASONS = ("allocation ending", "SIGTERM", "SIGINT")
 
 
 class Coordinator:
-    def __init__(self, spec: CampaignSpec, cdir: CampaignDir, store: StateStore, backend: Backend) -> None:
+    """The campaign loop: one turn after another until a stop condition, the allocation's end or a signal.
+
+    Owns the order of things within a turn, the macro job, the stop conditions
+    and the wall-time bookkeeping; hands the micro scale to :class:`MicroPipeline`,
+    the sampler to :class:`Ingest`, feedback rounds to :class:`FeedbackStage` and
+    every job to :class:`JobRunner`. It never waits on a job (only sleeps between
+    turns), never runs science itself, and never talks to a scheduler except
+    through the backend.
+    """
+
+    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, backend: Backend) -> None:
         self.spec, self.cdir, self.store, self.backend = spec, cdir, store, backend
         self.policy = ResourcePolicy.from_spec(spec)
         self.runner = JobRunner(store, backend)
         self.micro = MicroPipeline(spec, cdir, store, self.runner, self.policy)
-        self.ingest = None  # built once the encoder exists
-        self.feedback = None
+        self.ingest: Ingest | None = None  # built once the encoder exists
+        self.feedback: FeedbackStage | None = None
         self._started = time.monotonic()
         self._wall_before = float(store.get_meta("wall_s", 0.0))
         self._last_checkpoint = time.monotonic()
@@ -116,13 +116,14 @@ class Coordinator:
         return True
 
     def _ensure_macro(self) -> None:
-        if self.runner.active(MACRO):
+        if self.runner.active(JobKind.MACRO):
             return
-        done = self.store.jobs(states=[JobState.DONE], kind=MACRO)
+        done = self.store.jobs(states=[JobState.DONE], kind=JobKind.MACRO)
         if done:
             return
-        command = pretrain.macro_command(self.spec, self.cdir, self.cdir.root, until_ns=None, uncoupled=False)
-        self.runner.submit(MACRO, MACRO, command, self.spec.macro.resources, self.cdir.macro, self.cdir.logs / "macro.log")
+        command = pretrain.macro_command(self.spec, self.cdir, self.cdir, until_ns=None, uncoupled=False)
+        self.runner.submit(JobKind.MACRO, JobKind.MACRO.value, command, self.spec.macro.resources, self.cdir.macro,
+                           self.cdir.logs / "macro.log")
 
     # ----------------------------------------------------------- selection
     def _select(self) -> None:
@@ -133,18 +134,17 @@ class Coordinator:
         picks = self.ingest.select(want, first)
         log.info("selected %d patches (%s)", len(picks), ", ".join(s for _, s in picks))
 
-    def _patch_of(self, patch_id: str) -> tuple:
-        patch = macro_link.patch_for_sim(self.store.patch_file(patch_id), patch_id)
-        return patch.coarse, patch.offsets_nm, patch.states, patch.central_state
+    def _patch_of(self, patch_id: str) -> PatchInput:
+        return macro_link.patch_input(self.store.patch_file(patch_id), patch_id)
 
     # ------------------------------------------------------------- finished
     def _on_finished(self, done: Finished) -> None:
         kind = done.job.kind
-        if kind in ("createsim", "sim", "analysis"):
+        if kind in SIM_STAGES:
             self.micro.on_finished(done)
-        elif kind in (MACRO, pretrain.PRECAMPAIGN, pretrain.TRAIN) and done.status.state is JobState.FAILED:
+        elif done.status.state is JobState.FAILED:  # the macro model, the pre-campaign or the training
             if not self.runner.retry(done.job, self.spec.createsim.retry):
-                self._stop_signal = f"{kind} job failed; log: {done.job.log_path}"
+                self._stop_signal = f"{kind.value} job failed; log: {done.job.log_path}"
 
     # ---------------------------------------------------------------- stop
     def _stop_reason(self) -> str | None:
@@ -158,7 +158,8 @@ class Coordinator:
             return f"macro model reached {macro_ns / 1000:.2f} µs"
         if stop.wall_time_h is not None and self._wall_s() >= 3600 * stop.wall_time_h:
             return f"wall time {stop.wall_time_h} h used"
-        if stop.feedback_rounds is not None and len([r for r in self.store.feedback_rounds() if r["finished_at"]]) >= stop.feedback_rounds:
+        rounds = stop.feedback_rounds
+        if rounds is not None and sum(r.finished for r in self.store.feedback_rounds()) >= rounds:
             return f"{stop.feedback_rounds} feedback rounds done"
         return None
 
@@ -167,7 +168,7 @@ class Coordinator:
         return left is not None and left < 60 * self.spec.checkpoint.end_margin_min
 
     def _finish(self, reason: str) -> int:
-        resumable = reason in ("allocation ending", "SIGTERM", "SIGINT")
+        resumable = reason in RESUMABLE_REASONS
         log.info("stopping: %s", reason)
         self.store.record_event("campaign.stopping", None, reason=reason, resumable=resumable)
         if resumable:
@@ -175,7 +176,7 @@ class Coordinator:
         else:
             # The analyses of finished sims are finishing their last frames: let them.
             done = {sel.sim_id for sel in self.store.selections([SimState.DONE])}
-            self.runner.cancel_all(keep=lambda job: job.kind == "analysis" and job.subject in done)
+            self.runner.cancel_all(keep=lambda job: job.kind is JobKind.ANALYSIS and job.subject in done)
         self._drain()
         if self.ingest is not None:
             self.ingest.checkpoint()
@@ -216,7 +217,7 @@ class Coordinator:
             signal.signal(signum, on_signal)
 
 
-def run_campaign(spec: CampaignSpec, cdir: CampaignDir, store: StateStore, *, resuming: bool, dry_run: bool) -> int:
+def run_campaign(spec: CampaignSpec, cdir: CampaignLayout, store: StateStore) -> int:
     """Run (or resume) the campaign; returns the process exit code."""
     backend = make_backend(spec, cdir)
     try:

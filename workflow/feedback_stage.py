@@ -18,21 +18,30 @@ from pathlib import Path
 import numpy as np
 
 from mummi.analysis.feedback import correction_on, gr_distance, gr_rms, ibi_correction, rebin, weighted_gr
-from mummi.adapters.membrane import CHANNEL_NAMES
+from mummi.analysis.feedback_plot import plot_feedback
 from mummi.analysis.rdf import RDFCounts
-from mummi.jobs import simdir
+from mummi.core import simdir
+from mummi.core.atomic import atomic_savez
+from mummi.core.layout import CampaignLayout
+from mummi.core.spec import CampaignSpec
+from mummi.core.states import SimState
 from mummi.workflow import macro_link
-from mummi.workflow.atomic import atomic_write
-from mummi.workflow.campaign import CampaignDir
-from mummi.workflow.spec import CampaignSpec
-from mummi.workflow.states import SimState
+from mummi.workflow.ingest import Ingest
 from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
 
 
 class FeedbackStage:
-    def __init__(self, spec: CampaignSpec, cdir: CampaignDir, store: StateStore, ingest) -> None:
+    """Feedback rounds: when one is due, the weighted MD g(r) against the macro model's, a new parameter version.
+
+    Owns the feedback rounds in the store and the ``feedback/`` folder. It reads the
+    sims' RDF counts and the sampler's weights, and writes parameter versions the
+    macro model picks up at its next reload point; it never talks to the macro job
+    or any other job, and never changes a sim's state.
+    """
+
+    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, ingest: Ingest) -> None:
         self.spec, self.cdir, self.store, self.ingest = spec, cdir, store, ingest
         self._last_time = time.monotonic()
 
@@ -50,7 +59,7 @@ class FeedbackStage:
             return
         sims = self._sims_with_counts()
         rounds = self.store.feedback_rounds()
-        last_n = rounds[-1]["n_sims"] if rounds else 0
+        last_n = rounds[-1].n_sims if rounds else 0
         due = len(sims) >= max(fb.min_sims, last_n + fb.interval_sims)
         if fb.interval_s is not None and len(sims) >= fb.min_sims and time.monotonic() - self._last_time >= fb.interval_s:
             due = True
@@ -78,60 +87,23 @@ class FeedbackStage:
         step[channels] = ibi_correction(g_macro[channels], g_md[channels], self.spec.macro.temperature_K, fb.damping)
         pmf = params.pmf_kj_mol + correction_on(params.pmf_r_nm, r_nm, step)[None]
         new_version = macro_link.write_pmf(self.cdir, params, pmf)
-        self._save_round(round_no, r_nm, g_macro, g_md, params.pmf_kj_mol, pmf, distance, version, new_version)
+        atomic_savez(self.cdir.feedback_round(round_no), r_nm=r_nm, g_macro=g_macro, g_md=g_md,
+                     potentials_before=params.pmf_kj_mol, potentials_after=pmf, distance=distance,
+                     parameter_version=version, new_parameter_version=new_version)
         self.store.finish_feedback_round(round_no, new_version, distance, from_version=version, sims=[s for s, _, _ in sims],
                                          g_rms=gr_rms(g_macro, g_md, r_nm, channels))
         log.info("feedback round %d: %d sims, g(r) distance %.4f kT at parameter version %d -> version %d",
                  round_no, len(sims), distance, version, new_version)
         self.plot()
 
-    def _save_round(self, round_no, r_nm, g_macro, g_md, v_old, v_new, distance, version, new_version) -> None:
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, r_nm=r_nm, g_macro=g_macro, g_md=g_md, potentials_before=v_old, potentials_after=v_new,
-                         distance=distance, parameter_version=version, new_parameter_version=new_version)
-
-        atomic_write(self.cdir.feedback / f"round-{round_no:03d}.npz", write)
-
     def distances(self) -> list[float]:
-        return [r["distance"] for r in self.store.feedback_rounds() if r["finished_at"] is not None]
+        return [r.distance for r in self.store.feedback_rounds() if r.finished and r.distance is not None]
 
     def plot(self) -> Path | None:
         """Macro vs MD g(r), first round against the latest, and the distance per round."""
-        files = sorted(self.cdir.feedback.glob("round-*.npz"))
-        if not files:
-            return None
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        first, last = (dict(np.load(f, allow_pickle=False)) for f in (files[0], files[-1]))
+        rounds = sorted(self.cdir.feedback.glob("round-*.npz"))
         channels = macro_link.feedback_channels(self.spec)
-        cols = 5
-        rows = -(-(len(channels) + 1) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.8 * rows), squeeze=False)
-        axes = axes.ravel()
-        for ax, c in zip(axes, channels):
-            ax.plot(last["r_nm"], last["g_md"][c], "k-", lw=2, label="MD (DynIm-weighted)")
-            ax.plot(first["r_nm"], first["g_macro"][c], "C3--", label="macro, initial")
-            ax.plot(last["r_nm"], last["g_macro"][c], "C0-", label=f"macro, round {len(files)}")
-            ax.set_title(CHANNEL_NAMES[c], fontsize=9)
-            ax.set_xlabel("r (nm)")
-        axes[0].set_ylabel("g(r)")
-        axes[0].legend(fontsize=7)
-        d = [float(np.load(f)["distance"]) for f in files]
-        ax = axes[len(channels)]
-        ax.plot(range(len(d)), d, "o-")
-        ax.set_xlabel("feedback rounds applied")
-        ax.set_ylabel("RMS ln(g_macro/g_MD) (kT)")
-        for ax in axes[len(channels) + 1 :]:
-            ax.axis("off")
-        fig.tight_layout()
-        out = self.cdir.feedback / "feedback.png"
-        atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-        plt.close(fig)
-        return out
+        return plot_feedback(rounds, channels, self.cdir.feedback / "feedback.png")
 
     def final_report(self) -> None:
         path = self.plot()

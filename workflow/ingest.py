@@ -19,12 +19,13 @@ from typing import Any
 import numba
 import numpy as np
 
+from mummi.core.atomic import atomic_savez
+from mummi.core.layout import CampaignLayout
+from mummi.core.spec import CampaignSpec
+from mummi.core.states import PatchState
 from mummi.macro.patches import list_patch_files, read_patches
 from mummi.sampler.dynim import DynimSampler, Selection
-from mummi.workflow.atomic import atomic_write
-from mummi.workflow.campaign import CampaignDir
-from mummi.workflow.spec import CampaignSpec
-from mummi.workflow.states import PatchState
+from mummi.sampler.encoder import Encoder
 from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,17 @@ class ReplayError(Exception):
 
 
 class Ingest:
-    """Owns the sampler and the link between patch files, the store and the sampler."""
+    """Patch files to candidates, and candidates to selections: the sampler and its log.
 
-    def __init__(self, spec: CampaignSpec, cdir: CampaignDir, store: StateStore, encoder: Any) -> None:
+    Owns the DynIm sampler, the latent caches, the patch rows and selections in
+    the store, and the sampler's checkpoints; after a restart it replays the
+    store's log onto the last checkpoint. It never starts a job and never decides
+    how many patches to select (the coordinator asks).
+    """
+
+    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, encoder: Encoder) -> None:
         self.spec, self.cdir, self.store, self.encoder = spec, cdir, store, encoder
-        self.latents_dir = cdir.patches / "latents"
+        self.latents_dir = cdir.latents
         self.latents_dir.mkdir(parents=True, exist_ok=True)
         if spec.resources.wfm_cores:  # the sampler's compiled loops stay on the coordinator's cores
             numba.set_num_threads(min(spec.resources.wfm_cores, numba.config.NUMBA_NUM_THREADS))
@@ -75,12 +82,7 @@ class Ingest:
     def _encode_once(self, path: Path, ids: list[str], coarse: np.ndarray) -> np.ndarray:
         """Latents of a patch file, computed once and kept beside it so a replay sees the same numbers."""
         latents = np.ascontiguousarray(self.encoder.encode(coarse), dtype=np.float32)
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, ids=np.array(ids, dtype=str), latents=latents)
-
-        atomic_write(self._cache(path), write)
+        atomic_savez(self._cache(path), ids=np.array(ids, dtype=str), latents=latents)
         return latents
 
     # ---------------------------------------------------------------- select
@@ -109,7 +111,7 @@ class Ingest:
 
     def _recover(self) -> DynimSampler:
         saved = self.store.get_meta("sampler_checkpoint")
-        history = self.cdir.sampler / "history.csv"
+        history = self.cdir.sampler_history
         if saved is None:
             sampler = DynimSampler(self.spec.encoder.latent_dim, self.spec.sampler, seed=self.spec.campaign.seed, history=history)
             since = 0
@@ -118,13 +120,12 @@ class Ingest:
             since = saved["event_id"]
         replayed = 0
         for event in self.store.events([ADD, SELECT], since_id=since):
-            data = json.loads(event["data"])
-            if event["kind"] == ADD:
-                self._replay_add(sampler, self.cdir.patches / event["subject"])
+            if event.kind == ADD:
+                self._replay_add(sampler, self.cdir.patches / str(event.subject))
             else:
-                got = [p.id for p in sampler.select(data["n"])]
-                if got != data["ids"]:
-                    raise ReplayError(f"replayed selection {got} differs from the recorded {data['ids']}")
+                got = [p.id for p in sampler.select(event.data["n"])]
+                if got != event.data["ids"]:
+                    raise ReplayError(f"replayed selection {got} differs from the recorded {event.data['ids']}")
             replayed += 1
         if replayed:
             log.info("replayed %d sampler operations recorded after its last checkpoint", replayed)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from mummi.adapters.backend import Backend, JobSpec, JobStatus
-from mummi.workflow.spec import JobResources, RetrySettings
-from mummi.workflow.states import JobState
+from mummi.core.spec import JobResources, RetrySettings
+from mummi.core.states import JobKind, JobState
 from mummi.workflow.store import JobRecord, StateStore
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,14 @@ class Finished:
 
 
 class JobRunner:
+    """Jobs between the store and the backend: submit, poll, re-attach, retry with backoff, cancel.
+
+    Owns the job rows of the store and the backoff timers; records every change
+    before acting on it. It never decides what a job's end means for the campaign
+    (its callers do, from the :class:`Finished` records it returns) and never waits
+    for a job.
+    """
+
     def __init__(self, store: StateStore, backend: Backend, clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.backend = store, backend
         self._clock = clock
@@ -40,7 +48,7 @@ class JobRunner:
     # ------------------------------------------------------------- submit
     def submit(
         self,
-        kind: str,
+        kind: JobKind,
         subject: str | None,
         command: Sequence[str],
         resources: JobResources,
@@ -55,11 +63,11 @@ class JobRunner:
 
     def _hand_over(self, job: JobRecord, env: Mapping[str, str] | None = None) -> None:
         spec = JobSpec(
-            name=f"{job.kind}-{job.subject or job.id}-a{job.attempt}",
+            name=f"{job.kind.value}-{job.subject or job.id}-a{job.attempt}",
             command=tuple(job.command),
             resources=JobResources.model_validate(job.resources),
             workdir=Path(job.workdir or "."),
-            log_path=Path(job.log_path or f"{job.kind}-{job.id}.log"),
+            log_path=Path(job.log_path or f"{job.kind.value}-{job.id}.log"),
             env=dict(env or {}),
         )
         (backend_id,) = self.backend.submit([spec])
@@ -126,5 +134,5 @@ class JobRunner:
         jobs = [j for j in self.store.jobs(states=ACTIVE) if not keep(j)]
         self.backend.cancel([j.backend_id for j in jobs if j.backend_id])
 
-    def active(self, kind: str | None = None) -> list[JobRecord]:
+    def active(self, kind: JobKind | None = None) -> list[JobRecord]:
         return self.store.jobs(states=[*ACTIVE, JobState.PENDING], kind=kind)

@@ -6,52 +6,39 @@ the coordinator and the feedback stay independent of the model's internals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mummi.adapters.membrane import CHANNEL_NAMES, N_INNER
+from mummi.core.layout import CampaignLayout
+from mummi.core.lipids import leaflet_channels
+from mummi.core.patch_input import PatchInput
+from mummi.core.spec import CampaignSpec
 from mummi.macro import frames as macro_frames
 from mummi.macro import params as macro_params
 from mummi.macro.patches import read_patches
-from mummi.workflow.campaign import CampaignDir
-from mummi.workflow.spec import CampaignSpec
 
 
-@dataclass(frozen=True)
-class PatchForSim:
-    """What createsim needs of one selected patch."""
-
-    coarse: np.ndarray
-    offsets_nm: np.ndarray
-    states: np.ndarray
-    central_state: int
-
-
-def patch_for_sim(path: Path, patch_id: str) -> PatchForSim:
+def patch_input(path: Path, patch_id: str) -> PatchInput:
+    """The patch input of ``patch_id`` from the macro model's patch file ``path``."""
     patches = read_patches(path, native=False)
     p = patches.ids.index(patch_id)
     offsets, states = patches.constellation(p)
-    return PatchForSim(patches.coarse[p], offsets, states, int(patches.central_states[p]))
+    return PatchInput(patch_id, patches.coarse[p], offsets, states, int(patches.central_states[p]))
 
 
-def params_dir(cdir: CampaignDir) -> Path:
-    return cdir.macro / "params"
-
-
-def latest_version(cdir: CampaignDir) -> int | None:
-    versions = macro_params.parameter_versions(params_dir(cdir))
+def latest_version(cdir: CampaignLayout) -> int | None:
+    versions = macro_params.parameter_versions(cdir.macro_params)
     return versions[-1] if versions else None
 
 
-def load(cdir: CampaignDir, version: int) -> macro_params.MacroParameters:
-    return macro_params.load_parameters(macro_params.parameters_path(params_dir(cdir), version))
+def load(cdir: CampaignLayout, version: int) -> macro_params.MacroParameters:
+    return macro_params.load_parameters(macro_params.parameters_path(cdir.macro_params, version))
 
 
-def write_pmf(cdir: CampaignDir, params: macro_params.MacroParameters, pmf_kj_mol: np.ndarray) -> int:
+def write_pmf(cdir: CampaignLayout, params: macro_params.MacroParameters, pmf_kj_mol: np.ndarray) -> int:
     """A new parameter version equal to ``params`` but for its RAS–lipid potentials; returns its number."""
-    return macro_params.write_parameters(params_dir(cdir), params.replace(pmf_kj_mol=pmf_kj_mol))
+    return macro_params.write_parameters(cdir.macro_params, params.replace(pmf_kj_mol=pmf_kj_mol))
 
 
 _LOOK_BACK = 50  # frames; a version older than this is relaxed for any sensible relax_ns
@@ -65,7 +52,7 @@ def comparison_edges(spec: CampaignSpec) -> np.ndarray:
     return np.arange(0.0, r_max + 1e-9, width)
 
 
-def macro_gr(spec: CampaignSpec, cdir: CampaignDir, version: int, max_frames: int = 10) -> np.ndarray | None:
+def macro_gr(spec: CampaignSpec, cdir: CampaignLayout, version: int, max_frames: int = 10) -> np.ndarray | None:
     """The macro model's g(r) around RAS (c(r)/c̄ per channel) on :func:`comparison_edges`.
 
     Averaged over its latest frames computed with parameter ``version``, leaving out
@@ -73,7 +60,7 @@ def macro_gr(spec: CampaignSpec, cdir: CampaignDir, version: int, max_frames: in
     relaxed to it); None before there is such a frame.
     """
     edges = comparison_edges(spec)
-    paths = macro_frames.list_frames(cdir.macro / "frames")
+    paths = macro_frames.list_frames(cdir.macro_frames)
     frames, first = [], -np.inf
     for path in reversed(paths[-_LOOK_BACK:]):
         frame = macro_frames.read_frame(path)
@@ -92,8 +79,4 @@ def macro_gr(spec: CampaignSpec, cdir: CampaignDir, version: int, max_frames: in
 
 def feedback_channels(spec: CampaignSpec) -> list[int]:
     """Channels the feedback corrects: those the in situ analysis measures (the inner leaflet by default)."""
-    if spec.analysis.leaflet == "inner":
-        return list(range(N_INNER))
-    if spec.analysis.leaflet == "outer":
-        return list(range(N_INNER, len(CHANNEL_NAMES)))
-    return list(range(len(CHANNEL_NAMES)))
+    return leaflet_channels(spec.analysis.leaflet)

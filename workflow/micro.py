@@ -13,22 +13,32 @@ import logging
 import sys
 from typing import Callable
 
-from mummi.adapters.membrane import write_patch_input
-from mummi.jobs import simdir
-from mummi.workflow.campaign import CampaignDir
+from mummi.core import simdir
+from mummi.core.exit_codes import EXIT_RESUMABLE
+from mummi.core.layout import CampaignLayout
+from mummi.core.patch_input import PatchInput, write_patch_input
+from mummi.core.resources import ResourcePolicy
+from mummi.core.spec import CampaignSpec, RetrySettings
+from mummi.core.states import JobKind, JobState, Outcome, SimState
 from mummi.workflow.jobrunner import Finished, JobRunner
-from mummi.workflow.resources import ResourcePolicy
-from mummi.workflow.spec import CampaignSpec
-from mummi.workflow.states import JobState, SimState
 from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
 
-CREATESIM, SIM, ANALYSIS = "createsim", "sim", "analysis"
+CREATESIM, SIM, ANALYSIS = JobKind.CREATESIM, JobKind.SIM, JobKind.ANALYSIS
 
 
 class MicroPipeline:
-    def __init__(self, spec: CampaignSpec, cdir: CampaignDir, store: StateStore, runner: JobRunner, policy: ResourcePolicy) -> None:
+    """Every selected patch from its patch input to a finished sim with its analysis.
+
+    Owns the sim states in the store (selected, setting up, ready, running, done,
+    failed) and the createsim, sim and analysis jobs: when to submit them, how to
+    read how they ended (exit code and status record), retries and continuations.
+    It never selects patches (the coordinator asks :class:`Ingest` for them) and
+    never runs a job itself.
+    """
+
+    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, runner: JobRunner, policy: ResourcePolicy) -> None:
         self.spec, self.cdir, self.store, self.runner, self.policy = spec, cdir, store, runner, policy
 
     # ---------------------------------------------------------------- counts
@@ -53,7 +63,7 @@ class MicroPipeline:
             if self._has_active(stage, sel.sim_id):
                 continue
             sim_dir = self.cdir.sim(sel.sim_id)
-            if stage == CREATESIM:
+            if stage is CREATESIM:
                 back = SimState.READY if simdir.is_done(sim_dir, CREATESIM) else SimState.SELECTED
             else:
                 back = SimState.DONE if simdir.is_done(sim_dir, SIM) else SimState.READY
@@ -63,12 +73,10 @@ class MicroPipeline:
                 self._submit(ANALYSIS, sel.sim_id)
 
     # ----------------------------------------------------------------- start
-    def start_selected(self, patch_of: Callable[[str], tuple]) -> None:
+    def start_selected(self, patch_of: Callable[[str], PatchInput]) -> None:
         """Write the patch input and submit the createsim of every sim in state SELECTED."""
         for sel in self.store.selections([SimState.SELECTED]):
-            sim_dir = self.cdir.sim(sel.sim_id)
-            coarse, offsets_nm, states, central_state = patch_of(sel.patch_id)
-            write_patch_input(sim_dir / simdir.PATCH_INPUT, sel.patch_id, coarse, offsets_nm, states, central_state)
+            write_patch_input(self.cdir.sim(sel.sim_id) / simdir.PATCH_INPUT, patch_of(sel.patch_id))
             with self.store.transaction():
                 self._submit(CREATESIM, sel.sim_id)
                 self.store.set_sim_state(sel.sim_id, SimState.SETTING_UP)
@@ -85,15 +93,16 @@ class MicroPipeline:
                     self._submit(ANALYSIS, sel.sim_id)
                 self.store.set_sim_state(sel.sim_id, SimState.RUNNING)
 
-    def _submit(self, stage: str, sim_id: str) -> int:
-        settings = getattr(self.spec, stage)
+    def _submit(self, stage: JobKind, sim_id: str) -> int:
+        settings = getattr(self.spec, stage.value)
         sim_dir = self.cdir.sim(sim_id)
-        command = [sys.executable, "-m", f"mummi.jobs.{stage}", "--spec", str(self.cdir.spec_copy), "--sim-dir", str(sim_dir)]
-        if stage == ANALYSIS:
+        command = [sys.executable, "-m", f"mummi.jobs.{stage.value}", "--spec", str(self.cdir.spec_copy),
+                   "--sim-dir", str(sim_dir)]  # fmt: skip
+        if stage is ANALYSIS:
             command.append("--follow")
-        return self.runner.submit(stage, sim_id, command, settings.resources, sim_dir, sim_dir / f"{stage}.log")
+        return self.runner.submit(stage, sim_id, command, settings.resources, sim_dir, sim_dir / f"{stage.value}.log")
 
-    def _has_active(self, stage: str, sim_id: str) -> bool:
+    def _has_active(self, stage: JobKind, sim_id: str) -> bool:
         return any(j.subject == sim_id for j in self.runner.active(stage))
 
     # -------------------------------------------------------------- finished
@@ -101,27 +110,28 @@ class MicroPipeline:
         job, status = done.job, done.status
         sim_id = job.subject or ""
         sim_dir = self.cdir.sim(sim_id)
-        if job.kind == CREATESIM:
+        if job.kind is CREATESIM:
             if status.state is JobState.DONE and simdir.is_done(sim_dir, CREATESIM):
                 self.store.set_sim_state(sim_id, SimState.READY)
             elif status.state is JobState.CANCELLED:
                 self.store.set_sim_state(sim_id, SimState.SELECTED, reason="setup cancelled; it starts again later")
             else:
                 self._retry_or_fail(done, self.spec.createsim.retry)
-        elif job.kind == SIM:
-            record = simdir.read_status(sim_dir, SIM) or {}
-            if status.state is JobState.DONE and record.get("state") == simdir.DONE:
+        elif job.kind is SIM:
+            outcome = simdir.outcome(sim_dir, SIM)
+            if status.state is JobState.DONE and outcome is Outcome.DONE:
                 self.store.set_sim_state(sim_id, SimState.DONE)
-            elif status.exit_code == simdir.EXIT_INCOMPLETE or record.get("state") == simdir.INCOMPLETE or status.state is JobState.CANCELLED:
+            elif (status.exit_code == EXIT_RESUMABLE or outcome is Outcome.INCOMPLETE
+                  or status.state is JobState.CANCELLED):
                 # Stopped cleanly at its walltime or at shutdown: continue from its checkpoint later.
                 self.store.set_sim_state(sim_id, SimState.READY, reason="stopped before the end; continues from its checkpoint")
             else:
                 self._retry_or_fail(done, self.spec.sim.retry)
-        elif job.kind == ANALYSIS:
+        elif job.kind is ANALYSIS:
             if status.state is JobState.FAILED:
                 self.runner.retry(job, self.spec.sim.retry)
 
-    def _retry_or_fail(self, done: Finished, retry) -> None:
+    def _retry_or_fail(self, done: Finished, retry: RetrySettings) -> None:
         job = done.job
         if self.runner.retry(job, retry):
             log.warning("%s of %s failed (%s); retrying", job.kind, job.subject, done.status.reason)

@@ -10,38 +10,31 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
-from mummi.workflow.campaign import CampaignDir
+from mummi.core.layout import CampaignLayout
+from mummi.core.spec import CampaignSpec, JobResources
+from mummi.core.states import JobKind, JobState
+from mummi.sampler.encoder import Encoder
 from mummi.workflow.jobrunner import JobRunner
-from mummi.workflow.spec import CampaignSpec, JobResources
-from mummi.workflow.states import JobState
-
-PRECAMPAIGN, TRAIN = "precampaign", "train"
 
 
-def encoder_dir(spec: CampaignSpec, cdir: CampaignDir) -> Path:
-    return spec.encoder.model if spec.encoder.model is not None else cdir.sampler / "encoder"
-
-
-def precampaign_dir(cdir: CampaignDir) -> Path:
-    return cdir.root / "precampaign"
+def encoder_dir(spec: CampaignSpec, cdir: CampaignLayout) -> Path:
+    return spec.encoder.model if spec.encoder.model is not None else cdir.encoder
 
 
 def model_exists(path: Path) -> bool:
-    from mummi.sampler.encoder import Encoder
-
     return Encoder.exists(path)
 
 
-def load_encoder(path: Path) -> Any:
-    from mummi.sampler.encoder import Encoder
-
+def load_encoder(path: Path) -> Encoder:
     return Encoder.load(path)
 
 
-def macro_command(spec: CampaignSpec, cdir: CampaignDir, workdir: Path, *, until_ns: float | None, uncoupled: bool) -> list[str]:
-    command = [sys.executable, "-m", "mummi.jobs.macro", "--spec", str(cdir.spec_copy), "--workdir", str(workdir)]
+def macro_command(
+    spec: CampaignSpec, cdir: CampaignLayout, macro_dir: CampaignLayout, *, until_ns: float | None, uncoupled: bool
+) -> list[str]:
+    """The macro job's command line, writing under ``macro_dir`` (the campaign, or its pre-campaign)."""
+    command = [sys.executable, "-m", "mummi.jobs.macro", "--spec", str(cdir.spec_copy), "--workdir", str(macro_dir.root)]
     if until_ns is not None:
         command += ["--until-ns", f"{until_ns:g}"]
     if uncoupled:
@@ -51,22 +44,23 @@ def macro_command(spec: CampaignSpec, cdir: CampaignDir, workdir: Path, *, until
     return command
 
 
-def advance(spec: CampaignSpec, cdir: CampaignDir, runner: JobRunner) -> None:
+def advance(spec: CampaignSpec, cdir: CampaignLayout, runner: JobRunner) -> None:
     """Submit the next pre-campaign job when the previous one is done (called every turn)."""
-    if runner.active(PRECAMPAIGN) or runner.active(TRAIN):
+    if runner.active(JobKind.PRECAMPAIGN) or runner.active(JobKind.TRAIN):
         return
-    pre = precampaign_dir(cdir)
-    if not runner.store.jobs(states=[JobState.DONE], kind=PRECAMPAIGN):
+    pre = cdir.precampaign
+    if not runner.store.jobs(states=[JobState.DONE], kind=JobKind.PRECAMPAIGN):
         command = macro_command(spec, cdir, pre, until_ns=spec.encoder.training.pre_campaign_ns, uncoupled=True)
-        runner.submit(PRECAMPAIGN, PRECAMPAIGN, command, spec.macro.resources, pre, cdir.logs / "precampaign.log")
+        runner.submit(JobKind.PRECAMPAIGN, JobKind.PRECAMPAIGN.value, command, spec.macro.resources, pre.root,
+                      cdir.logs / "precampaign.log")
         return
-    if runner.store.jobs(states=[JobState.DONE], kind=TRAIN):
+    if runner.store.jobs(states=[JobState.DONE], kind=JobKind.TRAIN):
         return
     command = [
-        sys.executable, "-m", "mummi.sampler.train", "--spec", str(cdir.spec_copy),
+        sys.executable, "-m", "mummi.jobs.train", "--spec", str(cdir.spec_copy),
         "--out", str(encoder_dir(spec, cdir)), "--seed", str(spec.campaign.seed),
-        *[str(p) for p in sorted((pre / "patches").glob("*.h5"))],
+        *[str(p) for p in sorted(pre.patches.glob("*.h5"))],
     ]  # fmt: skip
     cores = spec.macro.resources.cores_per_task
     resources = JobResources(cores_per_task=cores, gpus_per_task=spec.macro.resources.gpus_per_task, walltime_min=240)
-    runner.submit(TRAIN, TRAIN, command, resources, cdir.sampler, cdir.logs / "train-encoder.log")
+    runner.submit(JobKind.TRAIN, JobKind.TRAIN.value, command, resources, cdir.sampler, cdir.logs / "train-encoder.log")

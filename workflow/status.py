@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mummi.workflow.campaign import DB_NAME
-from mummi.workflow.states import JobState, PatchState, SimState
+from mummi.core.layout import DB_NAME
+from mummi.core.states import JobState, PatchState, SimState
 from mummi.workflow.store import StateStore, StoreError, count_by_state
 
 

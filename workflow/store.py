@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from mummi.workflow.states import (
+from mummi.core.states import (
     JOB_TRANSITIONS,
     PATCH_TRANSITIONS,
     SIM_TRANSITIONS,
+    JobKind,
     JobState,
     PatchState,
     SimState,
@@ -103,7 +104,7 @@ class StoreError(Exception):
 @dataclass(frozen=True)
 class JobRecord:
     id: int
-    kind: str
+    kind: JobKind
     subject: str | None
     state: JobState
     attempt: int
@@ -126,6 +127,32 @@ class SelectionRecord:
     score: float | None
     state: SimState
     selected_at: float
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of the event log."""
+
+    id: int
+    time: float
+    kind: str
+    subject: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FeedbackRound:
+    round: int
+    started_at: float
+    finished_at: float | None
+    n_sims: int
+    parameter_version: int | None
+    distance: float | None
+    details: dict[str, Any]
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
 
 
 class StateStore:
@@ -215,13 +242,14 @@ class StateStore:
         with self.transaction():
             self._log(kind, subject, data)
 
-    def events(self, kind: str | Sequence[str] | None = None, since_id: int = 0) -> list[sqlite3.Row]:
+    def events(self, kind: str | Sequence[str] | None = None, since_id: int = 0) -> list[Event]:
         """Events after ``since_id``, oldest first, of one kind or several."""
         kinds = [kind] if isinstance(kind, str) else list(kind or [])
         sql = "SELECT * FROM events WHERE id > ?"
         if kinds:
             sql += f" AND kind IN ({','.join('?' * len(kinds))})"
-        return self._db.execute(sql + " ORDER BY id", (since_id, *kinds)).fetchall()
+        rows = self._db.execute(sql + " ORDER BY id", (since_id, *kinds))
+        return [Event(r["id"], r["time"], r["kind"], r["subject"], json.loads(r["data"])) for r in rows]
 
     def last_event_id(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
@@ -235,7 +263,7 @@ class StateStore:
     # ------------------------------------------------------------------ jobs
     def add_job(
         self,
-        kind: str,
+        kind: JobKind | str,
         command: Sequence[str],
         resources: Mapping[str, Any],
         subject: str | None = None,
@@ -244,6 +272,7 @@ class StateStore:
     ) -> int:
         """Record a new job in state PENDING; returns its id."""
         now = time.time()
+        kind = JobKind(kind).value
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO jobs (kind, subject, state, command, resources, workdir, log_path, created_at, updated_at)"
@@ -293,14 +322,14 @@ class StateStore:
             raise StoreError(f"no job with id {job_id}")
         return _job_record(row)
 
-    def jobs(self, *, states: Sequence[JobState] | None = None, kind: str | None = None) -> list[JobRecord]:
+    def jobs(self, *, states: Sequence[JobState] | None = None, kind: JobKind | str | None = None) -> list[JobRecord]:
         clauses, args = [], []
         if states is not None:
             clauses.append(f"state IN ({','.join('?' * len(states))})")
             args.extend(s.value for s in states)
         if kind is not None:
             clauses.append("kind = ?")
-            args.append(kind)
+            args.append(JobKind(kind).value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         return [_job_record(r) for r in self._db.execute(f"SELECT * FROM jobs{where} ORDER BY id", args)]
 
@@ -419,8 +448,13 @@ class StateStore:
                 raise StoreError(f"feedback round {round_no} is not open")
             self._log("feedback.finished", str(round_no), {"parameter_version": parameter_version, "distance": distance})
 
-    def feedback_rounds(self) -> list[sqlite3.Row]:
-        return self._db.execute("SELECT * FROM feedback_rounds ORDER BY round").fetchall()
+    def feedback_rounds(self) -> list[FeedbackRound]:
+        rows = self._db.execute("SELECT * FROM feedback_rounds ORDER BY round")
+        return [
+            FeedbackRound(r["round"], r["started_at"], r["finished_at"], r["n_sims"], r["parameter_version"],
+                          r["distance"], json.loads(r["details"]))
+            for r in rows
+        ]
 
 
 # ---------------------------------------------------------------- helpers
@@ -447,7 +481,7 @@ def _str(value: str | Path | None) -> str | None:
 
 def _job_record(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
-        id=row["id"], kind=row["kind"], subject=row["subject"], state=JobState(row["state"]), attempt=row["attempt"],
+        id=row["id"], kind=JobKind(row["kind"]), subject=row["subject"], state=JobState(row["state"]), attempt=row["attempt"],
         failures=row["failures"],
         backend_id=row["backend_id"], command=json.loads(row["command"]), resources=json.loads(row["resources"]),
         workdir=row["workdir"], log_path=row["log_path"], exit_code=row["exit_code"],

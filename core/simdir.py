@@ -11,7 +11,8 @@ file                             written by    holds
                                                residue names per lipid type
 engine setup files               createsim     GROMACS: ``topol.top``, ``em.*``, ``eq.*``;
                                                mock: ``eq_state.npz``
-``createsim.status.json``        createsim     ``{"state": "done", ...}``
+``createsim.status.json``        createsim     ``{"state": "done", ...}`` (a status record,
+                                               :mod:`mummi.core.status_record`)
 ``md.xtc``                       sim           the production trajectory (GROMACS, mock)
 engine checkpoints               sim           GROMACS ``md.cpt``; mock ``md_state.npz``;
                                                ddcMD ``ddcmd/snapshot.*``
@@ -25,12 +26,11 @@ engine checkpoints               sim           GROMACS ``md.cpt``; mock ``md_sta
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
-from mummi.workflow.atomic import atomic_write_text
+from mummi.core.states import SIM_STAGES, JobKind, Outcome
+from mummi.core.status_record import outcome_of, read_status_record, write_status_record
 
 PATCH_INPUT = "patch_input.npz"
 MEMBRANE = "membrane.npz"
@@ -38,34 +38,27 @@ EQ_STRUCTURE = "eq.gro"
 TRAJECTORY = "md.xtc"
 RDF_COUNTS = "rdf_counts.npz"
 FEATURES = "features.npz"
-STAGES = ("createsim", "sim", "analysis")
-DONE = "done"
-INCOMPLETE = "incomplete"
-#: Exit status of a job that stopped cleanly before its walltime and must be run again (EX_TEMPFAIL).
-EXIT_INCOMPLETE = 75
 
 
-def status_path(sim_dir: str | Path, stage: str) -> Path:
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
-    return Path(sim_dir) / f"{stage}.status.json"
+def status_path(sim_dir: str | Path, stage: JobKind | str) -> Path:
+    if stage not in {s.value for s in SIM_STAGES}:
+        raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(s.value for s in SIM_STAGES)}")
+    return Path(sim_dir) / f"{JobKind(stage).value}.status.json"
 
 
-def write_status(sim_dir: str | Path, stage: str, state: str, **info: Any) -> Path:
+def write_status(sim_dir: str | Path, stage: JobKind | str, outcome: Outcome, **info: Any) -> Path:
     """Record the outcome of ``stage`` (written last by the job)."""
-    record = {"state": state, "stage": stage, "time": time.time(), **info}
-    return atomic_write_text(status_path(sim_dir, stage), json.dumps(record, indent=1) + "\n")
+    return write_status_record(status_path(sim_dir, stage), JobKind(stage).value, outcome, **info)
 
 
-def read_status(sim_dir: str | Path, stage: str) -> dict[str, Any] | None:
+def read_status(sim_dir: str | Path, stage: JobKind | str) -> dict[str, Any] | None:
     """The status record of ``stage`` in ``sim_dir``, or None when it has none yet."""
-    path = status_path(sim_dir, stage)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
+    return read_status_record(status_path(sim_dir, stage))
 
 
-def is_done(sim_dir: str | Path, stage: str) -> bool:
-    record = read_status(sim_dir, stage)
-    return record is not None and record.get("state") == DONE
+def outcome(sim_dir: str | Path, stage: JobKind | str) -> Outcome | None:
+    return outcome_of(status_path(sim_dir, stage))
+
+
+def is_done(sim_dir: str | Path, stage: JobKind | str) -> bool:
+    return outcome(sim_dir, stage) is Outcome.DONE

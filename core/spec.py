@@ -1,35 +1,44 @@
-"""The campaign specification: one YAML file validated into typed, frozen settings.
+"""The campaign specification: typed, frozen settings for every section of a campaign YAML file.
 
 Every section has defaults that make a laptop dry run work, so the smallest valid
 spec is ``campaign: {name: x, workdir: runs/x}``. Unknown keys are errors: a typo
-must never be silently ignored. ``load_spec`` turns every problem into a
-:class:`SpecError` whose message names the file, the line, the key path, what was
-wrong and what is allowed.
-
-Relative paths inside a spec (``workdir``, ``macro.parameters``, ...) are resolved
-against the directory the spec file lives in, so a spec means the same thing from
-whatever directory ``mummi-run`` is started.
+must never be silently ignored. The spec accepts only what this version of mummi
+runs; every rule that can refuse a spec lives here (or in
+:mod:`mummi.core.resources`), so ``mummi-run --validate`` catches it before a
+campaign writes anything. Loading a file is :mod:`mummi.core.spec_loader`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Backend = Literal["local", "slurm", "flux", "parsl", "simulated"]
+#: Scheduler backends this version runs; each has a factory in ``mummi.adapters.backends``.
+Backend = Literal["local"]
 BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
 Device = Literal["auto", "cpu", "gpu"]
+SimEngine = Literal["gromacs", "ddcmd", "mock"]
+SetupEngine = Literal["gromacs", "mock"]
+#: The createsim engine each sim engine starts from.
+SETUP_ENGINE: dict[str, str] = {"gromacs": "gromacs", "ddcmd": "gromacs", "mock": "mock"}
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+class SpecConflict(ValueError):
+    """A rule across several settings is broken; ``key`` is the setting to change (dotted path)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class Settings(BaseModel):
@@ -72,43 +81,13 @@ class JobResources(Settings):
     walltime_min: PositiveFloat = 60.0
 
 
-class SlurmSettings(Settings):
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    srun_args: list[str] = Field(default_factory=list, description="Extra srun options, one per list item.")
-
-
-class FluxSettings(Settings):
-    uri: str | None = Field(None, description="Broker URI; default: the enclosing instance (FLUX_URI).")
-    queue: str | None = None
-
-
-class ParslSettings(Settings):
-    provider: Literal["local", "slurm"] = "local"
-    max_workers_per_node: PositiveInt | None = None
-    worker_init: str = Field("", description="Shell lines run before each Parsl worker starts.")
-
-
-class SimulatedSettings(Settings):
-    """Virtual-clock backend: jobs 'run' for modelled durations."""
-
-    createsim_min: PositiveFloat = 90.0
-    sim_min: PositiveFloat = 24 * 60.0
-    failure_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
-
-
 class ResourceSettings(Settings):
     backend: Backend = "local"
     nodes: PositiveInt = 1
-    cores_per_node: PositiveInt = 2
+    cores_per_node: PositiveInt = Field(8, description="Cores per node; with the local backend they are scheduling slots (8 lets a 2-core laptop run the default campaign).")
     gpus_per_node: NonNegativeInt = Field(2, description="GPU slots per node; with the local backend and the mock engine they are scheduling slots only.")
     wfm_cores: NonNegativeInt = Field(0, description="Cores kept free for the coordinator on its node.")
     allocation_walltime_min: PositiveFloat | None = Field(None, description="Allocation length when the backend cannot tell (local backend).")
-    slurm: SlurmSettings = SlurmSettings()
-    flux: FluxSettings = FluxSettings()
-    parsl: ParslSettings = ParslSettings()
-    simulated: SimulatedSettings = SimulatedSettings()
 
 
 # ------------------------------------------------------------------------ macro
@@ -172,7 +151,7 @@ class EncoderTrainingSettings(Settings):
 
 
 class EncoderSettings(Settings):
-    kind: Literal["vae", "metric"] = "vae"
+    kind: Literal["vae"] = Field("vae", description="The patch encoder: the VAE of seed 000.")
     model: Path | None = Field(None, description="A trained model directory; default: train one in a pre-campaign.")
     latent_dim: PositiveInt = 15
     device: Device = "auto"
@@ -229,7 +208,7 @@ class DdcmdSettings(Settings):
 
 
 class CreatesimSettings(Settings):
-    engine: Literal["gromacs", "mock"] = "mock"
+    engine: SetupEngine = "mock"
     lipids_per_cell: PositiveInt = Field(64, description="Lipids per 6x6 nm cell and leaflet (the campaign's value: 64).")
     cell_nm: PositiveFloat = Field(6.0, description="Edge of one coarse cell; the membrane is 5 cells wide.")
     jitter: Annotated[float, Field(ge=0, lt=0.5)] = Field(0.2, description="Random displacement of lipids from their lattice sites, as a fraction of the lattice spacing.")
@@ -241,7 +220,7 @@ class CreatesimSettings(Settings):
 
 
 class SimSettings(Settings):
-    engine: Literal["gromacs", "ddcmd", "mock"] = "mock"
+    engine: SimEngine = "mock"
     length_ns: PositiveFloat = Field(5.0, description="Production length per simulation (ns).")
     dt_fs: PositiveFloat = 20.0
     output_interval_ps: PositiveFloat = 100.0
@@ -288,7 +267,6 @@ class FeedbackSettings(Settings):
 
 
 class CheckpointSettings(Settings):
-    wfm_interval_s: PositiveFloat = 30.0
     end_margin_min: PositiveFloat = Field(5.0, description="Stop starting work this long before the allocation ends.")
 
 
@@ -313,19 +291,53 @@ class CampaignSpec(Settings):
         m, p = self.macro, self.patches
         spacing = m.box_nm / m.grid_points
         if p.native_points > m.grid_points:
-            raise ValueError(f"patches.native_points ({p.native_points}) exceeds macro.grid_points ({m.grid_points})")
-        if not math.isclose(p.native_points * spacing, p.size_nm, rel_tol=0.1):
-            raise ValueError(
-                f"patches.native_points x grid spacing = {p.native_points * spacing:.1f} nm does not match "
-                f"patches.size_nm = {p.size_nm} nm; keep box_nm/grid_points near {p.size_nm / p.native_points:.3f} nm"
+            raise SpecConflict(
+                "patches.native_points",
+                f"patches.native_points ({p.native_points}) exceeds macro.grid_points ({m.grid_points})",
             )
+        if not math.isclose(p.native_points * spacing, p.size_nm, rel_tol=0.1):
+            raise SpecConflict(
+                "patches.size_nm",
+                f"patches.native_points x grid spacing = {p.native_points * spacing:.1f} nm does not match "
+                f"patches.size_nm = {p.size_nm} nm; keep box_nm/grid_points near {p.size_nm / p.native_points:.3f} nm",
+            )
+        setup = SETUP_ENGINE[self.sim.engine]
+        if self.createsim.engine != setup:
+            raise SpecConflict(
+                "createsim.engine",
+                f"sim.engine {self.sim.engine!r} starts from a {setup!r} setup; set createsim.engine: {setup}",
+            )
+        self._check_jobs_fit_a_node()
+        from mummi.core.resources import ResourcePolicy  # it reads this spec; imported here to avoid a cycle
+
+        ResourcePolicy.from_spec(self)
+        return self
+
+    def _check_jobs_fit_a_node(self) -> None:
+        r = self.resources
+        if r.wfm_cores >= r.cores_per_node:
+            raise SpecConflict(
+                "resources.wfm_cores",
+                f"resources.wfm_cores ({r.wfm_cores}) leaves no core of resources.cores_per_node "
+                f"({r.cores_per_node}) for jobs; lower it",
+            )
+        # On one machine the coordinator's cores are not available to jobs.
+        cores = r.cores_per_node - (r.wfm_cores if r.backend == "local" else 0)
         for job in ("macro", "createsim", "sim", "analysis"):
             res: JobResources = getattr(self, job).resources
-            if res.cores_per_task * res.tasks > self.resources.cores_per_node * res.nodes:
-                raise ValueError(f"{job}.resources asks for more cores per node than resources.cores_per_node ({self.resources.cores_per_node})")
-            if res.gpus_per_task * res.tasks > self.resources.gpus_per_node * res.nodes:
-                raise ValueError(f"{job}.resources asks for more GPUs per node than resources.gpus_per_node ({self.resources.gpus_per_node})")
-        return self
+            if res.cores_per_task * res.tasks > cores * res.nodes:
+                raise SpecConflict(
+                    f"{job}.resources.cores_per_task",
+                    f"{job}.resources asks for more cores per node ({res.cores_per_task * res.tasks // res.nodes}) "
+                    f"than a node offers to jobs ({cores}: resources.cores_per_node - wfm_cores); "
+                    f"lower {job}.resources.cores_per_task or raise resources.cores_per_node",
+                )
+            if res.gpus_per_task * res.tasks > r.gpus_per_node * res.nodes:
+                raise SpecConflict(
+                    f"{job}.resources.gpus_per_task",
+                    f"{job}.resources asks for more GPUs per node than resources.gpus_per_node ({r.gpus_per_node}); "
+                    f"lower {job}.resources.gpus_per_task or raise resources.gpus_per_node",
+                )
 
     def for_dry_run(self) -> CampaignSpec:
         """The same campaign on the local backend with the mock MD engine."""
@@ -340,133 +352,3 @@ class CampaignSpec(Settings):
     def to_yaml(self) -> str:
         """The resolved settings, every default filled in, as YAML that loads back to the same spec."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
-
-
-# ---------------------------------------------------------------------- loading
-class SpecError(Exception):
-    """A campaign spec that cannot be used; the message says where and how to fix it."""
-
-
-_PATH_FIELDS = (
-    ("campaign", "workdir"),
-    ("macro", "parameters"),
-    ("encoder", "model"),
-    ("sim", "gromacs", "forcefield"),
-    ("sim", "mock", "truth"),
-)
-
-
-def load_spec(path: str | Path) -> CampaignSpec:
-    """Read and validate a campaign spec file.
-
-    Raises
-    ------
-    SpecError
-        For a missing, unreadable, empty or malformed file and for every invalid
-        setting; all invalid settings are reported at once.
-    """
-    path = Path(path)
-    text = _read(path)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or str(err)
-        raise SpecError(f"{where}: not valid YAML: {problem}. Fix the syntax at that position.") from err
-    if data is None:
-        raise SpecError(f"{path}: the file is empty; a spec needs at least a 'campaign' section with 'name' and 'workdir'.")
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}:1: the top level must be a mapping of sections (campaign, resources, macro, ...), got {type(data).__name__}.")
-    try:
-        spec = CampaignSpec.model_validate(data)
-    except ValidationError as err:
-        raise SpecError(_describe(path, root, err)) from err
-    return _resolve_paths(spec, path)
-
-
-def _read(path: Path) -> str:
-    if not path.exists():
-        raise SpecError(f"{path}: no such file. Give the path of a campaign YAML file, e.g. specs/laptop.yaml.")
-    if path.is_dir():
-        raise SpecError(f"{path}: is a directory. Give the path of a campaign YAML file inside it.")
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(f"{path}: cannot be read ({err}).") from err
-
-
-def _describe(path: Path, root: yaml.Node | None, err: ValidationError) -> str:
-    lines = [f"{path}: invalid campaign spec ({err.error_count()} problem{'s' * (err.error_count() > 1)}):"]
-    for e in err.errors():
-        loc = [str(part) for part in e["loc"]]
-        key = ".".join(loc) or "(top level)"
-        line = _line_of(root, e["loc"])
-        where = f"{path}:{line}" if line else str(path)
-        lines.append(f"  {where}: {key}: {_explain(e)}")
-    return "\n".join(lines)
-
-
-def _explain(e: dict[str, Any]) -> str:
-    kind, msg = e["type"], e["msg"]
-    if kind == "extra_forbidden":
-        return "unknown key; check its spelling against the documented keys of this section (mummi-run SPEC --validate prints them all)"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "value_error":
-        return msg.removeprefix("Value error, ")
-    got = e.get("input")
-    shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-    return f"{msg} (got {shown})"
-
-
-def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the deepest YAML node along ``loc`` that exists in the file."""
-    node, line = root, None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if key_node.value == str(part):
-                    line, node = key_node.start_mark.line + 1, value_node
-                    break
-            else:
-                return line or (node.start_mark.line + 1)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def _resolve_paths(spec: CampaignSpec, spec_file: Path) -> CampaignSpec:
-    """Expand ``~`` and ``$VARS`` in path settings and anchor relative ones at the spec's folder."""
-    base = spec_file.resolve().parent
-    for field_path in _PATH_FIELDS:
-        *parents, name = field_path
-        owner = spec
-        for p in parents:
-            owner = getattr(owner, p)
-        value = getattr(owner, name)
-        if value is None:
-            continue
-        expanded = Path(os.path.expandvars(os.path.expanduser(str(value))))
-        if "$" in str(expanded):
-            raise SpecError(
-                f"{spec_file}: {'.'.join(field_path)}: '{value}' names an environment variable that is not set; "
-                "set it or write the path out"
-            )
-        spec = _replace(spec, field_path, (base / expanded).resolve())
-    return spec
-
-
-def _replace(model: Settings, field_path: tuple[str, ...], value: Any) -> Any:
-    head, *rest = field_path
-    new = value if not rest else _replace(getattr(model, head), tuple(rest), value)
-    return model.model_copy(update={head: new})
-
-
-def default_spec_path() -> Path:
-    """The embedded laptop campaign (``specs/`` sits beside ``workflow/`` in the repo and in installs)."""
-    return Path(__file__).resolve().parent.parent / "specs" / "laptop.yaml"

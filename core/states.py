@@ -1,8 +1,40 @@
-"""The states a job, a patch and a selection pass through, and the legal moves between them."""
+"""The states a job, a patch and a selection pass through, the legal moves between them, and job kinds and outcomes."""
 
 from __future__ import annotations
 
 from enum import Enum
+
+
+class JobKind(str, Enum):
+    """What a job does; every job the coordinator submits is one of these."""
+
+    MACRO = "macro"
+    """The coupled macro model, running for the whole campaign."""
+    PRECAMPAIGN = "precampaign"
+    """The uncoupled macro run whose patches train the encoder."""
+    TRAIN = "train"
+    """Encoder training."""
+    CREATESIM = "createsim"
+    """Patch to equilibrated membrane."""
+    SIM = "sim"
+    """Production MD of one selected patch."""
+    ANALYSIS = "analysis"
+    """In situ RDF analysis beside its sim."""
+
+
+#: The job kinds that work inside one sim folder, in the order a sim passes through them.
+SIM_STAGES: tuple[JobKind, ...] = (JobKind.CREATESIM, JobKind.SIM, JobKind.ANALYSIS)
+
+
+class Outcome(str, Enum):
+    """How a job's own work ended, as its status record says (written last, so present only when it ended)."""
+
+    DONE = "done"
+    """Finished; rerunning it does nothing."""
+    INCOMPLETE = "incomplete"
+    """Stopped cleanly before its walltime with a checkpoint; run it again to continue."""
+    FAILED = "failed"
+    """Raised an error; the record says which."""
 
 
 class JobState(str, Enum):

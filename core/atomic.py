@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -43,6 +45,16 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_savez(path: str | Path, **arrays: Any) -> Path:
+    """``np.savez(path, **arrays)``, atomically; ``path`` keeps its name (no ``.npz`` is appended)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    return atomic_write(path, write)
 
 
 def sha256_of(path: str | Path) -> str:
