@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import abc
 import importlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from mummi.core.layout import CampaignLayout
 from mummi.core.spec import CampaignSpec, JobResources
@@ -89,7 +89,7 @@ class Backend(abc.ABC):
         """
         return self.status(ids)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a backend that holds nothing needs no close)
         """Release what the backend holds; running jobs are left alone."""
 
 

@@ -37,17 +37,27 @@ import numpy as np
 
 from mummi.adapters.gromacs import ForceField, stage_mdp
 from mummi.adapters.md_engine import open_universe
-from mummi.core.lipids import PROTEIN_NAME
 from mummi.adapters.membrane import Membrane
-from mummi.core.simdir import EQ_STRUCTURE
 from mummi.core.atomic import atomic_write_text
+from mummi.core.lipids import PROTEIN_NAME
+from mummi.core.simdir import EQ_STRUCTURE
 from mummi.core.spec import CampaignSpec
 
 log = logging.getLogger(__name__)
 
 WORKDIR = "ddcmd"
 SNAPSHOT = "snapshot.{loop:012d}"
-SUPPORTED = {"defaults", "atomtypes", "nonbond_params", "moleculetype", "atoms", "bonds", "angles", "system", "molecules"}
+SUPPORTED = {
+    "defaults",
+    "atomtypes",
+    "nonbond_params",
+    "moleculetype",
+    "atoms",
+    "bonds",
+    "angles",
+    "system",
+    "molecules",
+}
 
 
 # ---------------------------------------------------------------- topology
@@ -81,7 +91,9 @@ def parse_topology(text: str) -> Topology:
         if header:
             section = header.group(1)
             if section not in SUPPORTED:
-                raise NotImplementedError(f"topology section [ {section} ] is not converted to ddcMD here; allowed: {sorted(SUPPORTED)}")
+                raise NotImplementedError(
+                    f"topology section [ {section} ] is not converted to ddcMD here; allowed: {sorted(SUPPORTED)}"
+                )
             continue
         f = line.split()
         if section == "defaults":
@@ -115,34 +127,74 @@ def martini_data(top: Topology) -> str:
     types = list(top.types)
     ids = {t: i for i, t in enumerate(types)}
     pairs = [(a, b) for i, a in enumerate(types) for b in types[i:]]
-    out = ["martini MMFF", "{", f"  resiParms={' '.join(top.molecules)} ;", f"  atomTypeList={' '.join(types)} ;", f"  ljParms={' '.join(f'{a}_{b}' for a, b in pairs)} ;", "}", ""]
+    out = [
+        "martini MMFF",
+        "{",
+        f"  resiParms={' '.join(top.molecules)} ;",
+        f"  atomTypeList={' '.join(types)} ;",
+        f"  ljParms={' '.join(f'{a}_{b}' for a, b in pairs)} ;",
+        "}",
+        "",
+    ]
     out += [f"{t} MASSPARMS {{ atomType={t}; atomTypeID={ids[t]}; mass={m}M_p ; }}" for t, m in top.types.items()]
     out.append("")
     for res_id, mol in enumerate(top.molecules.values()):
         n = mol.name
-        out += [f"{n} RESIPARMS", "{", f"  resID={res_id};", "  resType=0;", f"  resName={n};", f"  isProtein={int(n == PROTEIN_NAME)};"]
+        out += [
+            f"{n} RESIPARMS",
+            "{",
+            f"  resID={res_id};",
+            "  resType=0;",
+            f"  resName={n};",
+            f"  isProtein={int(n == PROTEIN_NAME)};",
+        ]
         out += [f"  numAtoms={len(mol.atoms)};", f"  charge={sum(a[2] for a in mol.atoms)};", f"  groupList={n}_g0;"]
         if mol.bonds:
             out.append(f"  bondList={' '.join(f'{n}_b{i}' for i in range(len(mol.bonds)))} ;")
         if mol.angles:
             out.append(f"  angleList={' '.join(f'{n}_a{i}' for i in range(len(mol.angles)))} ;")
-        out += ["  centerAtom=0;", "}", "", f"{n}_g0 GROUPPARMS{{", "  groupID=0;", f"  atomList={' '.join(f'{n}_{a[0]}' for a in mol.atoms)} ;", "}", ""]
+        out += [
+            "  centerAtom=0;",
+            "}",
+            "",
+            f"{n}_g0 GROUPPARMS{{",
+            "  groupID=0;",
+            f"  atomList={' '.join(f'{n}_{a[0]}' for a in mol.atoms)} ;",
+            "}",
+            "",
+        ]
         for i, (name, typ, q, m) in enumerate(mol.atoms):
-            out.append(f"{n}_{name} ATOMPARMS{{atomID={i}; atomName={name}; atomType={typ}; atomTypeID={ids[typ]}; charge={q}; mass={m} M_p ; }}")
+            out.append(
+                f"{n}_{name} ATOMPARMS{{atomID={i}; atomName={name}; atomType={typ}; "
+                f"atomTypeID={ids[typ]}; charge={q}; mass={m} M_p ; }}"
+            )
         for k, (i, j, func, b0, kb) in enumerate(mol.bonds):
             if func != 1:
                 raise NotImplementedError(f"{n}: bond function {func}; only harmonic bonds (1) are converted")
             ti, tj = mol.atoms[i][1], mol.atoms[j][1]
-            out.append(f"{n}_b{k} BONDPARMS{{atomI={i}; atomTypeI={ti}; atomJ={j}; atomTypeJ={tj}; func=1; kb={kb / 2} kJ*mol^-1*nm^-2; b0={b0} nm; }}")
+            out.append(
+                f"{n}_b{k} BONDPARMS{{atomI={i}; atomTypeI={ti}; atomJ={j}; atomTypeJ={tj}; func=1; "
+                f"kb={kb / 2} kJ*mol^-1*nm^-2; b0={b0} nm; }}"
+            )
         for k, (i, j, kk, func, theta, kt) in enumerate(mol.angles):
             if func not in (1, 2):
-                raise NotImplementedError(f"{n}: angle function {func}; only harmonic (1) and G96 (2) angles are converted")
-            theta0 = np.radians(theta) if func == 1 else theta  # as ddcMDconverter: radians for harmonic, degrees for G96
-            out.append(f"{n}_a{k} ANGLEPARMS{{atomI={i}; atomJ={j}; atomK={kk}; func={func}; ktheta={kt / 2} kJ*mol^-1; theta0={theta0}; }}")
+                raise NotImplementedError(
+                    f"{n}: angle function {func}; only harmonic (1) and G96 (2) angles are converted"
+                )
+            theta0 = (
+                np.radians(theta) if func == 1 else theta
+            )  # as ddcMDconverter: radians for harmonic, degrees for G96
+            out.append(
+                f"{n}_a{k} ANGLEPARMS{{atomI={i}; atomJ={j}; atomK={kk}; func={func}; "
+                f"ktheta={kt / 2} kJ*mol^-1; theta0={theta0}; }}"
+            )
         out.append("")
     for a, b in pairs:
         sigma, eps = top.lj.get(tuple(sorted((a, b))), (0.0, 0.0))
-        out.append(f"{a}_{b} LJPARMS{{atomtypeI={a}; indexI={ids[a]}; atomtypeJ={b}; indexJ={ids[b]}; sigma={sigma} nm; eps={eps} kJ*mol^-1;}}")
+        out.append(
+            f"{a}_{b} LJPARMS{{atomtypeI={a}; indexI={ids[a]}; atomtypeJ={b}; indexJ={ids[b]}; "
+            f"sigma={sigma} nm; eps={eps} kJ*mol^-1;}}"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -154,7 +206,10 @@ def molecule_data(top: Topology) -> str:
         out.append(f"{n}x MOLECULE {{ownershipSpecies = {species[0]}; species = {' '.join(species)};}}")
     out.append("")
     for n, mol in top.molecules.items():
-        out += [f"{n}x{name} SPECIES {{ type = ATOM ; charge ={q}; id={ids[typ]}; mass ={m} M_p ; }}" for name, typ, q, m in mol.atoms]
+        out += [
+            f"{n}x{name} SPECIES {{ type = ATOM ; charge ={q}; id={ids[typ]}; mass ={m} M_p ; }}"
+            for name, typ, q, m in mol.atoms
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -164,7 +219,18 @@ def _box_lines(box_a: np.ndarray) -> list[str]:
 
 
 def restart_text(n_atoms: int, box_a: np.ndarray, snapshot: str) -> str:
-    return "\n".join(["simulate SIMULATE { loop=0; time=0.000000 ;}", "box BOX {", *_box_lines(box_a), "}", f"collection COLLECTION {{ mode=VARRECORDASCII; size={n_atoms}; files={snapshot}/atoms#;}}"]) + "\n"
+    return (
+        "\n".join(
+            [
+                "simulate SIMULATE { loop=0; time=0.000000 ;}",
+                "box BOX {",
+                *_box_lines(box_a),
+                "}",
+                f"collection COLLECTION {{ mode=VARRECORDASCII; size={n_atoms}; files={snapshot}/atoms#;}}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def atoms_text(top: Topology, positions_a: np.ndarray, velocities: np.ndarray, box_a: np.ndarray) -> str:
@@ -187,7 +253,10 @@ def atoms_text(top: Topology, positions_a: np.ndarray, velocities: np.ndarray, b
         for _ in range(count):
             for a, atom in enumerate(atoms):
                 (x, y, z), (vx, vy, vz) = positions_a[k], velocities[k]
-                rows.append(f"{(mol_id << 32) + a:16d} ATOM {name + 'x' + atom[0]:>15s} group {x:21.13e} {y:21.13e} {z:21.13e} {vx:21.13e} {vy:21.13e} {vz:21.13e}")
+                rows.append(
+                    f"{(mol_id << 32) + a:16d} ATOM {name + 'x' + atom[0]:>15s} group "
+                    f"{x:21.13e} {y:21.13e} {z:21.13e} {vx:21.13e} {vy:21.13e} {vz:21.13e}"
+                )
                 k += 1
             mol_id += 1
     if k != len(positions_a):
@@ -203,6 +272,18 @@ def object_data(spec: CampaignSpec, ff: ForceField, seed: int) -> str:
     cutoff_a = 10 * float(ff.mdp.get("rvdw", 1.1))
     rcoulomb_a = 10 * float(ff.mdp.get("rcoulomb", 1.1))
     eps_rf = float(ff.mdp.get("epsilon-rf", 0))
+    # ddcMD object lines longer than this file's lines are built here.
+    printinfo = (
+        "PRESSURE = bar; VOLUME = Ang^3; TEMPERATURE = K; ENERGY = kJ/mol; TIME = ns; printStress = 0; "
+        "printMolecularPressure = 1;"
+    )
+    coulomb = (
+        f"rcoulomb = {rcoulomb_a:g} Angstrom; epsilon_r = {float(ff.mdp.get('epsilon-r', 15)):g}; "
+        f"epsilon_rf = {-1 if eps_rf == 0 else eps_rf:g};"
+    )
+    integrator = (
+        f"type = NGLFCONSTRAINTGPULANGEVIN; T = {temperature}; P0 = 1.0 bar; beta = 3.0e-4/bar; tauBarostat = 1.0 ps;"
+    )
     return f"""// ddcMD control file written by mummi for one production run (untested against a real ddcMD)
 simulate SIMULATE
 {{
@@ -227,7 +308,7 @@ accelerator ACCELERATOR {{ type = CUDA; maxPagesPerParticle = 1; }}
 energyInfo ENERGYINFO {{}}
 heap HEAP {{ size = 1000; }}
 ddc DDC {{ updateRate = 20; }}
-printinfo PRINTINFO {{ PRESSURE = bar; VOLUME = Ang^3; TEMPERATURE = K; ENERGY = kJ/mol; TIME = ns; printStress = 0; printMolecularPressure = 1; }}
+printinfo PRINTINFO {{ {printinfo} }}
 
 martini POTENTIAL
 {{
@@ -235,13 +316,13 @@ martini POTENTIAL
    excludePotentialTerm = 0;
    use_transform = 0;
    cutoff = {cutoff_a:g} Angstrom;
-   rcoulomb = {rcoulomb_a:g} Angstrom; epsilon_r = {float(ff.mdp.get("epsilon-r", 15)):g}; epsilon_rf = {-1 if eps_rf == 0 else eps_rf:g};
+   {coulomb}
    function = lennardjones;
    parmfile = martini.data;
    use_gpu = 1;
 }}
 
-nglf INTEGRATOR {{ type = NGLFCONSTRAINTGPULANGEVIN; T = {temperature}; P0 = 1.0 bar; beta = 3.0e-4/bar; tauBarostat = 1.0 ps; }}
+nglf INTEGRATOR {{ {integrator} }}
 
 system SYSTEM
 {{
@@ -274,7 +355,10 @@ def write_inputs(workdir: Path, sim_dir: Path, spec: CampaignSpec, seed: int) ->
     snapshot = SNAPSHOT.format(loop=0)
     (workdir / snapshot).mkdir(parents=True, exist_ok=True)
     # GRO holds 3 decimals (nm) and 4 (nm/ps): rounding drops float32 noise from the Angstrom values
-    positions, velocities = np.round(atoms.positions.astype(np.float64), 3), np.round(np.asarray(velocities, dtype=np.float64), 4)
+    positions, velocities = (
+        np.round(atoms.positions.astype(np.float64), 3),
+        np.round(np.asarray(velocities, dtype=np.float64), 4),
+    )
     atomic_write_text(workdir / snapshot / "atoms#000000", atoms_text(top, positions, velocities, box_a))
     atomic_write_text(workdir / snapshot / "restart", restart_text(len(atoms), box_a, snapshot))
     atomic_write_text(workdir / "martini.data", martini_data(top))
@@ -315,7 +399,9 @@ class DdcmdEngine:
         raise ValueError("ddcMD runs production only; set createsim.engine: gromacs to equilibrate for it")
 
     def trajectory(self, sim_dir: Path) -> tuple[Path, Path]:
-        raise NotImplementedError("the in situ analysis cannot read ddcMD's binary snapshots yet; MuMMI read them with its own ddcMD reader")
+        raise NotImplementedError(
+            "the in situ analysis cannot read ddcMD's binary snapshots yet; MuMMI read them with its own ddcMD reader"
+        )
 
     def production(self, sim_dir: Path, spec: CampaignSpec, seed: int, deadline: float | None) -> bool:
         sim_dir = Path(sim_dir)
@@ -332,7 +418,9 @@ class DdcmdEngine:
         log.info("ddcMD %s: starting at loop %d of %d", sim_dir.name, loop, nsteps)
         timeout = None if deadline is None else max(1.0, deadline - time.time())
         with open(workdir / f"ddcmd.{len(list(workdir.glob('ddcmd.*.log')))}.log", "w") as out:  # one log per launch
-            proc = subprocess.Popen(command(spec), cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                command(spec), cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
             try:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

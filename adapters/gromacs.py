@@ -27,17 +27,17 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from mummi.adapters.md_engine import build_universe, open_universe, write_gro
-from mummi.core.lipids import CHANNELS, N_INNER
 from mummi.adapters.membrane import Membrane
-from mummi.core.simdir import EQ_STRUCTURE, TRAJECTORY
 from mummi.core.atomic import atomic_write_text
+from mummi.core.lipids import CHANNELS, N_INNER
+from mummi.core.simdir import EQ_STRUCTURE, TRAJECTORY
 from mummi.core.spec import CampaignSpec
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,18 @@ class ForceField:
         path = directory / "build.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            lipids = {name: Template(name, tuple(t["atoms"]), np.column_stack([np.zeros((len(t["z_nm"]), 2)), t["z_nm"]])) for name, t in data["lipids"].items()}
+            lipids = {
+                name: Template(name, tuple(t["atoms"]), np.column_stack([np.zeros((len(t["z_nm"]), 2)), t["z_nm"]]))
+                for name, t in data["lipids"].items()
+            }
             protein = cls._protein(directory, data["protein"])
-            ff = cls(directory, tuple(data["includes"]), lipids, protein, float(data["box_z_nm"]), dict(data.get("mdp", {})))
+            ff = cls(
+                directory, tuple(data["includes"]), lipids, protein, float(data["box_z_nm"]), dict(data.get("mdp", {}))
+            )
         except (OSError, KeyError, ValueError, TypeError) as err:
-            raise ValueError(f"{path}: not a usable force-field build file ({err!r}); see {DEFAULT_FORCEFIELD / 'build.json'}") from err
+            raise ValueError(
+                f"{path}: not a usable force-field build file ({err!r}); see {DEFAULT_FORCEFIELD / 'build.json'}"
+            ) from err
         missing = sorted({name for _, name in CHANNELS} - set(lipids))
         if missing:
             raise ValueError(f"{path}: no template for lipids {missing}")
@@ -136,31 +143,39 @@ def stage_mdp(stage: str, spec: CampaignSpec, ff: ForceField, seed: int) -> dict
         return base | {"integrator": "steep", "nsteps": spec.createsim.em_steps, "emtol": 100.0, "emstep": 0.01}
     dt_ps = spec.sim.dt_fs / 1000
     if stage == "eq":
-        return base | dynamics | {
-            "integrator": "sd",
-            "dt": dt_ps,
-            "nsteps": max(1, round(spec.createsim.equilibration_ns * 1000 / dt_ps)),
-            "gen-vel": "yes",
-            "gen-temp": temperature,
-            "gen-seed": seed % 2**31,
-            "nstxout-compressed": 0,
-            "nstcalcenergy": 100,
-            "nstenergy": 1000,
-            "nstlog": 1000,
-        }
+        return (
+            base
+            | dynamics
+            | {
+                "integrator": "sd",
+                "dt": dt_ps,
+                "nsteps": max(1, round(spec.createsim.equilibration_ns * 1000 / dt_ps)),
+                "gen-vel": "yes",
+                "gen-temp": temperature,
+                "gen-seed": seed % 2**31,
+                "nstxout-compressed": 0,
+                "nstcalcenergy": 100,
+                "nstenergy": 1000,
+                "nstlog": 1000,
+            }
+        )
     if stage == "md":
         every = max(1, round(spec.sim.output_interval_ps / dt_ps))
-        return base | dynamics | {
-            "integrator": "sd",
-            "dt": dt_ps,
-            "nsteps": max(1, round(spec.sim.length_ns * 1000 / dt_ps)),
-            "continuation": "yes",
-            "gen-vel": "no",
-            "nstxout-compressed": every,
-            "nstcalcenergy": _divisor(every, 100),
-            "nstenergy": every,
-            "nstlog": every,
-        }
+        return (
+            base
+            | dynamics
+            | {
+                "integrator": "sd",
+                "dt": dt_ps,
+                "nsteps": max(1, round(spec.sim.length_ns * 1000 / dt_ps)),
+                "continuation": "yes",
+                "gen-vel": "no",
+                "nstxout-compressed": every,
+                "nstcalcenergy": _divisor(every, 100),
+                "nstenergy": every,
+                "nstlog": every,
+            }
+        )
     raise ValueError(f"unknown stage {stage!r}; allowed: em, eq, md")
 
 
@@ -201,11 +216,47 @@ class GromacsEngine:
         if not (sim_dir / "em.gro").exists():
             write_system(sim_dir, membrane, ff)
             atomic_write_text(sim_dir / "em.mdp", mdp_text(stage_mdp("em", spec, ff, seed)))
-            run_gmx(gmx, ["grompp", "-f", "em.mdp", "-c", "system.gro", "-p", "topol.top", "-o", "em.tpr", "-po", "em.mdout.mdp"], sim_dir, "em.grompp.log")
+            run_gmx(
+                gmx,
+                [
+                    "grompp",
+                    "-f",
+                    "em.mdp",
+                    "-c",
+                    "system.gro",
+                    "-p",
+                    "topol.top",
+                    "-o",
+                    "em.tpr",
+                    "-po",
+                    "em.mdout.mdp",
+                ],
+                sim_dir,
+                "em.grompp.log",
+            )
             run_gmx(gmx, ["mdrun", "-deffnm", "em", *threads], sim_dir, "em.mdrun.log")
         if not (sim_dir / EQ_STRUCTURE).exists():
             atomic_write_text(sim_dir / "eq.mdp", mdp_text(stage_mdp("eq", spec, ff, seed)))
-            run_gmx(gmx, ["grompp", "-f", "eq.mdp", "-c", "em.gro", "-p", "topol.top", "-o", "eq.tpr", "-po", "eq.mdout.mdp", "-pp", "topol_pp.top"], sim_dir, "eq.grompp.log")
+            run_gmx(
+                gmx,
+                [
+                    "grompp",
+                    "-f",
+                    "eq.mdp",
+                    "-c",
+                    "em.gro",
+                    "-p",
+                    "topol.top",
+                    "-o",
+                    "eq.tpr",
+                    "-po",
+                    "eq.mdout.mdp",
+                    "-pp",
+                    "topol_pp.top",
+                ],
+                sim_dir,
+                "eq.grompp.log",
+            )
             # the final structure goes to a temporary name: eq.gro appears only once eq.cpt is complete
             run_gmx(gmx, ["mdrun", "-deffnm", "eq", "-c", "eq.final.gro", *threads], sim_dir, "eq.mdrun.log")
             os.replace(sim_dir / "eq.final.gro", sim_dir / EQ_STRUCTURE)
@@ -221,12 +272,42 @@ class GromacsEngine:
         mdp = stage_mdp("md", spec, ForceField.load(g.forcefield), seed)
         if not (sim_dir / "md.tpr").exists():  # written under another name first: a killed grompp leaves no md.tpr
             atomic_write_text(sim_dir / "md.mdp", mdp_text(mdp))
-            run_gmx(gmx, ["grompp", "-f", "md.mdp", "-c", EQ_STRUCTURE, "-t", "eq.cpt", "-p", "topol.top", "-o", "md.new.tpr", "-po", "md.mdout.mdp"], sim_dir, "md.grompp.log")
+            run_gmx(
+                gmx,
+                [
+                    "grompp",
+                    "-f",
+                    "md.mdp",
+                    "-c",
+                    EQ_STRUCTURE,
+                    "-t",
+                    "eq.cpt",
+                    "-p",
+                    "topol.top",
+                    "-o",
+                    "md.new.tpr",
+                    "-po",
+                    "md.mdout.mdp",
+                ],
+                sim_dir,
+                "md.grompp.log",
+            )
             os.replace(sim_dir / "md.new.tpr", sim_dir / "md.tpr")
         cpt = sim_dir / "md.cpt"
         if cpt.exists() and checkpoint_step(gmx, cpt) >= int(mdp["nsteps"]):
             return True
-        args = ["mdrun", "-deffnm", "md", "-cpi", "md.cpt", "-cpt", str(spec.sim.checkpoint_interval_min), "-nt", str(g.threads), *g.mdrun_args]
+        args = [
+            "mdrun",
+            "-deffnm",
+            "md",
+            "-cpi",
+            "md.cpt",
+            "-cpt",
+            str(spec.sim.checkpoint_interval_min),
+            "-nt",
+            str(g.threads),
+            *g.mdrun_args,
+        ]
         if deadline is not None:
             args += ["-maxh", f"{max(MIN_MAXH, (deadline - time.time()) / 3600):.6f}"]
         run_gmx(gmx, args, sim_dir, f"md.mdrun.{len(list(sim_dir.glob('md.mdrun.*.log')))}.log")  # one log per launch

@@ -22,9 +22,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from mummi.adapters.backend import Backend, BackendError, JobSpec, JobStatus
 from mummi.core.atomic import atomic_write_text
@@ -64,8 +64,12 @@ class LocalBackend(Backend):
     def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> LocalBackend:
         r = spec.resources
         walltime = None if r.allocation_walltime_min is None else 60 * r.allocation_walltime_min
-        return cls(layout.logs / "local-backend", cores=r.cores_per_node - r.wfm_cores, gpus=r.gpus_per_node,
-                   walltime_s=walltime)
+        return cls(
+            layout.logs / "local-backend",
+            cores=r.cores_per_node - r.wfm_cores,
+            gpus=r.gpus_per_node,
+            walltime_s=walltime,
+        )
 
     def __init__(
         self,
@@ -151,12 +155,19 @@ class LocalBackend(Backend):
         cores, gpus = res.tasks * res.cores_per_task, res.tasks * res.gpus_per_task
         if cores > self.cores or gpus > self.gpus:
             raise BackendError(
-                f"job {job.name} needs {cores} cores and {gpus} GPUs; this machine offers {self.cores} cores and {self.gpus} GPUs"
+                f"job {job.name} needs {cores} cores and {gpus} GPUs; this "
+                f"machine offers {self.cores} cores and {self.gpus} GPUs"
                 " (resources.cores_per_node / gpus_per_node)"
             )
         return _LocalJob(
-            id=self._next_id(), name=job.name, command=list(job.command), workdir=str(job.workdir),
-            log_path=str(job.log_path), env=dict(job.env), cores_needed=cores, gpus_needed=gpus,
+            id=self._next_id(),
+            name=job.name,
+            command=list(job.command),
+            workdir=str(job.workdir),
+            log_path=str(job.log_path),
+            env=dict(job.env),
+            cores_needed=cores,
+            gpus_needed=gpus,
         )
 
     def _next_id(self) -> str:
@@ -170,7 +181,9 @@ class LocalBackend(Backend):
         busy = [r for r in self._jobs.values() if r.state is JobState.RUNNING]
         used_cores = {c for r in busy for c in r.cores}
         used_gpus = {g for r in busy for g in r.gpus}
-        return [c for c in range(self.cores) if c not in used_cores], [g for g in range(self.gpus) if g not in used_gpus]
+        return [c for c in range(self.cores) if c not in used_cores], [
+            g for g in range(self.gpus) if g not in used_gpus
+        ]
 
     def _schedule(self) -> None:
         free_cores, free_gpus = self._free()
@@ -198,8 +211,15 @@ class LocalBackend(Backend):
         Path(rec.log_path).parent.mkdir(parents=True, exist_ok=True)
         with open(rec.log_path, "ab") as out:
             try:
-                child = subprocess.Popen(argv, cwd=rec.workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                child = subprocess.Popen(
+                    argv,
+                    cwd=rec.workdir,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             except OSError as err:
                 self._finish(rec, JobState.FAILED, None, f"cannot start: {err}")
                 return
@@ -226,8 +246,12 @@ class LocalBackend(Backend):
             elif code is None:
                 self._finish(rec, JobState.FAILED, None, "the job's runner died without an exit code")
             else:
-                self._finish(rec, JobState.DONE if code == 0 else JobState.FAILED, code,
-                             None if code == 0 else f"exit code {code}; log: {rec.log_path}")
+                self._finish(
+                    rec,
+                    JobState.DONE if code == 0 else JobState.FAILED,
+                    code,
+                    None if code == 0 else f"exit code {code}; log: {rec.log_path}",
+                )
 
     def _finish(self, rec: _LocalJob, state: JobState, code: int | None, reason: str | None) -> None:
         rec.state, rec.exit_code, rec.reason = state, code, reason

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -70,11 +71,18 @@ def open_universe(*paths: str | Path):  # -> MDAnalysis.Universe
             return mda.Universe(*map(str, paths))
 
 
-def build_universe(names: Sequence[str], resnames: Sequence[str], residue_sizes: Sequence[int], box_nm: Sequence[float]):  # -> MDAnalysis.Universe
+def build_universe(
+    names: Sequence[str], resnames: Sequence[str], residue_sizes: Sequence[int], box_nm: Sequence[float]
+):  # -> MDAnalysis.Universe
     """A one-frame universe with atom and residue names (set its positions, in Angstrom, before writing)."""
     import MDAnalysis as mda
 
-    u = mda.Universe.empty(len(names), n_residues=len(resnames), atom_resindex=np.repeat(np.arange(len(resnames)), residue_sizes), trajectory=True)
+    u = mda.Universe.empty(
+        len(names),
+        n_residues=len(resnames),
+        atom_resindex=np.repeat(np.arange(len(resnames)), residue_sizes),
+        trajectory=True,
+    )
     u.add_TopologyAttr("names", list(names))
     u.add_TopologyAttr("resnames", list(resnames))
     u.add_TopologyAttr("resids", np.arange(1, len(resnames) + 1))

@@ -32,6 +32,7 @@ from mummi.core.patch_input import COARSE_CELLS, PatchInput
 
 log = logging.getLogger(__name__)
 
+
 # -------------------------------------------------------------------- membrane
 @dataclass(frozen=True)
 class Membrane:
@@ -49,13 +50,22 @@ class Membrane:
         return len(self.channel)
 
     def save(self, path: str | Path) -> Path:
-        return atomic_savez(path, patch_id=np.array(self.patch_id), box_nm=self.box_nm, channel=self.channel,
-                            xy_nm=self.xy_nm, ras_xy_nm=self.ras_xy_nm, ras_states=self.ras_states)
+        return atomic_savez(
+            path,
+            patch_id=np.array(self.patch_id),
+            box_nm=self.box_nm,
+            channel=self.channel,
+            xy_nm=self.xy_nm,
+            ras_xy_nm=self.ras_xy_nm,
+            ras_states=self.ras_states,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Membrane:
         with np.load(path, allow_pickle=False) as d:
-            return cls(str(d["patch_id"]), float(d["box_nm"]), d["channel"], d["xy_nm"], d["ras_xy_nm"], d["ras_states"])
+            return cls(
+                str(d["patch_id"]), float(d["box_nm"]), d["channel"], d["xy_nm"], d["ras_xy_nm"], d["ras_states"]
+            )
 
 
 def compositions(coarse: np.ndarray) -> np.ndarray:
@@ -105,7 +115,9 @@ def lattice(n: int, cell_nm: float, jitter: float, rng: np.random.Generator) -> 
     return (ij + 0.5 + rng.uniform(-jitter, jitter, size=(n, 2))) * spacing
 
 
-def build_membrane(patch: PatchInput, lipids_per_cell: int, cell_nm: float, jitter: float, rng: np.random.Generator) -> Membrane:
+def build_membrane(
+    patch: PatchInput, lipids_per_cell: int, cell_nm: float, jitter: float, rng: np.random.Generator
+) -> Membrane:
     """The membrane of ``patch``: counts per cell, jittered lattice, RAS at the centre."""
     counts = lipid_counts(patch.coarse, lipids_per_cell, rng)
     box = COARSE_CELLS * cell_nm
@@ -128,7 +140,12 @@ def _place_ras(patch: PatchInput, box: float) -> tuple[np.ndarray, np.ndarray]:
     centre = np.full(2, box / 2)
     inside = np.all(np.abs(patch.offsets_nm) < box / 2, axis=1)
     if not np.all(inside):
-        log.warning("patch %s: %d constellation RAS lie outside the %.1f nm membrane and are left out", patch.patch_id, int((~inside).sum()), box)
+        log.warning(
+            "patch %s: %d constellation RAS lie outside the %.1f nm membrane and are left out",
+            patch.patch_id,
+            int((~inside).sum()),
+            box,
+        )
     xy = np.vstack([centre, centre + patch.offsets_nm[inside]])
     states = np.concatenate([[patch.central_state], patch.states[inside]]).astype(np.int64)
     return xy, states

@@ -40,10 +40,10 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from mummi.adapters.md_engine import build_universe, write_gro
-from mummi.core.lipids import CHANNELS, CHANNEL_NAMES, N_CHANNELS, N_INNER, PROTEIN_NAME
 from mummi.adapters.membrane import Membrane
-from mummi.core.simdir import EQ_STRUCTURE, TRAJECTORY
 from mummi.core.atomic import atomic_savez
+from mummi.core.lipids import CHANNEL_NAMES, CHANNELS, N_CHANNELS, N_INNER, PROTEIN_NAME
+from mummi.core.simdir import EQ_STRUCTURE, TRAJECTORY
 from mummi.core.spec import CampaignSpec, MockEngineSettings
 
 log = logging.getLogger(__name__)
@@ -131,11 +131,23 @@ def _load_state(path: Path) -> tuple[MockSystem, np.ndarray, dict[str, np.ndarra
 class Dynamics:
     """Overdamped Langevin integrator of a :class:`MockSystem`."""
 
-    def __init__(self, system: MockSystem, settings: MockEngineSettings, truth: TruthPotentials, temperature_K: float, dt_ns: float) -> None:
+    def __init__(
+        self,
+        system: MockSystem,
+        settings: MockEngineSettings,
+        truth: TruthPotentials,
+        temperature_K: float,
+        dt_ns: float,
+    ) -> None:
         self.m, self.n = system.n_ras, system.n_particles
         self.box = system.box_nm
         kT = KB_KJ_MOL_K * temperature_K
-        diff = np.concatenate([np.full(self.m, settings.ras_diffusion_nm2_per_ns), np.full(len(system.channel), settings.lipid_diffusion_nm2_per_ns)])
+        diff = np.concatenate(
+            [
+                np.full(self.m, settings.ras_diffusion_nm2_per_ns),
+                np.full(len(system.channel), settings.lipid_diffusion_nm2_per_ns),
+            ]
+        )
         self.mobility_dt = (diff / kT * dt_ns)[:, None]
         self.noise = np.sqrt(2 * diff * dt_ns)[:, None]
         # piecewise-linear V: constant force -dV/dr on each table segment, 0 beyond
@@ -283,7 +295,14 @@ class MockEngine:
             first = frame + 1
             _append_frames(xtc, universe, block, z, first, frame_ps, ms.steps_per_frame)
             frame += len(block)
-            _save_state(checkpoint, system, xy, frame=frame, rng_state=np.array(json.dumps(rng.bit_generator.state)), xtc_bytes=xtc.stat().st_size)
+            _save_state(
+                checkpoint,
+                system,
+                xy,
+                frame=frame,
+                rng_state=np.array(json.dumps(rng.bit_generator.state)),
+                xtc_bytes=xtc.stat().st_size,
+            )
         return True
 
 
@@ -295,7 +314,9 @@ def _subsample(channel: np.ndarray, cap: int | None, rng: np.random.Generator) -
     return np.sort(np.concatenate(keep))
 
 
-def _append_frames(xtc: Path, universe, block: np.ndarray, z: np.ndarray, first: int, frame_ps: float, steps_per_frame: int) -> None:
+def _append_frames(
+    xtc: Path, universe, block: np.ndarray, z: np.ndarray, first: int, frame_ps: float, steps_per_frame: int
+) -> None:
     """Append frames ``first, first + 1, ...`` to ``xtc``: XTC frames are independent
     records, so a file written by MDAnalysis' XTC writer can be concatenated."""
     from MDAnalysis.coordinates.XTC import XTCWriter
@@ -321,7 +342,10 @@ def _truncate(path: Path, size: int) -> None:
     """Cut ``path`` back to ``size`` bytes (frames written after the checkpoint)."""
     actual = path.stat().st_size if path.exists() else 0
     if actual < size:
-        raise RuntimeError(f"{path} has {actual} bytes but its checkpoint recorded {size}: the trajectory was damaged; remove {CHECKPOINT} to restart the sim")
+        raise RuntimeError(
+            f"{path} has {actual} bytes but its checkpoint recorded {size}: the "
+            f"trajectory was damaged; remove {CHECKPOINT} to restart the sim"
+        )
     if actual > size:
         log.info("%s: dropping %d bytes written after the last checkpoint", path, actual - size)
         with open(path, "r+b") as fh:

@@ -18,22 +18,31 @@ from pathlib import Path
 
 import numpy as np
 
-from mummi.core.lipids import CHANNELS, PROTEIN_NAME
-from mummi.core.patch_input import PatchInput
+from mummi.adapters.md_engine import build_universe, open_universe, write_gro
 from mummi.adapters.membrane import build_membrane
 from mummi.adapters.mock_md import Dynamics, MockSystem, truth_potentials
-from mummi.adapters.md_engine import build_universe, open_universe, write_gro
 from mummi.analysis.insitu import LateralRDF, select_membrane
+from mummi.core.lipids import CHANNELS, PROTEIN_NAME
+from mummi.core.patch_input import PatchInput
 from mummi.core.spec import AnalysisSettings, MockEngineSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lipids-per-cell", type=int, default=64, help="per 6x6 nm cell and leaflet (64: 3,200 lipids)")
-    parser.add_argument("--beads-per-lipid", type=int, default=12, help="beads per lipid in the trajectory (Martini: about 12)")
+    parser.add_argument(
+        "--lipids-per-cell", type=int, default=64, help="per 6x6 nm cell and leaflet (64: 3,200 lipids)"
+    )
+    parser.add_argument(
+        "--beads-per-lipid", type=int, default=12, help="beads per lipid in the trajectory (Martini: about 12)"
+    )
     parser.add_argument("--ras-beads", type=int, default=180, help="beads of the RAS")
     parser.add_argument("--frames", type=int, default=200, help="trajectory frames to analyse")
     parser.add_argument("--output-interval-ps", type=float, default=100.0, help="simulated time between saved frames")
-    parser.add_argument("--ddcmd-us-per-day", type=float, default=1.02, help="ddcMD's production rate (seed 000: 1.02 us/day on one GPU)")
+    parser.add_argument(
+        "--ddcmd-us-per-day",
+        type=float,
+        default=1.02,
+        help="ddcMD's production rate (seed 000: 1.02 us/day on one GPU)",
+    )
     parser.add_argument("--mock-frames", type=int, default=20, help="frames of the mock engine to time")
 
 
@@ -46,7 +55,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         gro, xtc, n_atoms = _write_trajectory(Path(tmp), membrane, args, rng)
         start = time.perf_counter()
         universe = open_universe(gro, xtc)
-        rdf = LateralRDF(universe, select_membrane(open_universe(gro), settings), settings.bin_nm, settings.r_max_nm, settings.contact_nm)
+        rdf = LateralRDF(
+            universe,
+            select_membrane(open_universe(gro), settings),
+            settings.bin_nm,
+            settings.r_max_nm,
+            settings.contact_nm,
+        )
         rdf.run()
         analysis_fps = args.frames / (time.perf_counter() - start)
     ddcmd_fps = args.ddcmd_us_per_day * 1e6 / args.output_interval_ps / 86400.0
@@ -62,7 +77,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def _write_trajectory(tmp: Path, membrane, args: argparse.Namespace, rng: np.random.Generator) -> tuple[Path, Path, int]:
+def _write_trajectory(
+    tmp: Path, membrane, args: argparse.Namespace, rng: np.random.Generator
+) -> tuple[Path, Path, int]:
     """A GRO and an XTC of the membrane: lipids as vertical bead columns, the RAS a blob on the inner side."""
     from MDAnalysis.coordinates.XTC import XTCWriter
 

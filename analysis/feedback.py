@@ -13,8 +13,8 @@ each round removes the fraction ``damping`` of the remaining error.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -99,7 +99,9 @@ def ibi_correction(
     return np.clip(step, -max_step_kT * kT, max_step_kT * kT)
 
 
-def ibi_update(potentials: np.ndarray, g_macro: np.ndarray, g_md: np.ndarray, temperature_K: float, damping: float, **limits: float) -> np.ndarray:
+def ibi_update(
+    potentials: np.ndarray, g_macro: np.ndarray, g_md: np.ndarray, temperature_K: float, damping: float, **limits: float
+) -> np.ndarray:
     """Potentials tabulated on the same radii as the g(r) tables, after one :func:`ibi_correction`."""
     return potentials + ibi_correction(g_macro, g_md, temperature_K, damping, **limits)
 
@@ -113,10 +115,14 @@ def correction_on(r_table_nm: np.ndarray, r_nm: np.ndarray, correction: np.ndarr
     r_nm = np.asarray(r_nm, dtype=np.float64)
     step = r_nm[1] - r_nm[0] if len(r_nm) > 1 else 1.0
     xs = np.concatenate([r_nm, [r_nm[-1] + step]])
-    return np.stack([np.interp(r_table_nm, xs, np.concatenate([row, [0.0]]), right=0.0) for row in np.atleast_2d(correction)])
+    return np.stack(
+        [np.interp(r_table_nm, xs, np.concatenate([row, [0.0]]), right=0.0) for row in np.atleast_2d(correction)]
+    )
 
 
-def gr_distance(g_macro: np.ndarray, g_md: np.ndarray, r_nm: np.ndarray, channels: Sequence[int] | None = None, floor: float = 1e-3) -> float:
+def gr_distance(
+    g_macro: np.ndarray, g_md: np.ndarray, r_nm: np.ndarray, channels: Sequence[int] | None = None, floor: float = 1e-3
+) -> float:
     """Distance between two g(r) tables: the area-weighted RMS of ln(g_macro / g_md).
 
     That is the RMS difference of the two potentials of mean force in units of kT,

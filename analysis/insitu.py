@@ -23,13 +23,12 @@ import numpy as np
 from MDAnalysis.analysis.base import AnalysisBase
 
 from mummi.adapters.md_engine import get_engine, open_universe
-from mummi.core.lipids import N_CHANNELS, N_INNER, PROTEIN_NAME, channel_of
 from mummi.analysis.rdf import RDFCounts, frame_counts, lateral_distances
-from mummi.core.simdir import FEATURES, RDF_COUNTS, is_done, write_status
-from mummi.core.lipids import leaflet_channels
-from mummi.core.states import Outcome
 from mummi.core.atomic import atomic_savez
+from mummi.core.lipids import N_CHANNELS, PROTEIN_NAME, channel_of, leaflet_channels
+from mummi.core.simdir import FEATURES, RDF_COUNTS, is_done, write_status
 from mummi.core.spec import AnalysisSettings, CampaignSpec
+from mummi.core.states import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +50,25 @@ class MembraneSelection:
 def select_membrane(universe, settings: AnalysisSettings) -> MembraneSelection:
     """Heads, channels and proteins of ``universe`` (a topology with coordinates)."""
     proteins = tuple(res.atoms.indices for res in universe.select_atoms(f"resname {PROTEIN_NAME}").residues)
-    lipids = [res for res in universe.residues if channel_of("inner", res.resname) >= 0 or channel_of("outer", res.resname) >= 0]
+    lipids = [
+        res
+        for res in universe.residues
+        if channel_of("inner", res.resname) >= 0 or channel_of("outer", res.resname) >= 0
+    ]
     heads = np.array([res.atoms.indices[0] for res in lipids], dtype=np.int64)
     if len(heads) < 2:
-        raise ValueError(f"found {len(heads)} lipids of the 14 patch channels; residue names must be lipid names (POPC, ..., CHOL)")
+        raise ValueError(
+            f"found {len(heads)} lipids of the 14 patch channels; residue names must be lipid names (POPC, ..., CHOL)"
+        )
     inner = _leaflets(universe, heads, settings.leaflet_cutoff_nm)  # the lower one, unless the protein says otherwise
     if proteins:
         heads_z = universe.atoms.positions[heads, 2]
         protein_z = np.mean([universe.atoms.positions[p, 2].mean() for p in proteins])
         if abs(protein_z - heads_z[~inner].mean()) < abs(protein_z - heads_z[inner].mean()):
             inner = ~inner
-    channel = np.array([channel_of("inner" if i else "outer", res.resname) for res, i in zip(lipids, inner)], dtype=np.int64)
+    channel = np.array(
+        [channel_of("inner" if i else "outer", res.resname) for res, i in zip(lipids, inner)], dtype=np.int64
+    )
     mask = np.isin(np.arange(N_CHANNELS), leaflet_channels(settings.leaflet))
     keep = (channel >= 0) & mask[np.maximum(channel, 0)]
     dropped = int(np.sum(channel < 0))
@@ -102,7 +109,9 @@ class LateralRDF(AnalysisBase):
     ``results.features`` holds one row per frame.
     """
 
-    def __init__(self, universe, selection: MembraneSelection, bin_nm: float, r_max_nm: float, contact_nm: float, **kwargs) -> None:
+    def __init__(
+        self, universe, selection: MembraneSelection, bin_nm: float, r_max_nm: float, contact_nm: float, **kwargs
+    ) -> None:
         super().__init__(universe.trajectory, **kwargs)
         if not selection.protein_index:
             raise ValueError(f"no protein residue (resname {PROTEIN_NAME}) to centre the RDF on")
@@ -216,7 +225,9 @@ def _count_frames(topology: Path, trajectory: Path) -> int:
         return 0
 
 
-def _resume(sim_dir: Path, settings: AnalysisSettings, selection: MembraneSelection) -> tuple[RDFCounts, dict[str, np.ndarray] | None]:
+def _resume(
+    sim_dir: Path, settings: AnalysisSettings, selection: MembraneSelection
+) -> tuple[RDFCounts, dict[str, np.ndarray] | None]:
     """Counts and features up to the last commit, or empty counts and no features."""
     fresh = RDFCounts.empty(settings.bin_nm, settings.r_max_nm, selection.channel_mask)
     path = sim_dir / RDF_COUNTS
@@ -224,7 +235,9 @@ def _resume(sim_dir: Path, settings: AnalysisSettings, selection: MembraneSelect
         return fresh, None
     counts = RDFCounts.load(path)
     if not np.allclose(counts.edges_nm, fresh.edges_nm) or not np.array_equal(counts.channel_mask, fresh.channel_mask):
-        raise ValueError(f"{path} was made with other bins or leaflets than analysis settings ask for; remove it to start over")
+        raise ValueError(
+            f"{path} was made with other bins or leaflets than analysis settings ask for; remove it to start over"
+        )
     with np.load(sim_dir / FEATURES, allow_pickle=False) as d:
         features = {k: d[k][: counts.frames_done] for k in FEATURE_KEYS}
     if len(features["time_ps"]) < counts.frames_done:

@@ -11,14 +11,14 @@ g(r) = counts / (pair_density * annulus area) once (:func:`gr_from_counts`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
-from mummi.core.lipids import CHANNEL_NAMES, N_CHANNELS
 from mummi.core.atomic import atomic_savez
+from mummi.core.lipids import CHANNEL_NAMES, N_CHANNELS
 
 
 def bin_edges(bin_nm: float, r_max_nm: float) -> np.ndarray:
@@ -94,7 +94,14 @@ class RDFCounts:
     @classmethod
     def load(cls, path: str | Path) -> RDFCounts:
         with np.load(path, allow_pickle=False) as d:
-            return cls(d["edges_nm"], d["counts"].astype(np.int64), d["pair_density"], int(d["frames_done"]), d["channel_mask"], tuple(str(n) for n in d["names"]))
+            return cls(
+                d["edges_nm"],
+                d["counts"].astype(np.int64),
+                d["pair_density"],
+                int(d["frames_done"]),
+                d["channel_mask"],
+                tuple(str(n) for n in d["names"]),
+            )
 
 
 def sum_counts(items: Iterable[RDFCounts]) -> RDFCounts:

@@ -44,7 +44,8 @@ class ResourcePolicy:
         if per_sim_gpus and gpus < per_sim_gpus:
             raise SpecConflict(
                 "sim.resources.gpus_per_task",
-                f"the allocation leaves no room for one sim: it has {total_gpus} GPUs (resources.nodes x gpus_per_node), "
+                "the allocation leaves no room for one sim: it has "
+                f"{total_gpus} GPUs (resources.nodes x gpus_per_node), "
                 f"the macro model keeps {macro_gpus} (macro.resources.gpus_per_task) and one sim needs {per_sim_gpus}; "
                 "lower sim.resources.gpus_per_task or macro.resources.gpus_per_task, or raise resources.gpus_per_node",
             )

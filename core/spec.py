@@ -53,7 +53,9 @@ class StopSettings(Settings):
 
     max_sims: PositiveInt | None = Field(40, description="Stop after this many sims have finished.")
     macro_time_us: PositiveFloat | None = Field(None, description="Stop when the macro model reaches this time (µs).")
-    wall_time_h: PositiveFloat | None = Field(None, description="Stop after this much wall time in mummi-run (hours, summed over restarts).")
+    wall_time_h: PositiveFloat | None = Field(
+        None, description="Stop after this much wall time in mummi-run (hours, summed over restarts)."
+    )
     feedback_rounds: PositiveInt | None = Field(None, description="Stop after this many feedback rounds.")
 
     @model_validator(mode="after")
@@ -64,7 +66,11 @@ class StopSettings(Settings):
 
 
 class CampaignSettings(Settings):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64, description="Campaign name: letters, digits, '_', '.', '-'.")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=64,
+        description="Campaign name: letters, digits, '_', '.', '-'.",
+    )
     workdir: Path = Field(description="Campaign directory; everything the campaign writes lives under it.")
     seed: NonNegativeInt = Field(0, description="Seed from which all randomness of the campaign flows.")
     stop: StopSettings = StopSettings()
@@ -84,10 +90,20 @@ class JobResources(Settings):
 class ResourceSettings(Settings):
     backend: Backend = "local"
     nodes: PositiveInt = 1
-    cores_per_node: PositiveInt = Field(8, description="Cores per node; with the local backend they are scheduling slots (8 lets a 2-core laptop run the default campaign).")
-    gpus_per_node: NonNegativeInt = Field(2, description="GPU slots per node; with the local backend and the mock engine they are scheduling slots only.")
+    cores_per_node: PositiveInt = Field(
+        8,
+        description=(
+            "Cores per node; with the local backend they are scheduling "
+            "slots (8 lets a 2-core laptop run the default campaign)."
+        ),
+    )
+    gpus_per_node: NonNegativeInt = Field(
+        2, description="GPU slots per node; with the local backend and the mock engine they are scheduling slots only."
+    )
     wfm_cores: NonNegativeInt = Field(0, description="Cores kept free for the coordinator on its node.")
-    allocation_walltime_min: PositiveFloat | None = Field(None, description="Allocation length when the backend cannot tell (local backend).")
+    allocation_walltime_min: PositiveFloat | None = Field(
+        None, description="Allocation length when the backend cannot tell (local backend)."
+    )
 
 
 # ------------------------------------------------------------------------ macro
@@ -100,14 +116,22 @@ class MacroSettings(Settings):
     dt_ns: PositiveFloat = Field(20.0, description="Lipid-field time step (ns).")
     ras_dt_ps: PositiveFloat = Field(25.0, description="RAS Langevin time step (ps).")
     output_interval_ns: PositiveFloat = Field(200.0, description="Macro time between frames (ns).")
-    reload_interval_ns: PositiveFloat = Field(1000.0, description="Macro time between checks for a newer parameter version (ns).")
+    reload_interval_ns: PositiveFloat = Field(
+        1000.0, description="Macro time between checks for a newer parameter version (ns)."
+    )
     checkpoint_interval_ns: PositiveFloat = Field(1000.0, description="Macro time between checkpoints (ns).")
     temperature_K: PositiveFloat = 310.0
     noise: bool = Field(True, description="Conserved thermal noise in the lipid dynamics.")
     ras_state_changes: bool = False
     parameters: Path | None = Field(None, description="Initial parameter file; default: the built-in set.")
     compute: Literal["auto", "numpy", "torch"] = "auto"
-    pace_ns_per_s: PositiveFloat | None = Field(None, description="At most this much macro time per wall second in the campaign (not the pre-campaign); for dry runs, where the macro model would otherwise race ahead of the sims.")
+    pace_ns_per_s: PositiveFloat | None = Field(
+        None,
+        description=(
+            "At most this much macro time per wall second in the campaign (not the pre-campaign); "
+            "for dry runs, where the macro model would otherwise race ahead of the sims."
+        ),
+    )
     resources: JobResources = JobResources(cores_per_task=1, walltime_min=24 * 60.0)
 
     @model_validator(mode="after")
@@ -124,14 +148,19 @@ class PatchSettings(Settings):
 
     size_nm: PositiveFloat = 30.0
     native_points: PositiveInt = Field(37, description="Native patch edge in grid points (odd: centred on the RAS).")
-    block_widths: list[PositiveInt] = Field(default_factory=lambda: [7, 7, 9, 7, 7], description="Block widths of the coarse patch; they sum to native_points.")
+    block_widths: list[PositiveInt] = Field(
+        default_factory=lambda: [7, 7, 9, 7, 7],
+        description="Block widths of the coarse patch; they sum to native_points.",
+    )
 
     @model_validator(mode="after")
     def _blocks_cover_patch(self) -> PatchSettings:
         if self.native_points % 2 == 0:
             raise ValueError(f"native_points must be odd so the patch is centred on the RAS, got {self.native_points}")
         if sum(self.block_widths) != self.native_points:
-            raise ValueError(f"block_widths must sum to native_points ({self.native_points}), they sum to {sum(self.block_widths)}")
+            raise ValueError(
+                f"block_widths must sum to native_points ({self.native_points}), they sum to {sum(self.block_widths)}"
+            )
         return self
 
     @property
@@ -141,7 +170,9 @@ class PatchSettings(Settings):
 
 # ---------------------------------------------------------------------- encoder
 class EncoderTrainingSettings(Settings):
-    pre_campaign_ns: PositiveFloat = Field(2000.0, description="Length of the uncoupled macro run whose patches train the encoder (ns).")
+    pre_campaign_ns: PositiveFloat = Field(
+        2000.0, description="Length of the uncoupled macro run whose patches train the encoder (ns)."
+    )
     epochs: PositiveInt = 40
     batch_size: PositiveInt = 256
     learning_rate: PositiveFloat = 1e-3
@@ -166,8 +197,12 @@ class SamplerSettings(Settings):
     k: PositiveInt = Field(10, description="Neighbours in the novelty score.")
     candidate_cap: PositiveInt = Field(35_000, description="Capacity of the candidate queue C.")
     warmup: NonNegativeInt = Field(4, description="The first selections are uniformly random.")
-    index: Literal["flat", "ivf", "hnsw"] = Field("flat", description="'flat' is exact; 'ivf' and 'hnsw' approximate for very large S.")
-    index_probe: PositiveInt | None = Field(None, description="Search effort of an approximate index: IVF nprobe (default 8) or HNSW efSearch (default 64).")
+    index: Literal["flat", "ivf", "hnsw"] = Field(
+        "flat", description="'flat' is exact; 'ivf' and 'hnsw' approximate for very large S."
+    )
+    index_probe: PositiveInt | None = Field(
+        None, description="Search effort of an approximate index: IVF nprobe (default 8) or HNSW efSearch (default 64)."
+    )
     device: Device = "auto"
     normalize_weights: bool = False
     checkpoint_interval_s: PositiveFloat = 60.0
@@ -182,36 +217,75 @@ class RetrySettings(Settings):
 class MockEngineSettings(Settings):
     """The dry run's MD engine: 2-D Langevin dynamics of a patch."""
 
-    truth: Path | None = Field(None, description="The engine's hidden RAS-lipid potentials (JSON like adapters/forcefield/mock_truth.json); default: the built-in set.")
-    beads_per_lipid_type: PositiveInt | None = Field(None, description="Simulate at most this many lipids of each channel (a random subset of the built membrane); None: all of them.")
+    truth: Path | None = Field(
+        None,
+        description=(
+            "The engine's hidden RAS-lipid potentials (JSON like "
+            "adapters/forcefield/mock_truth.json); default: the built-in set."
+        ),
+    )
+    beads_per_lipid_type: PositiveInt | None = Field(
+        None,
+        description=(
+            "Simulate at most this many lipids of each channel (a "
+            "random subset of the built membrane); None: all of them."
+        ),
+    )
     frames: PositiveInt = Field(200, description="Frames written over sim.length_ns.")
-    steps_per_frame: PositiveInt = Field(20, description="Langevin steps per frame; the step is length_ns / (frames * steps_per_frame).")
-    lipid_diffusion_nm2_per_ns: PositiveFloat = Field(5.0, description="Lateral diffusion coefficient of a lipid bead (accelerated, so patches mix within a short sim).")
+    steps_per_frame: PositiveInt = Field(
+        20, description="Langevin steps per frame; the step is length_ns / (frames * steps_per_frame)."
+    )
+    lipid_diffusion_nm2_per_ns: PositiveFloat = Field(
+        5.0,
+        description="Lateral diffusion coefficient of a lipid bead (accelerated, so patches mix within a short sim).",
+    )
     ras_diffusion_nm2_per_ns: PositiveFloat = Field(0.5, description="Lateral diffusion coefficient of a RAS bead.")
-    lipid_repulsion_kj_mol: NonNegativeFloat = Field(5.0, description="Height of the soft lipid-lipid repulsion within a leaflet; 0 makes lipids ideal (the dilute limit).")
+    lipid_repulsion_kj_mol: NonNegativeFloat = Field(
+        5.0,
+        description=(
+            "Height of the soft lipid-lipid repulsion within a "
+            "leaflet; 0 makes lipids ideal (the dilute limit)."
+        ),
+    )
     lipid_size_nm: PositiveFloat = Field(0.6, description="Range of the lipid-lipid soft repulsion.")
     ras_size_nm: PositiveFloat = Field(3.0, description="Range of the RAS-RAS soft repulsion.")
-    checkpoint_every_frames: PositiveInt = Field(20, description="Frames between checkpoints; the trajectory grows in blocks of this many frames.")
+    checkpoint_every_frames: PositiveInt = Field(
+        20, description="Frames between checkpoints; the trajectory grows in blocks of this many frames."
+    )
 
 
 class GromacsSettings(Settings):
     executable: str = "gmx"
-    forcefield: Path | None = Field(None, description="Force-field directory; default: the small coarse-grained field shipped with mummi. Point it at Martini for real campaigns.")
+    forcefield: Path | None = Field(
+        None,
+        description=(
+            "Force-field directory; default: the small coarse-grained field "
+            "shipped with mummi. Point it at Martini for real campaigns."
+        ),
+    )
     threads: PositiveInt = 1
-    mdrun_args: list[str] = Field(default_factory=list, description="Extra gmx mdrun options, one per list item (e.g. ['-nb', 'gpu']).")
+    mdrun_args: list[str] = Field(
+        default_factory=list, description="Extra gmx mdrun options, one per list item (e.g. ['-nb', 'gpu'])."
+    )
 
 
 class DdcmdSettings(Settings):
     executable: str = "ddcMD"
     launcher: list[str] = Field(default_factory=list, description="Command prefix, e.g. ['jsrun', '-n1', '-g1'].")
-    checkpoint_every_frames: PositiveInt = Field(50, description="Output frames between ddcMD checkpoints (snapshot directories).")
+    checkpoint_every_frames: PositiveInt = Field(
+        50, description="Output frames between ddcMD checkpoints (snapshot directories)."
+    )
 
 
 class CreatesimSettings(Settings):
     engine: SetupEngine = "mock"
-    lipids_per_cell: PositiveInt = Field(64, description="Lipids per 6x6 nm cell and leaflet (the campaign's value: 64).")
+    lipids_per_cell: PositiveInt = Field(
+        64, description="Lipids per 6x6 nm cell and leaflet (the campaign's value: 64)."
+    )
     cell_nm: PositiveFloat = Field(6.0, description="Edge of one coarse cell; the membrane is 5 cells wide.")
-    jitter: Annotated[float, Field(ge=0, lt=0.5)] = Field(0.2, description="Random displacement of lipids from their lattice sites, as a fraction of the lattice spacing.")
+    jitter: Annotated[float, Field(ge=0, lt=0.5)] = Field(
+        0.2, description="Random displacement of lipids from their lattice sites, as a fraction of the lattice spacing."
+    )
     em_steps: PositiveInt = 500
     equilibration_ns: PositiveFloat = 1.0
     buffer: NonNegativeInt = Field(2, description="Createsims kept running ahead of free GPU slots.")
@@ -225,7 +299,9 @@ class SimSettings(Settings):
     dt_fs: PositiveFloat = 20.0
     output_interval_ps: PositiveFloat = 100.0
     checkpoint_interval_min: PositiveFloat = 15.0
-    stop_margin_min: PositiveFloat = Field(5.0, description="Stop cleanly (checkpoint and exit) this long before the job's walltime.")
+    stop_margin_min: PositiveFloat = Field(
+        5.0, description="Stop cleanly (checkpoint and exit) this long before the job's walltime."
+    )
     resources: JobResources = JobResources(cores_per_task=1, gpus_per_task=1, walltime_min=24 * 60.0)
     retry: RetrySettings = RetrySettings()
     gromacs: GromacsSettings = GromacsSettings()
@@ -240,8 +316,12 @@ class AnalysisSettings(Settings):
     r_max_nm: PositiveFloat = 12.0
     write_every_frames: PositiveInt = 20
     leaflet: Literal["inner", "outer", "both"] = "inner"
-    contact_nm: PositiveFloat = Field(1.5, description="Lateral protein-lipid distance counted as a contact in the per-frame features.")
-    leaflet_cutoff_nm: PositiveFloat = Field(1.5, description="Head-group distance cutoff of MDAnalysis' LeafletFinder.")
+    contact_nm: PositiveFloat = Field(
+        1.5, description="Lateral protein-lipid distance counted as a contact in the per-frame features."
+    )
+    leaflet_cutoff_nm: PositiveFloat = Field(
+        1.5, description="Head-group distance cutoff of MDAnalysis' LeafletFinder."
+    )
     poll_interval_s: PositiveFloat = 1.0
     resources: JobResources = JobResources(cores_per_task=1, walltime_min=24 * 60.0)
 
@@ -256,14 +336,30 @@ class FeedbackSettings(Settings):
     """Micro-to-macro feedback by iterative Boltzmann inversion."""
 
     enabled: bool = True
-    interval_sims: PositiveInt = Field(8, description="Run a round after this many more sims have produced analysis counts.")
+    interval_sims: PositiveInt = Field(
+        8, description="Run a round after this many more sims have produced analysis counts."
+    )
     interval_s: PositiveFloat | None = Field(None, description="Also run a round after this many seconds.")
-    damping: Annotated[float, Field(gt=0, le=1)] = Field(0.5, description="Fraction of the Boltzmann-inversion correction applied per round.")
+    damping: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.5, description="Fraction of the Boltzmann-inversion correction applied per round."
+    )
     min_sims: PositiveInt = 4
     use_weights: bool = Field(True, description="Weight each sim's counts by its DynIm weight.")
-    shell_nm: PositiveFloat | None = Field(None, description="Width of the radial shells on which macro and MD g(r) are compared; default two macro grid spacings.")
+    shell_nm: PositiveFloat | None = Field(
+        None,
+        description=(
+            "Width of the radial shells on which macro and MD "
+            "g(r) are compared; default two macro grid spacings."
+        ),
+    )
     r_max_nm: PositiveFloat = Field(8.0, description="Outer radius of the comparison.")
-    relax_ns: NonNegativeFloat = Field(400.0, description="Macro frames this soon after a new parameter version are not yet relaxed and are left out of the comparison.")
+    relax_ns: NonNegativeFloat = Field(
+        400.0,
+        description=(
+            "Macro frames this soon after a new parameter version "
+            "are not yet relaxed and are left out of the comparison."
+        ),
+    )
 
 
 class CheckpointSettings(Settings):
@@ -351,4 +447,5 @@ class CampaignSpec(Settings):
 
     def to_yaml(self) -> str:
         """The resolved settings, every default filled in, as YAML that loads back to the same spec."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+        text: str = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+        return text

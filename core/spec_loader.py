@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from mummi.core.spec import CampaignSpec, Settings, SpecConflict
+
 
 class SpecError(Exception):
     """A campaign spec that cannot be used; the message says where and how to fix it."""
@@ -57,9 +59,14 @@ def load_spec(path: str | Path) -> CampaignSpec:
         problem = getattr(err, "problem", None) or str(err)
         raise SpecError(f"{where}: not valid YAML: {problem}. Fix the syntax at that position.") from err
     if data is None:
-        raise SpecError(f"{path}: the file is empty; a spec needs at least a 'campaign' section with 'name' and 'workdir'.")
+        raise SpecError(
+            f"{path}: the file is empty; a spec needs at least a 'campaign' section with 'name' and 'workdir'."
+        )
     if not isinstance(data, dict):
-        raise SpecError(f"{path}:1: the top level must be a mapping of sections (campaign, resources, macro, ...), got {type(data).__name__}.")
+        raise SpecError(
+            f"{path}:1: the top level must be a mapping of sections "
+            f"(campaign, resources, macro, ...), got {type(data).__name__}."
+        )
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as err:
@@ -84,18 +91,21 @@ def _describe(path: Path, root: yaml.Node | None, err: ValidationError) -> str:
     lines = [f"{path}: invalid campaign spec ({err.error_count()} problem{'s' * (err.error_count() > 1)}):"]
     for e in err.errors():
         conflict = e.get("ctx", {}).get("error")
-        loc = conflict.key.split(".") if isinstance(conflict, SpecConflict) else [str(part) for part in e["loc"]]
-        key = ".".join(loc) or "(top level)"
-        line = _line_of(root, tuple(loc))
+        loc = tuple(conflict.key.split(".")) if isinstance(conflict, SpecConflict) else e["loc"]
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        line = _line_of(root, loc)
         where = f"{path}:{line}" if line else str(path)
         lines.append(f"  {where}: {key}: {_explain(e)}")
     return "\n".join(lines)
 
 
-def _explain(e: dict[str, Any]) -> str:
-    kind, msg = e["type"], e["msg"]
+def _explain(e: ErrorDetails) -> str:
+    kind, msg = e["type"], str(e["msg"])
     if kind == "extra_forbidden":
-        return "unknown key; check its spelling against the documented keys of this section (mummi-run SPEC --validate prints them all)"
+        return (
+            "unknown key; check its spelling against the documented keys of this section "
+            "(mummi-run SPEC --validate prints them all)"
+        )
     if kind == "missing":
         return "required key is missing"
     if kind == "value_error":
@@ -112,13 +122,13 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 if key_node.value == str(part):
-                    line, node = key_node.start_mark.line + 1, value_node
+                    line, node = int(key_node.start_mark.line) + 1, value_node
                     break
             else:
-                return line or (node.start_mark.line + 1)
+                return line or (int(node.start_mark.line) + 1)
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
-            line = node.start_mark.line + 1
+            line = int(node.start_mark.line) + 1
         else:
             break
     return line

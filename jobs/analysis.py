@@ -9,8 +9,8 @@ until the sim's status record says done, counts the last frames and writes
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mummi.analysis.insitu import analyse_sim
 from mummi.core.simdir import is_done

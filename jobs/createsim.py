@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,9 +42,19 @@ def run_createsim(spec: CampaignSpec, sim_dir: Path) -> dict[str, Any]:
         rng = np.random.default_rng(seed_for(spec.campaign.seed, sim_dir.name, "membrane"))
         membrane = build_membrane(patch, cs.lipids_per_cell, cs.cell_nm, cs.jitter, rng)
         membrane.save(sim_dir / MEMBRANE)
-    facts = get_engine(cs.engine).setup(sim_dir, membrane, spec, seed_for(spec.campaign.seed, sim_dir.name, "createsim"))
-    write_status(sim_dir, "createsim", Outcome.DONE, engine=cs.engine, patch_id=membrane.patch_id,
-                 box_nm=membrane.box_nm, n_ras=len(membrane.ras_xy_nm), **facts)
+    facts = get_engine(cs.engine).setup(
+        sim_dir, membrane, spec, seed_for(spec.campaign.seed, sim_dir.name, "createsim")
+    )
+    write_status(
+        sim_dir,
+        "createsim",
+        Outcome.DONE,
+        engine=cs.engine,
+        patch_id=membrane.patch_id,
+        box_nm=membrane.box_nm,
+        n_ras=len(membrane.ras_xy_nm),
+        **facts,
+    )
     log.info("createsim %s done (%s engine, %d lipids)", sim_dir.name, cs.engine, membrane.n_lipids)
     return read_status(sim_dir, "createsim") or {}
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from mummi.core.exit_codes import EXIT_FAILED, EXIT_USAGE
 from mummi.core.simdir import write_status

@@ -17,8 +17,8 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
 from mummi.core.layout import CampaignLayout
@@ -36,14 +36,19 @@ STOP_MARGIN_MIN = 2.0
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="campaign directory (default: campaign.workdir of the spec)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="campaign directory (default: campaign.workdir of the spec)"
+    )
     parser.add_argument("--until-ns", type=float, default=None, help="macro time to reach (ns)")
     parser.add_argument("--uncoupled", action="store_true", help="do not reload new parameter versions")
     parser.add_argument("--walltime-min", type=float, default=None, help="stop cleanly before this much wall time")
-    parser.add_argument("--pace-ns-per-s", type=float, default=None,
-                        help="advance at most this much macro time per wall-clock second (dry runs: keeps the macro "
-                             "model in step with the sims, as on a real allocation)")
+    parser.add_argument(
+        "--pace-ns-per-s",
+        type=float,
+        default=None,
+        help="advance at most this much macro time per wall-clock second (dry runs: keeps the macro "
+        "model in step with the sims, as on a real allocation)",
+    )
     parser.add_argument("--compute", choices=("auto", "numpy", "torch"), default=None, help="override macro.compute")
 
 
@@ -79,9 +84,15 @@ def _run(spec: CampaignSpec, args: argparse.Namespace) -> int:
 
     reached = run.run(until, should_stop=should_stop)
     model = run.model
-    info = {"time_ns": model.time_ns, "step": model.step_count, "param_version": model.params.version,
-            "positivity_fixes": model.positivity_fixes}
-    write_status_record(layout.macro_status, JobKind.MACRO.value, Outcome.DONE if reached else Outcome.INCOMPLETE, **info)
+    info = {
+        "time_ns": model.time_ns,
+        "step": model.step_count,
+        "param_version": model.params.version,
+        "positivity_fixes": model.positivity_fixes,
+    }
+    write_status_record(
+        layout.macro_status, JobKind.MACRO.value, Outcome.DONE if reached else Outcome.INCOMPLETE, **info
+    )
     return EXIT_OK if reached else EXIT_RESUMABLE
 
 
@@ -90,8 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = f"{type(err).__name__}: {err}"
         write_status_record(_layout(spec, args).macro_status, JobKind.MACRO.value, Outcome.FAILED, error=error)
 
-    return job_main(JobKind.MACRO, argv, _run, description=__doc__.splitlines()[0], add_arguments=_add_arguments,
-                    on_failure=record_failure)
+    return job_main(
+        JobKind.MACRO,
+        argv,
+        _run,
+        description=__doc__.splitlines()[0],
+        add_arguments=_add_arguments,
+        on_failure=record_failure,
+    )
 
 
 class _Pace:

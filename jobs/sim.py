@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mummi.adapters.md_engine import get_engine, seed_for
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
@@ -22,6 +22,7 @@ from mummi.core.states import JobKind, Outcome
 from mummi.jobs.entry import sim_job_main
 
 log = logging.getLogger(__name__)
+
 
 def run_sim(spec: CampaignSpec, sim_dir: Path, deadline: float | None = None) -> Outcome:
     """Run or resume the sim; returns ``done`` or ``incomplete``."""
@@ -33,8 +34,10 @@ def run_sim(spec: CampaignSpec, sim_dir: Path, deadline: float | None = None) ->
     if setup.get("state") is not Outcome.DONE:
         raise RuntimeError(f"{sim_dir}: createsim has not finished; run it first")
     if setup.get("engine") != SETUP_ENGINE[engine_name]:
-        raise ValueError(f"sim.engine {engine_name!r} needs createsim.engine {SETUP_ENGINE[engine_name]!r}, "
-                         f"this sim was set up with {setup.get('engine')!r}")
+        raise ValueError(
+            f"sim.engine {engine_name!r} needs createsim.engine {SETUP_ENGINE[engine_name]!r}, "
+            f"this sim was set up with {setup.get('engine')!r}"
+        )
     seed = seed_for(spec.campaign.seed, sim_dir.name, "sim")
     complete = get_engine(engine_name).production(sim_dir, spec, seed, deadline)
     state = Outcome.DONE if complete else Outcome.INCOMPLETE
@@ -44,7 +47,9 @@ def run_sim(spec: CampaignSpec, sim_dir: Path, deadline: float | None = None) ->
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--walltime-min", type=float, default=None, help="this job's walltime; default sim.resources.walltime_min")
+    parser.add_argument(
+        "--walltime-min", type=float, default=None, help="this job's walltime; default sim.resources.walltime_min"
+    )
 
 
 def _run(spec: CampaignSpec, sim_dir: Path, args: argparse.Namespace) -> int:

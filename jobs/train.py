@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,8 +79,9 @@ def _run(spec: CampaignSpec, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; 0 on success (or when OUT already holds a model), 2 on bad input."""
     description = "Train the patch encoder on macro patch files."
-    return job_main(JobKind.TRAIN, argv, _run, description=description, add_arguments=_add_arguments,
-                    prog="mummi-train-encoder")
+    return job_main(
+        JobKind.TRAIN, argv, _run, description=description, add_arguments=_add_arguments, prog="mummi-train-encoder"
+    )
 
 
 if __name__ == "__main__":

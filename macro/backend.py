@@ -160,7 +160,10 @@ class NumpyBackend:
         return out
 
     def fourier_factor(self, factor: np.ndarray) -> np.ndarray:
-        """A real per-mode factor in the form that multiplies complex fields fastest (complex, zero imaginary part; the products are the same)."""
+        """A real per-mode factor in the form that multiplies complex fields fastest.
+
+        Complex with a zero imaginary part; the products are the same.
+        """
         return np.ascontiguousarray(factor, dtype=np.result_type(self.real, np.complex64))
 
     def concat(self, parts: list[np.ndarray]) -> np.ndarray:

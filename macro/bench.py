@@ -13,10 +13,10 @@ import resource
 import time
 from typing import Any
 
+from mummi.core.spec import MacroSettings
 from mummi.macro.backend import tune_allocator
 from mummi.macro.model import MacroModel
 from mummi.macro.params import default_parameters
-from mummi.core.spec import MacroSettings
 
 SPACING_NM = 1000.0 / 1200.0
 
@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_ras = args.ras if args.ras is not None else max(8, round(300 * (box / 1000.0) ** 2))
     settings = MacroSettings(box_nm=box, grid_points=args.grid, n_ras=n_ras, noise=not args.no_noise)
     t0 = time.perf_counter()
-    model = MacroModel(default_parameters(settings.temperature_K), settings, seed=args.seed, compute=args.compute, dtype=args.dtype)
+    model = MacroModel(
+        default_parameters(settings.temperature_K), settings, seed=args.seed, compute=args.compute, dtype=args.dtype
+    )
     setup_s = time.perf_counter() - t0
     for _ in range(args.warmup):
         model.step()

@@ -163,7 +163,13 @@ class LipidOperators:
     """Everything the step needs that depends only on parameters, grid and dt (built once per parameter version)."""
 
     def __init__(
-        self, params: MacroParameters, grid: Grid, dt_ns: float, temperature_K: float, backend: Backend, noise: bool,
+        self,
+        params: MacroParameters,
+        grid: Grid,
+        dt_ns: float,
+        temperature_K: float,
+        backend: Backend,
+        noise: bool,
         concentration_scale: np.ndarray | None = None,
     ) -> None:
         self.params, self.grid, self.dt_ns, self.backend = params, grid, dt_ns, backend
@@ -174,10 +180,14 @@ class LipidOperators:
         modes = interaction_modes(params, beta)
         self.local = np.flatnonzero(modes.kernel_index < 0)
         self.conv = np.flatnonzero(modes.kernel_index >= 0)
-        self.shapes_hat = grid.radial_transform(params.kernel_r_nm, params.kernel_shapes) if params.kernel_shapes.size else None
+        self.shapes_hat = (
+            grid.radial_transform(params.kernel_r_nm, params.kernel_shapes) if params.kernel_shapes.size else None
+        )
         self.vectors = modes.vectors
         self.weights = np.concatenate([modes.weights[:, self.local], modes.weights[:, self.conv]], axis=1)
-        self.conv_hat = backend.fourier_factor(self.shapes_hat[modes.kernel_index[self.conv]]) if self.conv.size else None
+        self.conv_hat = (
+            backend.fourier_factor(self.shapes_hat[modes.kernel_index[self.conv]]) if self.conv.size else None
+        )
         log.info("lipid interactions: %d contact and %d convolved collective fields", self.local.size, self.conv.size)
         self.explicit_limit = float(np.max(params.diffusion_nm2_per_ns) * dt_ns / grid.spacing_nm**2)
 
@@ -267,7 +277,11 @@ class LipidOperators:
             return None
         nz = self.noise
         n = self.grid.n
-        xi = nz.stationary * (rng.standard_normal(nz.stationary.shape) + 1j * rng.standard_normal(nz.stationary.shape)) * np.sqrt(0.5)
+        xi = (
+            nz.stationary
+            * (rng.standard_normal(nz.stationary.shape) + 1j * rng.standard_normal(nz.stationary.shape))
+            * np.sqrt(0.5)
+        )
         hat = np.zeros((xi.shape[0], n * self.grid.half), complex)
         hat[:, nz.index] = xi
         hat[:, nz.mirror] = np.conj(xi[:, nz.mirrored])
@@ -276,10 +290,14 @@ class LipidOperators:
     def ras_field(self, c_hat: Any) -> np.ndarray:
         """W_s(x) = h² Σ_i (c_i * V_{s,i})(x) for each RAS state (kJ/mol), on the host."""
         be = self.backend
-        return be.to_numpy(be.irfft2(be.weighted_sum(self.pmf_hat, c_hat), self.grid.n, overwrite=True)).astype(np.float64)
+        return be.to_numpy(be.irfft2(be.weighted_sum(self.pmf_hat, c_hat), self.grid.n, overwrite=True)).astype(
+            np.float64
+        )
 
 
-def _stabilisation(params: MacroParameters, beta: float, shapes_hat: np.ndarray | None, shape: tuple[int, ...], scale: np.ndarray) -> np.ndarray:
+def _stabilisation(
+    params: MacroParameters, beta: float, shapes_hat: np.ndarray | None, shape: tuple[int, ...], scale: np.ndarray
+) -> np.ndarray:
     """σ(k) = max(0, (μ(k) - 1)/2) with μ(k) ≥ the largest eigenvalue of C½ βK̂(k) C½, C = diag(scale).
 
     For steps much longer than the relaxation time of a mode, ETD1 with the drift
@@ -328,6 +346,11 @@ def _noise_modes(params: MacroParameters, grid: Grid, decay: np.ndarray) -> _Noi
     in_column = ix.reshape(-1)[index] == 0
     mirrored = np.flatnonzero(in_column)
     mirror = ((n - iy.reshape(-1)[index[mirrored]]) % n) * grid.half
-    variance = (params.noise_scale**2) * (n**2 / h**2) * params.mean_concentration_per_nm2[:, None] * (filt.reshape(-1)[index] ** 2)[None]
+    variance = (
+        (params.noise_scale**2)
+        * (n**2 / h**2)
+        * params.mean_concentration_per_nm2[:, None]
+        * (filt.reshape(-1)[index] ** 2)[None]
+    )
     a = decay.reshape(decay.shape[0], -1)[:, index]
     return _Noise(index, mirror, mirrored, np.sqrt(variance * (1.0 - a**2)), np.sqrt(variance))

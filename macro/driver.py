@@ -16,28 +16,34 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from mummi.core.layout import CampaignLayout
+from mummi.core.spec import CampaignSpec
 from mummi.macro.frames import write_frame
 from mummi.macro.model import MacroModel
 from mummi.macro.params import MacroParameters, default_parameters, latest_parameters, load_parameters, write_parameters
 from mummi.macro.patches import extract_patches, write_patches
-from mummi.core.layout import CampaignLayout
-from mummi.core.spec import CampaignSpec
 
 log = logging.getLogger(__name__)
+
 
 class MacroRun:
     """Open (resume or start) the macro model of a campaign and run it with its outputs."""
 
-    def __init__(self, spec: CampaignSpec, workdir: str | Path | None = None, *, coupled: bool = True, compute: str | None = None) -> None:
+    def __init__(
+        self, spec: CampaignSpec, workdir: str | Path | None = None, *, coupled: bool = True, compute: str | None = None
+    ) -> None:
         self.spec = spec
         self.layout = CampaignLayout(Path(workdir) if workdir is not None else spec.campaign.workdir)
         self.layout.create_macro_dirs()
         self.coupled = coupled
         m = spec.macro
-        self.every = {name: _steps(getattr(m, f"{name}_interval_ns"), m.dt_ns, name) for name in ("output", "reload", "checkpoint")}
+        self.every = {
+            name: _steps(getattr(m, f"{name}_interval_ns"), m.dt_ns, name)
+            for name in ("output", "reload", "checkpoint")
+        }
         if self.layout.macro_checkpoint.exists():
             self.model = MacroModel.restore(self.layout.macro_checkpoint, m, compute=compute)
             self.fresh = False
@@ -82,8 +88,13 @@ class MacroRun:
         frame = self.model.frame()
         write_frame(self.layout.macro_frames, frame)
         write_patches(self.layout.patches, extract_patches(frame, self.spec.patches))
-        log.info("frame t = %.0f ns (parameters v%d, %d RAS, %d positivity repairs so far)",
-                 frame.time_ns, frame.param_version, len(frame.ras_ids), self.model.positivity_fixes)
+        log.info(
+            "frame t = %.0f ns (parameters v%d, %d RAS, %d positivity repairs so far)",
+            frame.time_ns,
+            frame.param_version,
+            len(frame.ras_ids),
+            self.model.positivity_fixes,
+        )
 
     def _reload(self) -> None:
         latest = latest_parameters(self.layout.macro_params)
@@ -94,5 +105,7 @@ class MacroRun:
 def _steps(interval_ns: float, dt_ns: float, name: str) -> int:
     n = max(1, round(interval_ns / dt_ns))
     if abs(n * dt_ns - interval_ns) > 1e-6 * interval_ns:
-        log.warning("%s interval %.4g ns is not a whole number of %.4g ns steps; using %d steps", name, interval_ns, dt_ns, n)
+        log.warning(
+            "%s interval %.4g ns is not a whole number of %.4g ns steps; using %d steps", name, interval_ns, dt_ns, n
+        )
     return n

@@ -20,8 +20,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mummi.core.lipids import CHANNEL_NAMES
 from mummi.core.atomic import atomic_path
+from mummi.core.lipids import CHANNEL_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,13 @@ def write_frame(directory: str | Path, frame: Frame) -> Path:
     path = Path(directory) / frame_name(frame.time_ns)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(
-            format=FORMAT, time_ns=frame.time_ns, step=frame.step, box_nm=frame.box_nm,
-            param_version=frame.param_version, channels=list(CHANNEL_NAMES), layout="channel,y,x",
+            format=FORMAT,
+            time_ns=frame.time_ns,
+            step=frame.step,
+            box_nm=frame.box_nm,
+            param_version=frame.param_version,
+            channels=list(CHANNEL_NAMES),
+            layout="channel,y,x",
         )
         f.create_dataset("fields", data=np.asarray(frame.fields, dtype=np.float32))
         f.create_dataset("ras/positions_nm", data=np.asarray(frame.ras_positions_nm, dtype=np.float64).reshape(-1, 2))
@@ -73,8 +78,14 @@ def read_frame(path: str | Path) -> Frame:
             raise ValueError(f"{path}: not a macro frame (format {f.attrs.get('format')!r}, expected {FORMAT!r})")
         a = f.attrs
         return Frame(
-            float(a["time_ns"]), int(a["step"]), f["fields"][...], f["ras/positions_nm"][...],
-            f["ras/states"][...], f["ras/ids"][...], float(a["box_nm"]), int(a["param_version"]),
+            float(a["time_ns"]),
+            int(a["step"]),
+            f["fields"][...],
+            f["ras/positions_nm"][...],
+            f["ras/states"][...],
+            f["ras/ids"][...],
+            float(a["box_nm"]),
+            int(a["param_version"]),
         )
 
 

@@ -24,19 +24,20 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from mummi.core.atomic import atomic_savez
+from mummi.core.spec import MacroSettings
 from mummi.macro.backend import Backend, make_backend
 from mummi.macro.ddft import Grid, LipidOperators
 from mummi.macro.frames import Frame
 from mummi.macro.params import MacroParameters, kt_kj_mol
 from mummi.macro.ras import RasDynamics, place_ras, potential_blocks, stationary_states, switch_states
-from mummi.core.atomic import atomic_savez
-from mummi.core.spec import MacroSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,27 @@ class MacroModel:
         self._init_state()
         log.info(
             "macro model: %d×%d grid, %.1f nm box, %d RAS, %s/%s on %s, D·dt/h² up to %.2f",
-            self.grid.n, self.grid.n, self.grid.box_nm, self.settings.n_ras, self.backend.name, self.backend.real, self.backend.device, self.ops.explicit_limit,
+            self.grid.n,
+            self.grid.n,
+            self.grid.box_nm,
+            self.settings.n_ras,
+            self.backend.name,
+            self.backend.real,
+            self.backend.device,
+            self.ops.explicit_limit,
         )
 
-    def _setup(self, params: MacroParameters, settings: MacroSettings | None, seed: int, compute: str | None, dtype: str) -> None:
+    def _setup(
+        self, params: MacroParameters, settings: MacroSettings | None, seed: int, compute: str | None, dtype: str
+    ) -> None:
         self.settings = settings = settings if settings is not None else MacroSettings()
         self.grid = Grid(settings.grid_points, settings.box_nm)
         self.seed = seed
         self.backend: Backend = make_backend(compute or settings.compute, dtype)
-        self.rngs = {name: np.random.Generator(np.random.PCG64(s)) for name, s in zip(_STREAMS, np.random.SeedSequence(seed).spawn(len(_STREAMS)))}
+        self.rngs = {
+            name: np.random.Generator(np.random.PCG64(s))
+            for name, s in zip(_STREAMS, np.random.SeedSequence(seed).spawn(len(_STREAMS)))
+        }
         self.substeps = _substeps(settings)
         self.step_count = 0
         self.positivity_fixes = 0  # steps that needed the positivity repair
@@ -95,13 +108,19 @@ class MacroModel:
             raise ValueError(f"fields must have shape (14, {self.grid.n}, {self.grid.n}), got {fields.shape}")
         self._c_hat = self.backend.rfft2(self.backend.asarray(fields))
         self._c = self.backend.irfft2(self._c_hat, self.grid.n)
-        self._mass_mode = self.backend.asarray(self.backend.to_numpy(self._c_hat[:, 0, 0]))  # Σ c per channel, conserved
+        self._mass_mode = self.backend.asarray(
+            self.backend.to_numpy(self._c_hat[:, 0, 0])
+        )  # Σ c per channel, conserved
 
     def set_ras(self, positions_nm: np.ndarray, states: np.ndarray | None = None) -> None:
         positions = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 2) % self.grid.box_nm
         self.ras_positions = positions
         self.ras_states = np.zeros(len(positions), np.int64) if states is None else np.asarray(states, np.int64).copy()
-        if self.ras_states.shape != (len(positions),) or np.any(self.ras_states >= self.params.n_states) or np.any(self.ras_states < 0):
+        if (
+            self.ras_states.shape != (len(positions),)
+            or np.any(self.ras_states >= self.params.n_states)
+            or np.any(self.ras_states < 0)
+        ):
             raise ValueError(f"RAS states must be {len(positions)} integers in [0, {self.params.n_states})")
         self.ras_ids = np.arange(len(positions), dtype=np.int64)
 
@@ -115,9 +134,14 @@ class MacroModel:
         scale = self.ops.concentration_scale if old is not None else None
         self.ops = LipidOperators(params, self.grid, s.dt_ns, s.temperature_K, self.backend, s.noise, scale)
         self.dynamics = RasDynamics(
-            diffusion_nm2_per_ns=params.ras_diffusion_nm2_per_ns, kt_kj_mol=kt_kj_mol(s.temperature_K),
-            repulsion_kj_mol=params.ras_repulsion_kj_mol, size_nm=params.ras_size_nm, box_nm=s.box_nm,
-            spacing_nm=self.grid.spacing_nm, substeps=self.substeps, substep_ns=s.dt_ns / self.substeps,
+            diffusion_nm2_per_ns=params.ras_diffusion_nm2_per_ns,
+            kt_kj_mol=kt_kj_mol(s.temperature_K),
+            repulsion_kj_mol=params.ras_repulsion_kj_mol,
+            size_nm=params.ras_size_nm,
+            box_nm=s.box_nm,
+            spacing_nm=self.grid.spacing_nm,
+            substeps=self.substeps,
+            substep_ns=s.dt_ns / self.substeps,
         )
         if old is not None:
             log.info("macro parameters: version %d -> %d at t = %.0f ns", old.version, params.version, self.time_ns)
@@ -125,7 +149,9 @@ class MacroModel:
     def _init_state(self) -> None:
         rng = self.rngs["init"]
         p, n = self.params, self.grid.n
-        fields = np.broadcast_to(p.mean_concentration_per_nm2[:, None, None], (p.mean_concentration_per_nm2.size, n, n)).copy()
+        fields = np.broadcast_to(
+            p.mean_concentration_per_nm2[:, None, None], (p.mean_concentration_per_nm2.size, n, n)
+        ).copy()
         fluctuation = self.ops.stationary_noise(rng)
         if fluctuation is not None:
             fields = np.maximum(fields + fluctuation, 0.05 * fields)
@@ -153,7 +179,9 @@ class MacroModel:
             ras = self._worker().submit(self._ras_half, self._c_hat, self.ras_positions, self.ras_states, normals)
         phi = ops.potential(self._c, self._c_hat)
         if len(self.ras_positions):
-            rows, cols, blocks = potential_blocks(self.ras_positions, self.ras_states, ops.corner_stencils, self.grid.spacing_nm, self.grid.n)
+            rows, cols, blocks = potential_blocks(
+                self.ras_positions, self.ras_states, ops.corner_stencils, self.grid.spacing_nm, self.grid.n
+            )
             be.add_blocks(phi, rows, cols, blocks)
         c, c_hat = ops.advance(self._c, self._c_hat, phi, ops.draw_noise(self.rngs["lipid"]))
         c, c_hat = self._keep_positive(c, c_hat)
@@ -161,11 +189,17 @@ class MacroModel:
         if ras is not None:
             self.ras_positions = ras.result()
             if self.settings.ras_state_changes:
-                self.ras_states = switch_states(self.ras_states, self.params.ras_state_rates_per_ns, self.settings.dt_ns, self.rngs["states"])
+                self.ras_states = switch_states(
+                    self.ras_states, self.params.ras_state_rates_per_ns, self.settings.dt_ns, self.rngs["states"]
+                )
         self._c, self._c_hat = c, c_hat
         rescale = ops.needs_rescale(be.channel_max(c))
         if rescale is not None:
-            log.debug("step %d: stabilisation rescaled to %s x mean", self.step_count, np.round(rescale / self.params.mean_concentration_per_nm2, 1).tolist())
+            log.debug(
+                "step %d: stabilisation rescaled to %s x mean",
+                self.step_count,
+                np.round(rescale / self.params.mean_concentration_per_nm2, 1).tolist(),
+            )
             ops.set_concentration_scale(rescale)
         self.step_count += 1
         tm["lipids"] += t1 - t0
@@ -186,7 +220,7 @@ class MacroModel:
         return self._executor
 
     def run_until(self, time_ns: float, callback: Callable[[MacroModel], None] | None = None) -> None:
-        """Step until the model time reaches ``time_ns`` (rounded to whole steps); ``callback(model)`` after each step."""
+        """Step until the model time reaches ``time_ns`` (rounded to whole steps); ``callback(model)`` after each."""
         target = int(math.floor(time_ns / self.settings.dt_ns + 1e-9))
         while self.step_count < target:
             self.step()
@@ -210,15 +244,25 @@ class MacroModel:
             ci *= mass[ch] / total
             c_hat[ch] = be.rfft2(ci)
             c_hat[ch, 0, 0] = self._mass_mode[ch]
-        log.debug("step %d: negative concentrations (min %.3g) clipped in channels %s", self.step_count, float(low.min()), bad.tolist())
+        log.debug(
+            "step %d: negative concentrations (min %.3g) clipped in channels %s",
+            self.step_count,
+            float(low.min()),
+            bad.tolist(),
+        )
         return c, c_hat
 
     # ------------------------------------------------------------------ output
     def frame(self) -> Frame:
         return Frame(
-            time_ns=self.time_ns, step=self.step_count, fields=self.fields.astype(np.float32),
-            ras_positions_nm=self.ras_positions.copy(), ras_states=self.ras_states.copy(), ras_ids=self.ras_ids.copy(),
-            box_nm=self.grid.box_nm, param_version=self.params.version,
+            time_ns=self.time_ns,
+            step=self.step_count,
+            fields=self.fields.astype(np.float32),
+            ras_positions_nm=self.ras_positions.copy(),
+            ras_states=self.ras_states.copy(),
+            ras_ids=self.ras_ids.copy(),
+            box_nm=self.grid.box_nm,
+            param_version=self.params.version,
         )
 
     def masses(self) -> np.ndarray:
@@ -250,7 +294,9 @@ class MacroModel:
         return atomic_savez(path, **arrays)
 
     @classmethod
-    def restore(cls, path: str | Path, settings: MacroSettings | None = None, *, compute: str | None = None) -> MacroModel:
+    def restore(
+        cls, path: str | Path, settings: MacroSettings | None = None, *, compute: str | None = None
+    ) -> MacroModel:
         """The model saved in ``path``; ``settings`` must match the dynamics it was run with."""
         settings = settings if settings is not None else MacroSettings()
         with np.load(path, allow_pickle=False) as d:
@@ -262,7 +308,9 @@ class MacroModel:
             if diff:
                 detail = ", ".join(f"{k}: checkpoint {a!r}, settings {b!r}" for k, (a, b) in diff.items())
                 raise ValueError(f"{path}: checkpoint does not match the macro settings ({detail})")
-            params = MacroParameters.from_arrays({k.removeprefix("params."): d[k] for k in d.files if k.startswith("params.")})
+            params = MacroParameters.from_arrays(
+                {k.removeprefix("params."): d[k] for k in d.files if k.startswith("params.")}
+            )
             model = cls.__new__(cls)
             model._setup(params, settings, int(d["seed"]), compute, str(d["dtype"]))
             model.ops.set_concentration_scale(d["concentration_scale"])
@@ -270,7 +318,11 @@ class MacroModel:
             for name, generator in model.rngs.items():
                 generator.bit_generator.state = states[name]
             be = model.backend
-            model._c, model._c_hat, model._mass_mode = be.asarray(d["c"]), be.asarray(d["c_hat"]), be.asarray(d["mass_mode"])
+            model._c, model._c_hat, model._mass_mode = (
+                be.asarray(d["c"]),
+                be.asarray(d["c_hat"]),
+                be.asarray(d["mass_mode"]),
+            )
             model.ras_positions = np.array(d["ras_positions"])
             model.ras_states = np.array(d["ras_states"])
             model.ras_ids = np.array(d["ras_ids"])
@@ -289,5 +341,10 @@ def _substeps(settings: MacroSettings) -> int:
     ratio = settings.dt_ns / (settings.ras_dt_ps * 1e-3)
     n = max(1, round(ratio))
     if abs(n - ratio) > 1e-6 * ratio:
-        log.warning("dt_ns / ras_dt_ps = %.4f is not whole; using %d RAS substeps of %.4f ps", ratio, n, settings.dt_ns / n * 1e3)
+        log.warning(
+            "dt_ns / ras_dt_ps = %.4f is not whole; using %d RAS substeps of %.4f ps",
+            ratio,
+            n,
+            settings.dt_ns / n * 1e3,
+        )
     return n

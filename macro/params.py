@@ -187,17 +187,46 @@ def default_parameters(temperature_K: float = 310.0) -> MacroParameters:
     kt = kt_kj_mol(temperature_K)
     density = 1.6
     fractions = {
-        "inner": {"POPC": 0.08, "PAPC": 0.12, "POPE": 0.13, "DIPE": 0.17, "DPSM": 0.09, "PAPS": 0.14, "PAP6": 0.06, "CHOL": 0.21},
+        "inner": {
+            "POPC": 0.08,
+            "PAPC": 0.12,
+            "POPE": 0.13,
+            "DIPE": 0.17,
+            "DPSM": 0.09,
+            "PAPS": 0.14,
+            "PAP6": 0.06,
+            "CHOL": 0.21,
+        },
         "outer": {"POPC": 0.25, "PAPC": 0.13, "POPE": 0.06, "DIPE": 0.06, "DPSM": 0.20, "CHOL": 0.30},
     }
-    diffusion = {"POPC": 0.025, "PAPC": 0.025, "POPE": 0.025, "DIPE": 0.025, "DPSM": 0.018, "PAPS": 0.022, "PAP6": 0.012, "CHOL": 0.04}
-    saturation = {"POPC": 0.3, "PAPC": -0.5, "POPE": 0.0, "DIPE": -0.8, "DPSM": 1.0, "PAPS": -0.3, "PAP6": -0.5, "CHOL": 1.0}
+    diffusion = {
+        "POPC": 0.025,
+        "PAPC": 0.025,
+        "POPE": 0.025,
+        "DIPE": 0.025,
+        "DPSM": 0.018,
+        "PAPS": 0.022,
+        "PAP6": 0.012,
+        "CHOL": 0.04,
+    }
+    saturation = {
+        "POPC": 0.3,
+        "PAPC": -0.5,
+        "POPE": 0.0,
+        "DIPE": -0.8,
+        "DPSM": 1.0,
+        "PAPS": -0.3,
+        "PAP6": -0.5,
+        "CHOL": 1.0,
+    }
     charge = {"PAPS": 1.0, "PAP6": 3.0}
     names = CHANNELS
     mean = np.array([density * fractions[leaf][lip] for leaf, lip in names])
     diff = np.array([diffusion[lip] for _, lip in names])
 
-    same_leaflet = np.array([[leaflet_of(i) == leaflet_of(j) for j in range(N_CHANNELS)] for i in range(N_CHANNELS)], float)
+    same_leaflet = np.array(
+        [[leaflet_of(i) == leaflet_of(j) for j in range(N_CHANNELS)] for i in range(N_CHANNELS)], float
+    )
     q = np.array([charge.get(lip, 0.0) if leaf == "inner" else 0.0 for leaf, lip in names])
     local = (1.25 * same_leaflet + 0.05 * np.outer(q, q)) * kt  # kT nm² -> kJ/mol nm²
     u = np.array([saturation[lip] for _, lip in names])
@@ -206,13 +235,40 @@ def default_parameters(temperature_K: float = 310.0) -> MacroParameters:
     kernel_r = np.arange(0.0, 8.0 + 1e-9, 0.05)
     pmf_r = np.arange(0.0, 10.0 + 1e-9, 0.05)
     wells = (  # (depth in kT per lipid, width nm) for RAS states 0 and 1
-        ({"POPC": 0.3, "PAPC": -0.3, "POPE": -0.2, "DIPE": -0.8, "DPSM": 1.5, "PAPS": -1.5, "PAP6": -3.0, "CHOL": 1.0}, 2.0),
-        ({"POPC": 0.2, "PAPC": -0.5, "POPE": -0.4, "DIPE": -1.2, "DPSM": 1.0, "PAPS": -2.5, "PAP6": -1.5, "CHOL": 0.5}, 2.5),
+        (
+            {
+                "POPC": 0.3,
+                "PAPC": -0.3,
+                "POPE": -0.2,
+                "DIPE": -0.8,
+                "DPSM": 1.5,
+                "PAPS": -1.5,
+                "PAP6": -3.0,
+                "CHOL": 1.0,
+            },
+            2.0,
+        ),
+        (
+            {
+                "POPC": 0.2,
+                "PAPC": -0.5,
+                "POPE": -0.4,
+                "DIPE": -1.2,
+                "DPSM": 1.0,
+                "PAPS": -2.5,
+                "PAP6": -1.5,
+                "CHOL": 0.5,
+            },
+            2.5,
+        ),
     )
     outer_scale = 0.25  # the outer leaflet feels RAS only through the bilayer
     pmf = np.array(
         [
-            [depth[lip] * (1.0 if leaf == "inner" else outer_scale) * kt * np.exp(-0.5 * (pmf_r / width) ** 2) for leaf, lip in names]
+            [
+                depth[lip] * (1.0 if leaf == "inner" else outer_scale) * kt * np.exp(-0.5 * (pmf_r / width) ** 2)
+                for leaf, lip in names
+            ]
             for depth, width in wells
         ]
     )
@@ -279,4 +335,6 @@ def latest_parameters(directory: str | Path) -> MacroParameters | None:
 
 def describe(params: MacroParameters) -> str:
     """A short JSON summary for logs."""
-    return json.dumps({"version": params.version, "n_states": params.n_states, "n_kernels": int(params.kernel_shapes.shape[0])})
+    return json.dumps(
+        {"version": params.version, "n_states": params.n_states, "n_kernels": int(params.kernel_shapes.shape[0])}
+    )

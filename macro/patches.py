@@ -24,9 +24,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mummi.macro.frames import Frame
 from mummi.core.atomic import atomic_path
 from mummi.core.spec import PatchSettings
+from mummi.macro.frames import Frame
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +120,25 @@ def write_patches(directory: str | Path, patches: PatchSet, native: bool = True)
     """Write a frame's patches into ``directory`` atomically; ``native=False`` leaves the native patches out."""
     path = Path(directory) / patches_name(patches.time_ns)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs.update(format=FORMAT, time_ns=patches.time_ns, param_version=patches.param_version, spacing_nm=patches.spacing_nm)
+        f.attrs.update(
+            format=FORMAT, time_ns=patches.time_ns, param_version=patches.param_version, spacing_nm=patches.spacing_nm
+        )
         f.create_dataset("ids", data=np.array(patches.ids, dtype="S"))
-        for name in ("ras_ids", "centres_nm", "central_states", "coarse", "constellation_start",
-                     "constellation_offsets_nm", "constellation_states", "constellation_ras_ids"):
+        for name in (
+            "ras_ids",
+            "centres_nm",
+            "central_states",
+            "coarse",
+            "constellation_start",
+            "constellation_offsets_nm",
+            "constellation_states",
+            "constellation_ras_ids",
+        ):
             f.create_dataset(name, data=getattr(patches, name))
         if native:
-            f.create_dataset("native", data=patches.native, chunks=(1,) + patches.native.shape[1:] if len(patches) else None)
+            f.create_dataset(
+                "native", data=patches.native, chunks=(1,) + patches.native.shape[1:] if len(patches) else None
+            )
     return path
 
 
@@ -135,12 +147,33 @@ def read_patches(path: str | Path, native: bool = True) -> PatchSet:
     with h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT:
             raise ValueError(f"{path}: not a patch file (format {f.attrs.get('format')!r}, expected {FORMAT!r})")
-        arrays = {k: f[k][...] for k in ("ras_ids", "centres_nm", "central_states", "coarse", "constellation_start",
-                                         "constellation_offsets_nm", "constellation_states", "constellation_ras_ids")}
+        arrays = {
+            k: f[k][...]
+            for k in (
+                "ras_ids",
+                "centres_nm",
+                "central_states",
+                "coarse",
+                "constellation_start",
+                "constellation_offsets_nm",
+                "constellation_states",
+                "constellation_ras_ids",
+            )
+        }
         ids = [s.decode() for s in f["ids"][...]]
-        nat = f["native"][...] if native and "native" in f else np.zeros((len(ids), 0, 0, arrays["coarse"].shape[-1]), np.float32)
-        return PatchSet(ids=ids, time_ns=float(f.attrs["time_ns"]), param_version=int(f.attrs["param_version"]),
-                        spacing_nm=float(f.attrs["spacing_nm"]), native=nat, **arrays)
+        nat = (
+            f["native"][...]
+            if native and "native" in f
+            else np.zeros((len(ids), 0, 0, arrays["coarse"].shape[-1]), np.float32)
+        )
+        return PatchSet(
+            ids=ids,
+            time_ns=float(f.attrs["time_ns"]),
+            param_version=int(f.attrs["param_version"]),
+            spacing_nm=float(f.attrs["spacing_nm"]),
+            native=nat,
+            **arrays,
+        )
 
 
 def list_patch_files(directory: str | Path) -> list[Path]:

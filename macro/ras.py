@@ -36,7 +36,10 @@ def cell_weights(positions_nm: np.ndarray, spacing_nm: float, n: int) -> tuple[n
 
 
 def cic_stencils(stencil: np.ndarray) -> np.ndarray:
-    """The stencil shifted to each corner of a cell: (n_states, 4, channels, 2m+2, 2m+2), corners (dy, dx) = 00, 01, 10, 11."""
+    """The stencil shifted to each corner of a cell: (n_states, 4, channels, 2m+2, 2m+2).
+
+    Corners (dy, dx) = 00, 01, 10, 11.
+    """
     n_states, channels, side, _ = stencil.shape
     shifted = np.zeros((n_states, 4, channels, side + 1, side + 1), stencil.dtype)
     for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
@@ -56,13 +59,17 @@ def potential_blocks(
     n_states, _, channels, side, _ = corner_stencils.shape
     cell, frac = cell_weights(positions_nm, spacing_nm, n)
     fx, fy = frac[:, 0], frac[:, 1]
-    weights = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=1).astype(corner_stencils.dtype)
+    weights = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=1).astype(
+        corner_stencils.dtype
+    )
     blocks = np.empty((len(positions_nm), channels, side, side), corner_stencils.dtype)
     for s in range(n_states):
         mine = np.flatnonzero(states == s)
         if mine.size:
             # einsum, not a BLAS product: with 4 corners BLAS threading costs more than the arithmetic
-            blocks[mine] = np.einsum("nk,kj->nj", weights[mine], corner_stencils[s].reshape(4, -1)).reshape(mine.size, channels, side, side)
+            blocks[mine] = np.einsum("nk,kj->nj", weights[mine], corner_stencils[s].reshape(4, -1)).reshape(
+                mine.size, channels, side, side
+            )
     span = np.arange(-(side // 2) + 1, side // 2 + 1)
     rows = (cell[:, 1:2] + span[None]) % n
     cols = (cell[:, 0:1] + span[None]) % n
@@ -77,7 +84,9 @@ def field_force(positions_nm: np.ndarray, states: np.ndarray, w: np.ndarray, spa
     return a + b * frac[:, ::-1]
 
 
-def _affine_force(w_flat: np.ndarray, base: np.ndarray, cell: np.ndarray, n: int, h: float) -> tuple[np.ndarray, np.ndarray]:
+def _affine_force(
+    w_flat: np.ndarray, base: np.ndarray, cell: np.ndarray, n: int, h: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Per cell, the force of the bilinear W as a + b·(fy, fx) (a: (n, 2), b: (n, 1)).
 
     With corner values w00, w01 (x+1), w10 (y+1), w11:
@@ -94,7 +103,7 @@ def _affine_force(w_flat: np.ndarray, base: np.ndarray, cell: np.ndarray, n: int
     np.add(r1, ix1, out=index[:, 3])
     w = w_flat[index]  # w00, w01, w10, w11
     a = (w[:, :1] - w[:, 1:3]) / h
-    b = ((w[:, 1:2] + w[:, 2:3] - w[:, 0:1] - w[:, 3:4]) / h)  # (n, 1): the same for both components
+    b = (w[:, 1:2] + w[:, 2:3] - w[:, 0:1] - w[:, 3:4]) / h  # (n, 1): the same for both components
     return a, b
 
 
@@ -113,20 +122,34 @@ def pairs_within(positions_nm: np.ndarray, cutoff_nm: float, box_nm: float) -> t
     return i[close], j[close]
 
 
-def pair_force(positions_nm: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], eps_kj_mol: float, size_nm: float, box_nm: float) -> np.ndarray:
+def pair_force(
+    positions_nm: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], eps_kj_mol: float, size_nm: float, box_nm: float
+) -> np.ndarray:
     """Forces of the soft repulsion ε(1 - r/σ)² between the listed pairs (kJ/mol/nm)."""
     i, j = pairs
-    return _repulsion(_min_image(positions_nm[i] - positions_nm[j], box_nm), pairs, len(positions_nm), eps_kj_mol, size_nm)
+    return _repulsion(
+        _min_image(positions_nm[i] - positions_nm[j], box_nm), pairs, len(positions_nm), eps_kj_mol, size_nm
+    )
 
 
-def _pair_force_cells(cell: np.ndarray, frac: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], eps_kj_mol: float, size_nm: float, h: float, box_nm: float) -> np.ndarray:
+def _pair_force_cells(
+    cell: np.ndarray,
+    frac: np.ndarray,
+    pairs: tuple[np.ndarray, np.ndarray],
+    eps_kj_mol: float,
+    size_nm: float,
+    h: float,
+    box_nm: float,
+) -> np.ndarray:
     """:func:`pair_force` for positions given as grid cell + fraction (the substep loop's form)."""
     i, j = pairs
     d = _min_image(((cell[i] - cell[j]) + (frac[i] - frac[j])) * h, box_nm)
     return _repulsion(d, pairs, len(cell), eps_kj_mol, size_nm)
 
 
-def _repulsion(d: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], n: int, eps_kj_mol: float, size_nm: float) -> np.ndarray:
+def _repulsion(
+    d: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], n: int, eps_kj_mol: float, size_nm: float
+) -> np.ndarray:
     """Forces from the pair separations d = x_i - x_j (minimum image)."""
     r = np.sqrt(np.einsum("ij,ij->i", d, d))
     f = (2.0 * eps_kj_mol / size_nm) * np.clip(1.0 - r / size_nm, 0.0, None) / np.maximum(r, 1e-12)
@@ -188,7 +211,9 @@ class RasDynamics:
                     if np.max(np.abs(_min_image(x - reference, self.box_nm))) > PAIR_SKIN_NM / 2:
                         reference, pairs = x.copy(), self._pairs(x)
                 if pairs[0].size:
-                    move += step * _pair_force_cells(cell, frac, pairs, self.repulsion_kj_mol, self.size_nm, h, self.box_nm)
+                    move += step * _pair_force_cells(
+                        cell, frac, pairs, self.repulsion_kj_mol, self.size_nm, h, self.box_nm
+                    )
             frac += move
             shift = np.floor(frac)
             if shift.any():

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
+from mummi.core.spec import SamplerSettings
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.streams import two_gaussians_and_uniform
-from mummi.core.spec import SamplerSettings
-from scipy.ndimage import gaussian_filter
 
 CURVES = ("random_vs_uniform", "random_vs_true", "dynim_vs_uniform", "weighted_dynim_vs_true")
 GRID = 100

@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from mummi.core.spec import EncoderSettings, EncoderTrainingSettings
 from mummi.sampler.patchdata import synthetic_coarse_patches
 from mummi.sampler.train import train_encoder
-from mummi.core.spec import EncoderSettings, EncoderTrainingSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--patches", type=int, default=300_000, help="patches to train on and to encode (default 300,000)")
+    parser.add_argument(
+        "--patches", type=int, default=300_000, help="patches to train on and to encode (default 300,000)"
+    )
     parser.add_argument("--epochs", type=int, default=1, help="training epochs to time (default 1)")
     parser.add_argument("--batch-size", type=int, default=256, help="training batch size (default 256, the spec's)")
     parser.add_argument("--no-augment", action="store_true", help="train without the rotated copies")

@@ -24,11 +24,11 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from mummi.core.spec import SamplerSettings
 from mummi.sampler.dynim import SELECTED, DynimSampler
 from mummi.sampler.index import make_index
 from mummi.sampler.knn import knn_scores
 from mummi.sampler.streams import MixtureStream, schedule
-from mummi.core.spec import SamplerSettings
 
 CANDIDATES, SELECTIONS = 2_061_900, 119_686
 
@@ -36,15 +36,24 @@ CANDIDATES, SELECTIONS = 2_061_900, 119_686
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", type=int, default=CANDIDATES)
     parser.add_argument("--selections", type=int, default=SELECTIONS)
-    parser.add_argument("--batch", type=int, default=10_000, help="arrivals per batch; a burst of selections follows each")
+    parser.add_argument(
+        "--batch", type=int, default=10_000, help="arrivals per batch; a burst of selections follows each"
+    )
     parser.add_argument("--cap", type=int, default=35_000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat", help="flat is exact")
     parser.add_argument("--probe", type=int, default=None, help="IVF nprobe / HNSW efSearch")
-    parser.add_argument("--decay", type=float, default=0.85, help="per-axis scale ratio of the Gaussian modes (1: isotropic)")
+    parser.add_argument(
+        "--decay", type=float, default=0.85, help="per-axis scale ratio of the Gaussian modes (1: isotropic)"
+    )
     parser.add_argument("--uniform", type=float, default=0.02, help="fraction of uniform points")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--compare", type=int, default=200_000, help="with an approximate index: candidates of the exact-vs-approximate comparison (0: skip)")
+    parser.add_argument(
+        "--compare",
+        type=int,
+        default=200_000,
+        help="with an approximate index: candidates of the exact-vs-approximate comparison (0: skip)",
+    )
     parser.add_argument("--blas-threads", type=int, default=1, help="numpy BLAS threads (0: leave as is)")
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 
+from mummi.core.spec import SamplerSettings
 from mummi.sampler.bench_replay import blas_threads, drive
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.streams import MixtureStream
-from mummi.core.spec import SamplerSettings
 
 REFERENCE_S = 9.5
 

@@ -35,7 +35,14 @@ def save(directory: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, A
     generation = _current_generation(directory) + 1
     name = f"state-{generation:06d}.npz"
     path = atomic_savez(directory / name, **arrays)
-    manifest = {"format": FORMAT, "generation": generation, "arrays": name, "size": path.stat().st_size, "sha256": sha256_of(path), "meta": meta}
+    manifest = {
+        "format": FORMAT,
+        "generation": generation,
+        "arrays": name,
+        "size": path.stat().st_size,
+        "sha256": sha256_of(path),
+        "meta": meta,
+    }
     atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=1))
     for old in directory.glob("state-*.npz"):
         if old.name != name:
@@ -50,7 +57,9 @@ def load(directory: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise CheckpointError(f"{directory}: no {MANIFEST}; not a sampler checkpoint (or one that was never completed)") from err
+        raise CheckpointError(
+            f"{directory}: no {MANIFEST}; not a sampler checkpoint (or one that was never completed)"
+        ) from err
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{directory / MANIFEST}: not valid JSON ({err})") from err
     if manifest.get("format") != FORMAT:
@@ -68,4 +77,3 @@ def _current_generation(directory: Path) -> int:
         return int(json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["generation"])
     except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError):
         return 0
-

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mummi.core.spec import SamplerSettings
 from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.buffers import Growing
 from mummi.sampler.groups import grouped_knn
@@ -51,7 +52,6 @@ from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
 from mummi.sampler.kernels import absorb, block_bests, filter_factor, filter_limit, greedy_picks
 from mummi.sampler.knn import knn_scores
-from mummi.core.spec import SamplerSettings
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,9 @@ class DynimSampler:
         ``None`` keeps no history.
     """
 
-    def __init__(self, dim: int, settings: SamplerSettings | None = None, seed: int = 0, history: str | Path | None = None) -> None:
+    def __init__(
+        self, dim: int, settings: SamplerSettings | None = None, seed: int = 0, history: str | Path | None = None
+    ) -> None:
         if dim < 1:
             raise ValueError(f"latent dimension must be positive, got {dim}")
         self.dim = dim
@@ -121,7 +123,13 @@ class DynimSampler:
         self._sel = Growing(np.int64)
         # C in slots (see _set_pool); a free slot has age -1 and score -inf.
         self._factor = filter_factor(dim)
-        self._set_pool(np.empty(0, dtype=np.int64), np.empty(0), np.empty((0, k)), np.empty((0, k), dtype=np.int64), np.empty((0, dim), dtype=np.float32))
+        self._set_pool(
+            np.empty(0, dtype=np.int64),
+            np.empty(0),
+            np.empty((0, k)),
+            np.empty((0, k), dtype=np.int64),
+            np.empty((0, dim), dtype=np.float32),
+        )
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -223,7 +231,11 @@ class DynimSampler:
         discarded = np.empty(0, dtype=np.int64)
         alive = np.flatnonzero(self._c >= 0)
         if len(alive) + len(seen) > self.settings.candidate_cap:
-            stay = _best(np.concatenate([self._c_score[alive], score]), np.concatenate([self._c[alive], seen]), self.settings.candidate_cap)
+            stay = _best(
+                np.concatenate([self._c_score[alive], score]),
+                np.concatenate([self._c[alive], seen]),
+                self.settings.candidate_cap,
+            )
             gone, gone_new = alive[~stay[: len(alive)]], new[~stay[len(alive) :]]
             discarded = np.concatenate([self._c[gone], seen[gone_new]])
             self._status[discarded] = DISCARDED
@@ -415,4 +427,3 @@ class DynimSampler:
         c = arrays["c"][alive]
         self._set_pool(c, arrays["c_score"][alive], arrays["c_dist"][alive], arrays["c_pos"][alive], self._x[c])
         return self
-

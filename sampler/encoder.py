@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mummi.core.atomic import atomic_write, atomic_write_text, sha256_of
 from mummi.sampler.patchdata import ChannelRange, check_coarse
 from mummi.sampler.vae import Architecture, PatchVAE
-from mummi.core.atomic import atomic_write, atomic_write_text, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ def resolve_device(device: str) -> torch.device:
         msg = "device 'gpu' asked for, but torch sees no CUDA device; use 'auto' or 'cpu'"
         raise ValueError(msg)
     return torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
-
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

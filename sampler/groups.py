@@ -55,10 +55,25 @@ def grouped_knn(
     centres, label = _cluster(q, n_groups)
     # A float32 sum of squares is within a factor filter_factor of the exact value.
     offset = q - centres[label]
-    reach = np.sqrt(np.einsum("ij,ij->i", offset, offset).astype(np.float64) * filter_factor(q.shape[1]) + 1e-30) * (1 + _MARGIN)
+    reach = np.sqrt(np.einsum("ij,ij->i", offset, offset).astype(np.float64) * filter_factor(q.shape[1]) + 1e-30) * (
+        1 + _MARGIN
+    )
     order, s_lo = _sorted_bounds(_lower_bounds(centres, points))
     s_t = gather_transposed(points, order)
-    grouped_scan(q, np.argsort(label, kind="stable"), label, reach, order, s_lo, s_t, points, start.astype(np.int64), dist, pos, filter_factor(q.shape[1]))
+    grouped_scan(
+        q,
+        np.argsort(label, kind="stable"),
+        label,
+        reach,
+        order,
+        s_lo,
+        s_t,
+        points,
+        start.astype(np.int64),
+        dist,
+        pos,
+        filter_factor(q.shape[1]),
+    )
     return dist, pos
 
 

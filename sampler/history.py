@@ -28,8 +28,12 @@ class EventHistory:
         self.path = Path(path)
         self._rows: list[tuple[object, ...]] = []
 
-    def append(self, event: str, patch_id: str, score: float, count: int, n_candidates: int, n_selected: int, n_seen: int) -> None:
-        self._rows.append((f"{time.time():.6f}", event, patch_id, repr(float(score)), count, n_candidates, n_selected, n_seen))
+    def append(
+        self, event: str, patch_id: str, score: float, count: int, n_candidates: int, n_selected: int, n_seen: int
+    ) -> None:
+        self._rows.append(
+            (f"{time.time():.6f}", event, patch_id, repr(float(score)), count, n_candidates, n_selected, n_seen)
+        )
         if len(self._rows) >= _FLUSH_ROWS:
             self.flush()
 

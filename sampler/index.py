@@ -32,7 +32,9 @@ def use_gpu(device: Device) -> bool:
 
     n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     if device == "gpu" and n_gpus == 0:
-        msg = "sampler device 'gpu' was asked for but FAISS sees no GPU; install faiss-gpu or use device 'auto' or 'cpu'"
+        msg = (
+            "sampler device 'gpu' was asked for but FAISS sees no GPU; install faiss-gpu or use device 'auto' or 'cpu'"
+        )
         raise RuntimeError(msg)
     return device != "cpu" and n_gpus > 0
 

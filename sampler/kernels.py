@@ -39,7 +39,10 @@ def _tree_sum(v: np.ndarray, width: int) -> float:
 
 @nb.njit(cache=True, inline="always")
 def _canonical(a: np.ndarray, b64: np.ndarray, scratch: np.ndarray) -> float:
-    """Canonical distance of float32 row ``a`` and float64 row ``b64`` (:func:`mummi.sampler.knn.row_sq_dist`, then the root)."""
+    """Canonical distance of float32 row ``a`` and float64 row ``b64``.
+
+    :func:`mummi.sampler.knn.row_sq_dist`, then the root.
+    """
     dim = b64.shape[0]
     for c in range(dim):
         t = np.float64(a[c]) - b64[c]
@@ -49,7 +52,10 @@ def _canonical(a: np.ndarray, b64: np.ndarray, scratch: np.ndarray) -> float:
 
 @nb.njit(cache=True, inline="always")
 def _enter(dist: np.ndarray, pos: np.ndarray, i: int, d: float, p_new: int) -> bool:
-    """Insert neighbour ``p_new`` at distance ``d`` into the sorted list i (by distance, then position); False if it does not enter."""
+    """Insert neighbour ``p_new`` at distance ``d`` into the sorted list i (by distance, then position).
+
+    False if it does not enter.
+    """
     k = dist.shape[1]
     if d > dist[i, k - 1] or (d == dist[i, k - 1] and p_new > pos[i, k - 1]):
         return False
@@ -73,7 +79,19 @@ _BLOCK = 2048  # candidates per parallel task
 
 
 @nb.njit(cache=True, parallel=True)
-def absorb(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, src: int, s_pos: int, factor: float, block_best: np.ndarray) -> None:
+def absorb(
+    xt: np.ndarray,
+    x: np.ndarray,
+    age: np.ndarray,
+    score: np.ndarray,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    limit: np.ndarray,
+    src: int,
+    s_pos: int,
+    factor: float,
+    block_best: np.ndarray,
+) -> None:
     """Merge candidate ``src`` (just selected, position ``s_pos`` in S) into the live candidates' lists.
 
     Candidate slots hold ``xt`` (dim, n) and ``x`` (n, dim), float32, and their
@@ -144,7 +162,18 @@ def _overall_best(score: np.ndarray, age: np.ndarray, block_best: np.ndarray) ->
 
 
 @nb.njit(cache=True)
-def greedy_picks(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, limit: np.ndarray, n_picks: int, n_selected: int, factor: float) -> tuple[np.ndarray, np.ndarray]:
+def greedy_picks(
+    xt: np.ndarray,
+    x: np.ndarray,
+    age: np.ndarray,
+    score: np.ndarray,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    limit: np.ndarray,
+    n_picks: int,
+    n_selected: int,
+    factor: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n_picks`` exact greedy picks: their slots and their scores when picked."""
     slots = np.empty(n_picks, dtype=np.int64)
     scores = np.empty(n_picks)
@@ -162,7 +191,20 @@ def greedy_picks(xt: np.ndarray, x: np.ndarray, age: np.ndarray, score: np.ndarr
 
 
 @nb.njit(cache=True, parallel=True)
-def grouped_scan(q: np.ndarray, by_group: np.ndarray, group: np.ndarray, reach: np.ndarray, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s: np.ndarray, start: np.ndarray, dist: np.ndarray, pos: np.ndarray, factor: float) -> None:
+def grouped_scan(
+    q: np.ndarray,
+    by_group: np.ndarray,
+    group: np.ndarray,
+    reach: np.ndarray,
+    s_pos: np.ndarray,
+    s_lo: np.ndarray,
+    s_t: np.ndarray,
+    s: np.ndarray,
+    start: np.ndarray,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    factor: float,
+) -> None:
     """Merge the selected points at positions >= ``start[i]`` into the sorted k-NN lists of query i.
 
     Query i (row of ``q``) belongs to ``group[i]`` and lies within ``reach[i]`` of
@@ -188,7 +230,23 @@ def grouped_scan(q: np.ndarray, by_group: np.ndarray, group: np.ndarray, reach: 
 
 
 @nb.njit(cache=True, inline="always")
-def _scan_one(i: int, q: np.ndarray, q64: np.ndarray, g: int, reach: float, s_pos: np.ndarray, s_lo: np.ndarray, s_t: np.ndarray, s: np.ndarray, start: int, dist: np.ndarray, pos: np.ndarray, factor: float, acc: np.ndarray, scratch: np.ndarray) -> None:
+def _scan_one(
+    i: int,
+    q: np.ndarray,
+    q64: np.ndarray,
+    g: int,
+    reach: float,
+    s_pos: np.ndarray,
+    s_lo: np.ndarray,
+    s_t: np.ndarray,
+    s: np.ndarray,
+    start: int,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    factor: float,
+    acc: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
     """Query i of :func:`grouped_scan` (``q64``: its row in float64; ``acc``, ``scratch``: work space)."""
     dim = q.shape[1]
     k = dist.shape[1]

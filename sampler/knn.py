@@ -80,5 +80,3 @@ def knn_scores(knn: np.ndarray, n_selected: int) -> np.ndarray:
     if m == 0:
         return np.full(len(knn), np.inf)
     return tree_sum(knn[:, :m]) / m
-
-

@@ -18,7 +18,13 @@ class MixtureStream:
     """
 
     def __init__(
-        self, dim: int = 15, n_modes: int = 8, uniform: float = 0.02, decay: float = 0.85, spread: float = 4.0, seed: int = 0
+        self,
+        dim: int = 15,
+        n_modes: int = 8,
+        uniform: float = 0.02,
+        decay: float = 0.85,
+        spread: float = 4.0,
+        seed: int = 0,
     ) -> None:
         self.dim, self.uniform, self.spread = dim, uniform, spread
         self._rng = np.random.default_rng(seed)

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 import math
-import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from mummi.core.spec import EncoderSettings
 from mummi.sampler.encoder import Encoder, resolve_device
 from mummi.sampler.patchdata import ChannelRange, check_coarse, with_rotations
 from mummi.sampler.vae import RECON_SIGMA, Architecture, PatchVAE, kl_weight_for, vae_loss
-from mummi.core.spec import EncoderSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +45,12 @@ def _evaluate(model: PatchVAE, x: torch.Tensor, batch_size: int, kl_weight: floa
 
 
 def train_encoder(
-    coarse: np.ndarray, settings: EncoderSettings, out_dir: str | Path | None, seed: int, *, recon_sigma: float = RECON_SIGMA
+    coarse: np.ndarray,
+    settings: EncoderSettings,
+    out_dir: str | Path | None,
+    seed: int,
+    *,
+    recon_sigma: float = RECON_SIGMA,
 ) -> Encoder:
     """Train the VAE on ``coarse`` (n, 5, 5, 14) raw patches and save it in ``out_dir`` (None: do not save).
 

@@ -34,13 +34,17 @@ def make_spec(tmp_path: Path, sections: dict[str, Any]) -> tuple[CampaignSpec, P
     return CampaignSpec.model_validate(data), path
 
 
-def make_sim_dir(root: Path, sim_id: str = "sim-0001", coarse: np.ndarray | None = None, offsets_nm: np.ndarray | None = None) -> Path:
+def make_sim_dir(
+    root: Path, sim_id: str = "sim-0001", coarse: np.ndarray | None = None, offsets_nm: np.ndarray | None = None
+) -> Path:
     """A sim folder holding a patch input (random composition unless given)."""
     sim_dir = root / "sims" / sim_id
     sim_dir.mkdir(parents=True)
     coarse = np.random.default_rng(11).uniform(0.2, 1.0, (5, 5, 14)) if coarse is None else coarse
     offsets = np.zeros((0, 2)) if offsets_nm is None else offsets_nm
-    write_patch_input(sim_dir / "patch_input.npz", PatchInput("patch-1", coarse, offsets, np.ones(len(offsets), dtype=np.int64)))
+    write_patch_input(
+        sim_dir / "patch_input.npz", PatchInput("patch-1", coarse, offsets, np.ones(len(offsets), dtype=np.int64))
+    )
     return sim_dir
 
 
@@ -65,6 +69,15 @@ def kill_when(cmd: list[str], ready: Path, after_s: float = 0.0, timeout_s: floa
 
 def copy_setup(src: Path, dst: Path) -> Path:
     """A copy of a set-up sim folder (createsim outputs only), under the same sim id."""
-    keep = shutil.ignore_patterns("md.*", "md_*", "*.part*", "sim.status.json", "analysis.status.json", "rdf_counts.npz", "features.npz", ".md.xtc*")
+    keep = shutil.ignore_patterns(
+        "md.*",
+        "md_*",
+        "*.part*",
+        "sim.status.json",
+        "analysis.status.json",
+        "rdf_counts.npz",
+        "features.npz",
+        ".md.xtc*",
+    )
     shutil.copytree(src, dst, ignore=keep)
     return dst

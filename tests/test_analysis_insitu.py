@@ -8,18 +8,22 @@ import numpy as np
 import pytest
 from micro_helpers import copy_setup, job, kill_when, make_sim_dir, make_spec
 
-from mummi.core.lipids import N_INNER
 from mummi.adapters.md_engine import open_universe
 from mummi.analysis.insitu import LateralRDF, analyse_sim, select_membrane
 from mummi.analysis.rdf import frame_counts, lateral_distances
-from mummi.jobs.createsim import run_createsim
+from mummi.core.lipids import N_INNER
 from mummi.core.simdir import FEATURES, RDF_COUNTS, is_done, read_status
 from mummi.core.states import Outcome
+from mummi.jobs.createsim import run_createsim
 from mummi.jobs.sim import run_sim
 
 SECTIONS = {
     "createsim": {"engine": "mock", "lipids_per_cell": 8, "equilibration_ns": 0.2},
-    "sim": {"engine": "mock", "length_ns": 5.0, "mock": {"frames": 1000, "steps_per_frame": 5, "checkpoint_every_frames": 50}},
+    "sim": {
+        "engine": "mock",
+        "length_ns": 5.0,
+        "mock": {"frames": 1000, "steps_per_frame": 5, "checkpoint_every_frames": 50},
+    },
     "analysis": {"leaflet": "both", "write_every_frames": 25, "poll_interval_s": 0.05},
 }
 
@@ -39,7 +43,9 @@ def finished(tmp_path_factory):
 def test_following_a_running_sim_counts_every_frame_once(finished, tmp_path) -> None:
     spec, spec_path, _, setup, reference = finished
     sim_dir = copy_setup(setup, tmp_path / "sims" / setup.name)
-    follower = subprocess.Popen(job("analysis", spec_path, sim_dir, "--follow"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen(
+        job("analysis", spec_path, sim_dir, "--follow"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     assert subprocess.run(job("sim", spec_path, sim_dir), capture_output=True).returncode == 0
     _, err = follower.communicate(timeout=120)
     assert follower.returncode == 0, err[-2000:]
@@ -84,7 +90,13 @@ def test_counts_match_a_brute_force_count_of_the_trajectory(finished) -> None:
     for ts in u.trajectory[::100]:
         r = lateral_distances(ras.positions[:, :2] / 10, lipids.positions[:, :2] / 10, ts.dimensions[:2] / 10)
         total = total + frame_counts(r, channel, spec.analysis.bin_nm, 600)
-    rdf = LateralRDF(u, select_membrane(open_universe(sim_dir / "eq.gro"), spec.analysis), spec.analysis.bin_nm, spec.analysis.r_max_nm, 1.5)
+    rdf = LateralRDF(
+        u,
+        select_membrane(open_universe(sim_dir / "eq.gro"), spec.analysis),
+        spec.analysis.bin_nm,
+        spec.analysis.r_max_nm,
+        1.5,
+    )
     rdf.run(step=100)
     np.testing.assert_array_equal(rdf.results.counts, total)
 

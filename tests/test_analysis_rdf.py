@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from mummi.core.lipids import N_CHANNELS
 from mummi.analysis.rdf import RDFCounts, frame_counts, gr_from_counts, lateral_distances, sum_counts
+from mummi.core.lipids import N_CHANNELS
 
 
 def test_lateral_distances_use_minimum_images() -> None:
     ref = np.array([[0.5, 0.5]])
     xy = np.array([[9.5, 0.5], [0.5, 9.0], [5.5, 5.5], [3.0, 4.5]])
-    np.testing.assert_allclose(lateral_distances(ref, xy, np.array([10.0, 10.0])), [[1.0, 1.5, np.hypot(5, 5), np.hypot(2.5, 4)]])
+    np.testing.assert_allclose(
+        lateral_distances(ref, xy, np.array([10.0, 10.0])), [[1.0, 1.5, np.hypot(5, 5), np.hypot(2.5, 4)]]
+    )
 
 
 def test_frame_counts_bin_by_channel_and_drop_pairs_beyond_r_max() -> None:
@@ -44,7 +46,9 @@ def test_gr_of_ideal_points_is_one_and_counts_sum_across_simulations() -> None:
     g = total.gr()
     # 500 frames x 80 pairs per channel: about 1,900 counts per channel in the 11.9-12 nm bin
     assert abs(np.mean(g[:, 10:]) - 1.0) < 0.01
-    coarse = gr_from_counts(total.counts.reshape(N_CHANNELS, 12, 10).sum(axis=2), total.edges_nm[::10], total.pair_density)
+    coarse = gr_from_counts(
+        total.counts.reshape(N_CHANNELS, 12, 10).sum(axis=2), total.edges_nm[::10], total.pair_density
+    )
     # 1-nm bins beyond 1 nm: at least 400 counts per channel (5 standard errors: 0.25), 5,800 over channels
     np.testing.assert_allclose(coarse[:, 1:], 1.0, atol=0.25)
     np.testing.assert_allclose(coarse[:, 1:].mean(axis=0), 1.0, atol=0.07)

@@ -54,7 +54,9 @@ def test_jobs_get_their_own_gpus_and_cores(tmp_path):
 def test_jobs_wait_for_free_cores_and_a_cpu_job_passes_a_waiting_gpu_job(tmp_path):
     backend = LocalBackend(tmp_path / "state", cores=2, gpus=1)
     hold = "import time; time.sleep(1.5)"
-    first = backend.submit([job(tmp_path, "a", hold, gpus=1), job(tmp_path, "b", hold, gpus=1), job(tmp_path, "c", hold)])
+    first = backend.submit(
+        [job(tmp_path, "a", hold, gpus=1), job(tmp_path, "b", hold, gpus=1), job(tmp_path, "c", hold)]
+    )
     status = backend.status(first)
     assert [status[i].state for i in first] == [JobState.RUNNING, JobState.SUBMITTED, JobState.RUNNING]
     final = wait_for(backend, first)

@@ -46,8 +46,14 @@ feedback: {{interval_sims: 3, min_sims: 3}}
 
 
 def mummi(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mummi.workflow.cli", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mummi.workflow.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout_s: float = 400) -> tuple[int, str]:
@@ -79,13 +85,20 @@ def check_campaign(run: Path, n_sims: int = MAX_SIMS, feedback: bool = True) -> 
     for sim_id in done:
         sim_dir = run / "sims" / sim_id
         assert simdir.is_done(sim_dir, "sim") and simdir.is_done(sim_dir, "createsim")
-        times = [ts.time for ts in mda.Universe(str(sim_dir / simdir.EQ_STRUCTURE), str(sim_dir / simdir.TRAJECTORY)).trajectory]
+        times = [
+            ts.time
+            for ts in mda.Universe(str(sim_dir / simdir.EQ_STRUCTURE), str(sim_dir / simdir.TRAJECTORY)).trajectory
+        ]
         assert len(times) == len(set(times)) and np.all(np.diff(times) > 0), f"{sim_id}: duplicate or unordered frames"
-        successes = con.execute("SELECT COUNT(*) FROM jobs WHERE kind = 'sim' AND subject = ? AND state = 'done'", (sim_id,)).fetchone()[0]
+        successes = con.execute(
+            "SELECT COUNT(*) FROM jobs WHERE kind = 'sim' AND subject = ? AND state = 'done'", (sim_id,)
+        ).fetchone()[0]
         assert successes == 1, f"{sim_id} was simulated {successes} times"
         counts = RDFCounts.load(sim_dir / simdir.RDF_COUNTS)
         assert 0 < counts.frames_done <= len(times)
-    rounds = con.execute("SELECT round, distance, parameter_version FROM feedback_rounds WHERE finished_at IS NOT NULL").fetchall()
+    rounds = con.execute(
+        "SELECT round, distance, parameter_version FROM feedback_rounds WHERE finished_at IS NOT NULL"
+    ).fetchall()
     con.close()
     assert rounds or not feedback, "no feedback round ran"
     for f in sorted((run / "feedback").glob("round-*.npz")):
@@ -106,8 +119,18 @@ def test_dry_run_completes_the_whole_loop(campaign):
     run = campaign / "run"
     result = check_campaign(run)
     assert (run / "feedback" / "feedback.png").stat().st_size > 1000
-    status = subprocess.run([sys.executable, "-c", "from mummi.workflow.cli import status_main; raise SystemExit(status_main())",
-                             str(run), "--json"], capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from mummi.workflow.cli import status_main; raise SystemExit(status_main())",
+            str(run),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     figures = json.loads(status.stdout)
     assert figures["sims"]["done"] == result["sims"] and figures["patches"]["total"] > MAX_SIMS
     assert "summary" in out.lower()
@@ -122,8 +145,18 @@ def test_sigterm_then_sigkill_at_random_moments_lose_nothing(campaign):
     deadline = time.monotonic() + 240
     while db_count(db, "SELECT COUNT(*) FROM selections") < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    live = subprocess.run([sys.executable, "-c", "from mummi.workflow.cli import status_main; raise SystemExit(status_main())",
-                           str(campaign / "run"), "--json"], capture_output=True, text=True, timeout=60)
+    live = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from mummi.workflow.cli import status_main; raise SystemExit(status_main())",
+            str(campaign / "run"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert live.returncode == 0 and json.loads(live.stdout)["sims"]["total"] >= 2  # mummi-status on a running campaign
     time.sleep(rng.uniform(0.0, 2.0))
     first.send_signal(signal.SIGTERM)
@@ -149,8 +182,10 @@ def test_sigterm_then_sigkill_at_random_moments_lose_nothing(campaign):
 @pytest.mark.slow
 def test_each_allocation_ends_resumably_and_reruns_finish_the_campaign(campaign):
     # 9 s of work per allocation: the pre-campaign, the encoder training and 8 sims need several.
-    spec = SPEC.replace("resources: {cores_per_node: 8, gpus_per_node: 2}",
-                        "resources: {cores_per_node: 8, gpus_per_node: 2, allocation_walltime_min: 0.35}")
+    spec = SPEC.replace(
+        "resources: {cores_per_node: 8, gpus_per_node: 2}",
+        "resources: {cores_per_node: 8, gpus_per_node: 2, allocation_walltime_min: 0.35}",
+    )
     (campaign / "tiny.yaml").write_text(spec + "checkpoint: {end_margin_min: 0.2}\n")
     codes = []
     while not codes or codes[-1] != 0:
@@ -168,10 +203,14 @@ def test_a_failing_job_is_retried_then_its_sim_fails_with_its_log(campaign):
     bad = campaign / "bad_truth.json"
     bad.write_text("{not json")
     spec = SPEC.replace("stop: {max_sims: 8", "stop: {max_sims: 2")
-    spec = spec.replace("  mock: {frames: 40, steps_per_frame: 10}",
-                        f"  mock: {{frames: 40, steps_per_frame: 10, truth: {bad}}}\n  retry: {{max_retries: 1, backoff_s: 0.2}}")
-    spec = spec.replace("createsim: {lipids_per_cell: 4, buffer: 1}",
-                        "createsim: {lipids_per_cell: 4, buffer: 1, retry: {max_retries: 1, backoff_s: 0.2}}")
+    spec = spec.replace(
+        "  mock: {frames: 40, steps_per_frame: 10}",
+        f"  mock: {{frames: 40, steps_per_frame: 10, truth: {bad}}}\n  retry: {{max_retries: 1, backoff_s: 0.2}}",
+    )
+    spec = spec.replace(
+        "createsim: {lipids_per_cell: 4, buffer: 1}",
+        "createsim: {lipids_per_cell: 4, buffer: 1, retry: {max_retries: 1, backoff_s: 0.2}}",
+    )
     (campaign / "tiny.yaml").write_text(spec)
     code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=campaign))
     assert code == 0, out[-3000:]
@@ -179,6 +218,9 @@ def test_a_failing_job_is_retried_then_its_sim_fails_with_its_log(campaign):
     assert con.execute("SELECT COUNT(*) FROM selections WHERE state = 'failed'").fetchone()[0] >= 2
     failures = [f for (f,) in con.execute("SELECT failures FROM jobs WHERE state = 'failed'")]
     assert failures and max(failures) == 1, "each failing job gets max_retries = 1 more attempt"
-    reasons = [json.loads(d).get("reason", "") for (d,) in con.execute("SELECT data FROM events WHERE kind = 'sim.state'")
-               if json.loads(d).get("to") == "failed"]
+    reasons = [
+        json.loads(d).get("reason", "")
+        for (d,) in con.execute("SELECT data FROM events WHERE kind = 'sim.state'")
+        if json.loads(d).get("to") == "failed"
+    ]
     assert reasons and all(".log" in r and "failed 2 times" in r for r in reasons)

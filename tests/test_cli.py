@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from mummi.core.layout import SUBDIRS
-from mummi.workflow.campaign import CampaignError, prepare
 from mummi.core.exit_codes import EXIT_OK, EXIT_USAGE, EXIT_WORKDIR
-from mummi.workflow.cli import run_main, status_main
+from mummi.core.layout import SUBDIRS
 from mummi.core.spec_loader import default_spec_path, load_spec
+from mummi.workflow.campaign import CampaignError, prepare
+from mummi.workflow.cli import run_main, status_main
 
 
 def spec_file(tmp_path: Path, name: str = "tiny", workdir: str = "run") -> Path:
@@ -39,10 +40,28 @@ def test_validate_prints_resolved_settings(capsys):
 def test_invalid_spec_exits_2_through_the_console_script(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("campaign:\n  name: x\n  workdir: w\nsampler:\n  candidate_cap: -5\n")
-    out = subprocess.run([console_script("mummi-run"), str(bad), "--validate"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [console_script("mummi-run"), str(bad), "--validate"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == EXIT_USAGE
     assert f"{bad}:5: sampler.candidate_cap: Input should be greater than 0 (got -5)" in out.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_a_spec_whose_allocation_holds_no_sim_is_refused_before_anything_is_written(tmp_path, capsys):
+    laptop = yaml.safe_load(default_spec_path().read_text())
+    laptop["campaign"]["workdir"] = "w"
+    laptop["macro"]["resources"] = {"gpus_per_task": 1}
+    laptop["sim"]["resources"] = {"gpus_per_task": 2}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(laptop, sort_keys=False))
+    line = next(i for i, text in enumerate(bad.read_text().splitlines(), 1) if "gpus_per_task: 2" in text)
+    for extra in (["--validate"], ["--dry-run"], []):
+        assert run_main([str(bad), *extra]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert f"{bad}:{line}: sim.resources.gpus_per_task: the allocation leaves no room for one sim" in err
+        assert "lower sim.resources.gpus_per_task" in err
+        assert not (tmp_path / "w").exists()
 
 
 def test_missing_spec_exits_2(tmp_path, capsys):
@@ -116,7 +135,9 @@ def test_status_table_and_json(tmp_path, capsys):
     assert status["sims"]["selected"] == 1
     assert status["feedback_rounds"][0]["distance"] == 0.25
     env = {**os.environ, "COLUMNS": "120"}
-    out = subprocess.run([console_script("mummi-status"), str(cdir.root)], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [console_script("mummi-status"), str(cdir.root)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "tiny" in out.stdout and "selected 1" in out.stdout and "0.25" in out.stdout
 

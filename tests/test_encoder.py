@@ -7,18 +7,18 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 import torch
 
+from mummi.core.spec import EncoderSettings, EncoderTrainingSettings
 from mummi.jobs import train as train_job
 from mummi.sampler import train as train_mod
 from mummi.sampler.encoder import MANIFEST, REPORT, WEIGHTS, Encoder, resolve_device
 from mummi.sampler.patchdata import ChannelRange, synthetic_coarse_patches, with_rotations
-from mummi.core.spec import EncoderSettings, EncoderTrainingSettings
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -118,7 +118,9 @@ def test_loading_never_unpickles_a_tampered_weights_file(trained: tuple[Encoder,
     state["payload"] = _Payload(marker)  # type: ignore[assignment]
     torch.save(state, out / WEIGHTS)
     manifest = json.loads((out / MANIFEST).read_text())  # a tamperer can fix the checksum too
-    manifest["weights"].update(bytes=(out / WEIGHTS).stat().st_size, sha256=hashlib.sha256((out / WEIGHTS).read_bytes()).hexdigest())
+    manifest["weights"].update(
+        bytes=(out / WEIGHTS).stat().st_size, sha256=hashlib.sha256((out / WEIGHTS).read_bytes()).hexdigest()
+    )
     (out / MANIFEST).write_text(json.dumps(manifest))
     assert Encoder.exists(out)
     with pytest.raises(ValueError, match="refused"):
@@ -177,14 +179,38 @@ def test_bad_inputs_are_named() -> None:
 
 def test_cli_trains_from_macro_patch_files_and_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = tmp_path / "spec.yaml"
-    spec.write_text("campaign: {name: t, workdir: W}\nencoder:\n  device: cpu\n  training: {epochs: 3, batch_size: 32}\n")
+    spec.write_text(
+        "campaign: {name: t, workdir: W}\nencoder:\n  device: cpu\n  training: {epochs: 3, batch_size: 32}\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    macro = [sys.executable, "-m", "mummi.jobs.macro", "--spec", str(spec), "--workdir", str(tmp_path / "W"), "--until-ns", "1000", "--uncoupled"]
+    macro = [
+        sys.executable,
+        "-m",
+        "mummi.jobs.macro",
+        "--spec",
+        str(spec),
+        "--workdir",
+        str(tmp_path / "W"),
+        "--until-ns",
+        "1000",
+        "--uncoupled",
+    ]
     subprocess.run(macro, check=True, env=env, capture_output=True, timeout=120)
     patches = sorted((tmp_path / "W" / "patches").glob("patches-*.h5"))
     assert len(patches) >= 3
     out = tmp_path / "enc"
-    job = [sys.executable, "-m", "mummi.jobs.train", "--spec", str(spec), "--out", str(out), "--seed", "3", *map(str, patches)]
+    job = [
+        sys.executable,
+        "-m",
+        "mummi.jobs.train",
+        "--spec",
+        str(spec),
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        *map(str, patches),
+    ]
     done = subprocess.run(job, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert Encoder.exists(out)
@@ -229,10 +255,12 @@ def test_cli_reads_patch_files_written_by_write_patches(tmp_path: Path) -> None:
     coarse = synthetic_coarse_patches(12, seed=4)
     for t in (0.0, 100.0):
         n = len(coarse)
-        ps = PatchSet(ids=[f"p{i}" for i in range(n)], time_ns=t, param_version=1, spacing_nm=0.8, ras_ids=np.arange(n),
-                      centres_nm=np.zeros((n, 2)), central_states=np.zeros(n, np.int64), native=np.zeros((n, 0, 0, 14), np.float32),
-                      coarse=coarse, constellation_start=np.zeros(n + 1, np.int64), constellation_offsets_nm=np.zeros((0, 2)),
-                      constellation_states=np.zeros(0, np.int64), constellation_ras_ids=np.zeros(0, np.int64))  # fmt: skip
+        ps = PatchSet(ids=[f"p{i}" for i in range(n)], time_ns=t, param_version=1, spacing_nm=0.8,
+                      ras_ids=np.arange(n), centres_nm=np.zeros((n, 2)), central_states=np.zeros(n, np.int64),
+                      native=np.zeros((n, 0, 0, 14), np.float32), coarse=coarse,
+                      constellation_start=np.zeros(n + 1, np.int64), constellation_offsets_nm=np.zeros((0, 2)),
+                      constellation_states=np.zeros(0, np.int64),
+                      constellation_ras_ids=np.zeros(0, np.int64))  # fmt: skip
         write_patches(tmp_path / "p", ps, native=False)
     read, files = train_job.read_coarse([tmp_path / "p"])
     assert len(files) == 2 and read.shape == (24, 5, 5, 14)

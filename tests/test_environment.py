@@ -28,7 +28,9 @@ def test_slurm_schedules_fake_gpus():
     srun = require_program("srun", "a Slurm cluster is needed (.ci/slurm-cluster.sh start)")
     out = subprocess.run(
         [srun, "--gres=gpu:2", "-n1", "--time=1", "printenv", "CUDA_VISIBLE_DEVICES"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().split(",")) == 2

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mummi.analysis.feedback import BOLTZMANN_KJ_PER_MOL_K, correction_on, gr_distance, gr_rms, ibi_update, rebin, weighted_gr
+from mummi.analysis.feedback import (
+    BOLTZMANN_KJ_PER_MOL_K,
+    correction_on,
+    gr_distance,
+    gr_rms,
+    ibi_update,
+    rebin,
+    weighted_gr,
+)
 from mummi.analysis.rdf import RDFCounts
 
 KT = BOLTZMANN_KJ_PER_MOL_K * 310.0
@@ -43,8 +51,8 @@ def test_rebin_averages_fine_bins_onto_coarse_radii():
 
 def test_ibi_halves_the_error_each_round_in_the_dilute_limit():
     r = np.linspace(0.5, 6, 30)
-    truth = -2 * KT * np.exp(-(r / 1.5) ** 2)
-    v = 1 * KT * np.exp(-(r / 2.0) ** 2)
+    truth = -2 * KT * np.exp(-((r / 1.5) ** 2))
+    v = 1 * KT * np.exp(-((r / 2.0) ** 2))
     g_md = np.exp(-truth / KT)
     errors = []
     for _ in range(5):
@@ -61,7 +69,9 @@ def test_ibi_leaves_unmeasured_radii_alone_and_limits_the_step():
     assert out[0, 1] == 0.0  # no data
     assert out[0, 0] == 0.0  # below the floor: no statistics there
     assert out[0, 2] == pytest.approx(KT * np.log(2))
-    big = ibi_update(v, np.array([[1.0, 1.0, 1.0]]), np.array([[1e-2, 1e-2, 1e-2]]), 310.0, damping=1.0, max_step_kT=2.0)
+    big = ibi_update(
+        v, np.array([[1.0, 1.0, 1.0]]), np.array([[1e-2, 1e-2, 1e-2]]), 310.0, damping=1.0, max_step_kT=2.0
+    )
     assert np.allclose(big, 2 * KT)
 
 

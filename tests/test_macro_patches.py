@@ -7,15 +7,17 @@ import re
 import numpy as np
 import pytest
 
+from mummi.core.spec import PatchSettings
 from mummi.macro.frames import Frame, radial_profiles, read_frame, write_frame
 from mummi.macro.patches import extract_patches, read_patches, write_patches
-from mummi.core.spec import PatchSettings
 
 N, BOX = 60, 50.0  # spacing 0.833 nm, as at full scale
 H = BOX / N
 
 
-def frame(positions: np.ndarray, seed: int = 0, fields: np.ndarray | None = None, states: np.ndarray | None = None) -> Frame:
+def frame(
+    positions: np.ndarray, seed: int = 0, fields: np.ndarray | None = None, states: np.ndarray | None = None
+) -> Frame:
     rng = np.random.default_rng(seed)
     fields = rng.random((14, N, N)).astype(np.float32) if fields is None else fields
     positions = np.asarray(positions, dtype=float).reshape(-1, 2)
@@ -27,8 +29,16 @@ def test_patch_across_the_periodic_boundary_equals_extraction_from_a_rolled_fiel
     near_corner = np.array([[1.2, 48.9]])  # grid point (1, 59): the patch wraps on both axes
     f = frame(near_corner)
     shift = np.array([25, -20])  # grid points (x, y)
-    rolled = Frame(f.time_ns, f.step, np.roll(f.fields, (shift[1], shift[0]), axis=(1, 2)), (near_corner + shift * H) % BOX,
-                   f.ras_states, f.ras_ids, BOX, f.param_version)
+    rolled = Frame(
+        f.time_ns,
+        f.step,
+        np.roll(f.fields, (shift[1], shift[0]), axis=(1, 2)),
+        (near_corner + shift * H) % BOX,
+        f.ras_states,
+        f.ras_ids,
+        BOX,
+        f.param_version,
+    )
     a, b = extract_patches(f), extract_patches(rolled)
     centre = np.round(rolled.ras_positions_nm[0] / H).astype(int)
     assert 18 <= centre[0] < N - 18 and 18 <= centre[1] < N - 18  # the rolled patch needs no wrap
@@ -75,7 +85,15 @@ def test_patch_and_frame_files_round_trip(tmp_path) -> None:
     ppath = write_patches(tmp_path / "patches", p)
     q = read_patches(ppath)
     assert q.ids == p.ids and q.param_version == 3 and q.time_ns == 1400.0
-    for name in ("native", "coarse", "ras_ids", "centres_nm", "constellation_start", "constellation_offsets_nm", "constellation_states"):
+    for name in (
+        "native",
+        "coarse",
+        "ras_ids",
+        "centres_nm",
+        "constellation_start",
+        "constellation_offsets_nm",
+        "constellation_states",
+    ):
         assert np.array_equal(getattr(q, name), getattr(p, name)), name
     assert read_patches(ppath, native=False).native.size == 0
     assert sorted(x.name for x in (tmp_path / "patches").iterdir()) == [ppath.name]  # no temporary left behind

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mummi.core.spec import MacroSettings
 from mummi.macro.frames import radial_profiles
 from mummi.macro.model import MacroModel
 from mummi.macro.params import N_CHANNELS, default_parameters, kt_kj_mol
-from mummi.core.spec import MacroSettings
 
 KT = kt_kj_mol(310.0)
 SPACING = 1000.0 / 1200.0
@@ -143,7 +143,9 @@ def test_default_physics_needs_at_most_tiny_positivity_repairs() -> None:
 
 
 def test_noise_has_the_coarse_grained_ideal_gas_variance() -> None:
-    params = ideal(noise_scale=0.5, noise_length_nm=3.0, diffusion_nm2_per_ns=np.full(N_CHANNELS, 0.5))  # modes decorrelate in a few steps
+    params = ideal(
+        noise_scale=0.5, noise_length_nm=3.0, diffusion_nm2_per_ns=np.full(N_CHANNELS, 0.5)
+    )  # modes decorrelate in a few steps
     model = MacroModel(params, settings(40, noise=True), seed=11, dtype="float64")
     nz = model.ops.noise
     samples = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mummi.macro.ddft import Grid, LipidOperators
 from mummi.macro.backend import NumpyBackend
+from mummi.macro.ddft import Grid, LipidOperators
 from mummi.macro.params import default_parameters, kt_kj_mol
 from mummi.macro.ras import (
     RasDynamics,
@@ -23,7 +23,16 @@ KT = kt_kj_mol(310.0)
 
 
 def dynamics(**kw: object) -> RasDynamics:
-    base = dict(diffusion_nm2_per_ns=0.002, kt_kj_mol=KT, repulsion_kj_mol=0.0, size_nm=4.0, box_nm=40.0, spacing_nm=40.0 / 48, substeps=800, substep_ns=0.025)
+    base = dict(
+        diffusion_nm2_per_ns=0.002,
+        kt_kj_mol=KT,
+        repulsion_kj_mol=0.0,
+        size_nm=4.0,
+        box_nm=40.0,
+        spacing_nm=40.0 / 48,
+        substeps=800,
+        substep_ns=0.025,
+    )
     base.update(kw)
     return RasDynamics(**base)  # type: ignore[arg-type]
 

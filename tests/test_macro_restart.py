@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
-from mummi.jobs import macro as macro_job
 from mummi.core.layout import CampaignLayout
+from mummi.core.spec import MacroSettings
+from mummi.core.spec_loader import load_spec
+from mummi.jobs import macro as macro_job
 from mummi.macro.driver import MacroRun
 from mummi.macro.frames import list_frames, read_frame
 from mummi.macro.model import MacroModel
@@ -23,14 +25,18 @@ from mummi.macro.params import (
     write_parameters,
 )
 from mummi.macro.patches import list_patch_files, read_patches
-from mummi.core.spec import MacroSettings
-from mummi.core.spec_loader import load_spec
 
 SPEC = {
     "campaign": {"name": "macro-test", "workdir": "W", "seed": 5},
     "macro": {
-        "box_nm": 40.0, "grid_points": 48, "n_ras": 4, "ras_dt_ps": 500.0, "output_interval_ns": 100.0,
-        "reload_interval_ns": 100.0, "checkpoint_interval_ns": 200.0, "ras_state_changes": True,
+        "box_nm": 40.0,
+        "grid_points": 48,
+        "n_ras": 4,
+        "ras_dt_ps": 500.0,
+        "output_interval_ns": 100.0,
+        "reload_interval_ns": 100.0,
+        "checkpoint_interval_ns": 200.0,
+        "ras_state_changes": True,
     },
 }
 
@@ -139,7 +145,11 @@ def test_macro_job_runs_resumes_and_matches_an_uninterrupted_run(tmp_path: Path)
     b = CampaignLayout(tmp_path / "B")
     for fa, fb in zip(list_frames(a.macro_frames), list_frames(b.macro_frames), strict=True):
         x, y = read_frame(fa), read_frame(fb)
-        assert x.time_ns == y.time_ns and np.array_equal(x.fields, y.fields) and np.array_equal(x.ras_positions_nm, y.ras_positions_nm)
+        assert (
+            x.time_ns == y.time_ns
+            and np.array_equal(x.fields, y.fields)
+            and np.array_equal(x.ras_positions_nm, y.ras_positions_nm)
+        )
 
 
 def test_macro_job_reports_a_bad_spec(tmp_path: Path) -> None:

@@ -16,7 +16,10 @@ from micro_helpers import make_spec
 from mummi.adapters.ddcmd import SNAPSHOT, DdcmdEngine, latest_checkpoint, parse_topology, write_inputs
 
 DATA = Path(__file__).parent / "data" / "ddcmd"
-SECTIONS = {"sim": {"engine": "ddcmd", "length_ns": 0.1, "output_interval_ps": 10.0, "ddcmd": {"checkpoint_every_frames": 2}}}
+SECTIONS = {
+    "createsim": {"engine": "gromacs"},
+    "sim": {"engine": "ddcmd", "length_ns": 0.1, "output_interval_ps": 10.0, "ddcmd": {"checkpoint_every_frames": 2}}
+}
 NSTEPS, CHECKPOINT_EVERY = 5000, 1000  # 0.1 ns at 20 fs; 2 frames of 500 steps
 
 # Stands in for ddcMD: records how it was called, then writes a checkpoint directory
@@ -32,7 +35,9 @@ maxloop = int(re.search(r"maxloop = (\\d+)", obj).group(1))
 rate = int(re.search(r"checkpointrate = (\\d+)", obj).group(1))
 start = int(re.search(r"loop=(\\d+)", Path("restart").read_text()).group(1))
 with open("calls.jsonl", "a") as fh:
-    fh.write(json.dumps({{"argv": sys.argv[1:], "launcher": os.environ.get("LAUNCHED_BY"), "start": start, "restart": os.readlink("restart")}}) + "\\n")
+    call = {{"argv": sys.argv[1:], "launcher": os.environ.get("LAUNCHED_BY"), "start": start,
+            "restart": os.readlink("restart")}}
+    fh.write(json.dumps(call) + "\\n")
 limit = int(os.environ.get("FAKE_DDCMD_CHECKPOINTS", "1000000"))
 for loop in range(start + rate, maxloop + 1, rate)[:limit]:
     d = Path(f"snapshot.{{loop:012d}}")
@@ -58,7 +63,9 @@ def test_inputs_for_a_known_system_match_the_expected_files(tmp_path) -> None:
     for name in ("object.data", "martini.data", "molecule.data"):
         assert (workdir / name).read_text() == (expected / name).read_text(), name
     for name in ("restart", "atoms#000000"):
-        assert (workdir / SNAPSHOT.format(loop=0) / name).read_text() == (expected / "snapshot" / name).read_text(), name
+        assert (workdir / SNAPSHOT.format(loop=0) / name).read_text() == (expected / "snapshot" / name).read_text(), (
+            name
+        )
 
 
 def test_unsupported_topology_sections_are_named() -> None:
@@ -81,7 +88,20 @@ def _calls(sim_dir: Path) -> list[dict]:
 
 
 def test_launch_command_and_restart_from_the_newest_checkpoint(tmp_path, fake_ddcmd, monkeypatch) -> None:
-    spec, _ = make_spec(tmp_path, SECTIONS | {"sim": SECTIONS["sim"] | {"ddcmd": {"executable": str(fake_ddcmd), "launcher": ["env", "LAUNCHED_BY=env"], "checkpoint_every_frames": 2}}})
+    spec, _ = make_spec(
+        tmp_path,
+        SECTIONS
+        | {
+            "sim": SECTIONS["sim"]
+            | {
+                "ddcmd": {
+                    "executable": str(fake_ddcmd),
+                    "launcher": ["env", "LAUNCHED_BY=env"],
+                    "checkpoint_every_frames": 2,
+                }
+            }
+        },
+    )
     sim_dir = _sim_dir(tmp_path)
     engine = DdcmdEngine()
     monkeypatch.setenv("FAKE_DDCMD_CHECKPOINTS", "2")  # the allocation ends after two checkpoints

@@ -11,7 +11,9 @@ from mummi.core.patch_input import PatchInput, read_patch_input, write_patch_inp
 
 
 def test_channels_are_the_patch_channels() -> None:
-    assert CHANNEL_NAMES[:N_INNER] == tuple(f"inner:{n}" for n in ("POPC", "PAPC", "POPE", "DIPE", "DPSM", "PAPS", "PAP6", "CHOL"))
+    assert CHANNEL_NAMES[:N_INNER] == tuple(
+        f"inner:{n}" for n in ("POPC", "PAPC", "POPE", "DIPE", "DPSM", "PAPS", "PAP6", "CHOL")
+    )
     assert CHANNEL_NAMES[N_INNER:] == tuple(f"outer:{n}" for n in ("POPC", "PAPC", "POPE", "DIPE", "DPSM", "CHOL"))
 
 
@@ -54,7 +56,9 @@ def test_membrane_places_lipids_in_their_cells_and_ras_at_centre_and_offsets() -
 
 def test_patch_input_round_trip_and_validation(tmp_path) -> None:
     coarse = np.random.default_rng(3).random((5, 5, 14)).astype(np.float32)
-    path = write_patch_input(tmp_path / "patch_input.npz", PatchInput("patch-9", coarse, [[1.0, 2.0]], [3], central_state=1))
+    path = write_patch_input(
+        tmp_path / "patch_input.npz", PatchInput("patch-9", coarse, [[1.0, 2.0]], [3], central_state=1)
+    )
     patch = read_patch_input(path)
     assert patch.patch_id == "patch-9" and patch.central_state == 1
     np.testing.assert_allclose(patch.coarse, coarse)

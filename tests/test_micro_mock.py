@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from micro_helpers import copy_setup, job, kill_when, make_sim_dir, make_spec
 
-from mummi.core.lipids import CHANNEL_NAMES, N_CHANNELS
-from mummi.core.patch_input import PatchInput
 from mummi.adapters.membrane import build_membrane
 from mummi.adapters.mock_md import CHECKPOINT, KB_KJ_MOL_K, TRUTH_FILE, MockEngine, truth_potentials
 from mummi.analysis.insitu import analyse_sim
 from mummi.analysis.rdf import gr_from_counts
-from mummi.jobs.createsim import run_createsim
-from mummi.core.simdir import read_status
 from mummi.core.exit_codes import EXIT_RESUMABLE
+from mummi.core.lipids import CHANNEL_NAMES, N_CHANNELS
+from mummi.core.patch_input import PatchInput
+from mummi.core.simdir import read_status
 from mummi.core.states import Outcome
+from mummi.jobs.createsim import run_createsim
 from mummi.jobs.sim import run_sim
 
 KT = KB_KJ_MOL_K * 310.0
@@ -27,7 +27,11 @@ KT = KB_KJ_MOL_K * 310.0
 # a small patch whose sim takes a few seconds: long enough to be killed mid-run
 RESTART_SECTIONS = {
     "createsim": {"engine": "mock", "lipids_per_cell": 8, "equilibration_ns": 0.2},
-    "sim": {"engine": "mock", "length_ns": 3.0, "mock": {"frames": 300, "steps_per_frame": 10, "checkpoint_every_frames": 20}},
+    "sim": {
+        "engine": "mock",
+        "length_ns": 3.0,
+        "mock": {"frames": 300, "steps_per_frame": 10, "checkpoint_every_frames": 20},
+    },
     "analysis": {"leaflet": "both", "write_every_frames": 50},
 }
 
@@ -52,8 +56,13 @@ def test_truth_file_is_validated(tmp_path) -> None:
 
 
 def test_setup_can_cap_the_lipids_per_channel(tmp_path) -> None:
-    spec, _ = make_spec(tmp_path, {"createsim": {"lipids_per_cell": 8, "equilibration_ns": 0.01}, "sim": {"mock": {"beads_per_lipid_type": 5}}})
-    membrane = build_membrane(PatchInput("p", np.ones((5, 5, 14)), np.zeros((0, 2)), np.zeros(0)), 8, 6.0, 0.2, np.random.default_rng(0))
+    spec, _ = make_spec(
+        tmp_path,
+        {"createsim": {"lipids_per_cell": 8, "equilibration_ns": 0.01}, "sim": {"mock": {"beads_per_lipid_type": 5}}},
+    )
+    membrane = build_membrane(
+        PatchInput("p", np.ones((5, 5, 14)), np.zeros((0, 2)), np.zeros(0)), 8, 6.0, 0.2, np.random.default_rng(0)
+    )
     facts = MockEngine().setup(tmp_path, membrane, spec, seed=1)
     assert facts["lipids"] == 5 * N_CHANNELS and facts["ras"] == 1
     with np.load(tmp_path / "eq_state.npz") as state:
@@ -68,7 +77,16 @@ def test_dilute_limit_rdf_converges_to_boltzmann_profile_of_the_truth(tmp_path) 
         tmp_path,
         {
             "createsim": {"engine": "mock", "lipids_per_cell": 32, "cell_nm": 2.4, "equilibration_ns": 10.0},
-            "sim": {"engine": "mock", "length_ns": 20.0, "mock": {"frames": 2000, "steps_per_frame": 20, "lipid_repulsion_kj_mol": 0.0, "checkpoint_every_frames": 500}},
+            "sim": {
+                "engine": "mock",
+                "length_ns": 20.0,
+                "mock": {
+                    "frames": 2000,
+                    "steps_per_frame": 20,
+                    "lipid_repulsion_kj_mol": 0.0,
+                    "checkpoint_every_frames": 500,
+                },
+            },
             "analysis": {"leaflet": "both", "bin_nm": 0.05, "write_every_frames": 1000},
         },
     )
@@ -90,7 +108,9 @@ def test_dilute_limit_rdf_converges_to_boltzmann_profile_of_the_truth(tmp_path) 
         w = np.exp(-np.interp(fine, truth.r_nm, truth.v_kj_mol[name]) / KT) * fine
         expected = np.bincount(in_bin, w) / np.bincount(in_bin, fine) * area / z
         error = np.abs(g[c] - expected)[check]
-        assert np.all(error <= 0.15 * expected[check] + 0.15), f"{name}: worst |dg| {error.max():.3f} at r = {centres[check][error.argmax()]:.2f} nm"
+        assert np.all(error <= 0.15 * expected[check] + 0.15), (
+            f"{name}: worst |dg| {error.max():.3f} at r = {centres[check][error.argmax()]:.2f} nm"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +149,10 @@ def test_killed_sim_restarts_from_checkpoint_without_gap_or_duplicate(reference,
 def test_deadline_stops_cleanly_and_the_rerun_finishes(reference, tmp_path) -> None:
     spec, spec_path, _, setup, _ = reference
     sim_dir = copy_setup(setup, tmp_path / "sims" / setup.name)
-    assert subprocess.run(job("sim", spec_path, sim_dir, "--walltime-min", "1"), capture_output=True).returncode == EXIT_RESUMABLE
+    assert (
+        subprocess.run(job("sim", spec_path, sim_dir, "--walltime-min", "1"), capture_output=True).returncode
+        == EXIT_RESUMABLE
+    )
     assert read_status(sim_dir, "sim")["state"] == Outcome.INCOMPLETE  # margin 5 min > walltime: stop at once
     run_sim(spec, sim_dir, deadline=time.time() + 0.5)  # most likely stops mid-run; any stop must resume exactly
     assert run_sim(spec, sim_dir) == Outcome.DONE

@@ -18,7 +18,8 @@ def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
-        check=True, timeout=300,
+        check=True,
+        timeout=300,
     )
     (found,) = out.glob("mummi-*.whl")
     return found
@@ -37,11 +38,17 @@ def test_wheel_holds_every_package_and_the_specs(wheel):
 def test_installed_wheel_imports_and_finds_its_default_spec(wheel, tmp_path):
     zipfile.ZipFile(wheel).extractall(tmp_path)
     code = (
-        "import mummi, mummi.core.spec as s;"
+        "import mummi, mummi.core.spec_loader as s;"
         "print(mummi.__file__); print(s.load_spec(s.default_spec_path()).campaign.name)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)},
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     location, name = out.stdout.split()
     assert Path(location).is_relative_to(tmp_path)

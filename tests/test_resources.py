@@ -36,5 +36,6 @@ def test_sims_are_limited_by_cores_when_gpus_are_plenty():
 
 def test_an_allocation_without_room_for_a_sim_is_refused():
     with pytest.raises(ValueError, match="leaves no room for one sim"):
-        ResourcePolicy.from_spec(spec(resources={"cores_per_node": 2, "gpus_per_node": 1},
-                                      macro={"resources": {"gpus_per_task": 1}}))
+        ResourcePolicy.from_spec(
+            spec(resources={"cores_per_node": 2, "gpus_per_node": 1}, macro={"resources": {"gpus_per_task": 1}})
+        )

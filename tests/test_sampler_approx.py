@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mummi.core.spec import SamplerSettings
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.index import brute_knn, make_index
 from mummi.sampler.streams import MixtureStream
-from mummi.core.spec import SamplerSettings
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])

@@ -16,18 +16,50 @@ def bench(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
 
 
 def test_dynim_small(capsys: pytest.CaptureFixture[str]) -> None:
-    out = bench(capsys, "dynim-small", "--candidates", "3000", "--batch", "500", "--selections", "200", "--burst", "20", "--cap", "800", "--repeats", "1")
+    out = bench(
+        capsys,
+        "dynim-small",
+        "--candidates",
+        "3000",
+        "--batch",
+        "500",
+        "--selections",
+        "200",
+        "--burst",
+        "20",
+        "--cap",
+        "800",
+        "--repeats",
+        "1",
+    )
     for order in ("adds_then_selections", "interleaved"):
         assert set(out[order]) >= {"add_s", "select_s", "weights_s", "total_s"}
 
 
 def test_dynim_replay_exact(capsys: pytest.CaptureFixture[str]) -> None:
-    out = bench(capsys, "dynim-replay", "--candidates", "6000", "--selections", "1500", "--batch", "1000", "--cap", "800")
+    out = bench(
+        capsys, "dynim-replay", "--candidates", "6000", "--selections", "1500", "--batch", "1000", "--cap", "800"
+    )
     assert out["selections"] == 1500 and out["exact"] is True and "exact_vs_approximate" not in out
 
 
 def test_dynim_replay_approximate_with_comparison(capsys: pytest.CaptureFixture[str]) -> None:
-    out = bench(capsys, "dynim-replay", "--index", "ivf", "--candidates", "6000", "--selections", "1500", "--batch", "1000", "--cap", "800", "--compare", "3000")
+    out = bench(
+        capsys,
+        "dynim-replay",
+        "--index",
+        "ivf",
+        "--candidates",
+        "6000",
+        "--selections",
+        "1500",
+        "--batch",
+        "1000",
+        "--cap",
+        "800",
+        "--compare",
+        "3000",
+    )
     assert out["selections"] == 1500 and out["exact"] is False
     cmp = out["exact_vs_approximate"]
     assert 0 <= cmp["knn_recall"] <= 1 and cmp["weights_points_misassigned"] >= 0
@@ -35,7 +67,9 @@ def test_dynim_replay_approximate_with_comparison(capsys: pytest.CaptureFixture[
 
 
 def test_dynim_convergence(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    out = bench(capsys, "dynim-convergence", "--events", "40", "--repeats", "2", "--every", "10", "--out", str(tmp_path))
+    out = bench(
+        capsys, "dynim-convergence", "--events", "40", "--repeats", "2", "--every", "10", "--out", str(tmp_path)
+    )
     assert Path(out["plot"]).stat().st_size > 0
     table = json.loads(Path(out["numbers"]).read_text())
     assert table["samples"] == [20, 40, 60, 80]

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mummi.core.spec import SamplerSettings
 from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.history import read_history
 from mummi.sampler.streams import MixtureStream
-from mummi.core.spec import SamplerSettings
 
 SETTINGS = SamplerSettings(k=5, candidate_cap=120, warmup=3)
 

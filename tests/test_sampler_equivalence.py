@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mummi.core.spec import SamplerSettings
 from mummi.sampler.brute import BruteForceSampler
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.streams import MixtureStream
-from mummi.core.spec import SamplerSettings
 
 
 def run_both(dim: int, k: int, cap: int, warmup: int, seed: int, steps: list[tuple[np.ndarray, int]]):
@@ -76,7 +76,7 @@ def test_all_adds_before_selections_matches_brute_force():
 
 @pytest.mark.parametrize("scale", [1.0, 1e-20])
 def test_large_batches_with_ties_match_brute_force(scale):
-    """Batches large enough for the grouped arrival search; rounded latents (ties), and tiny ones (float32 underflow)."""
+    """Batches large enough for the grouped arrival search; rounded latents (ties), tiny ones (float32 underflow)."""
     stream = MixtureStream(dim=15, seed=6)
     steps = [((stream.draw(600).round(0) * scale).astype(np.float32), 40) for _ in range(3)]
     sampler = run_both(15, 10, 800, 2, 1, steps)

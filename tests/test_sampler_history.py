@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mummi.core.spec import SamplerSettings
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.history import COLUMNS, plot_history, read_history
-from mummi.core.spec import SamplerSettings
 
 
 def test_history_records_adds_discards_and_each_selection(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mummi.sampler.dynim import DynimSampler, SamplerInputError
 from mummi.core.spec import SamplerSettings
+from mummi.sampler.dynim import DynimSampler, SamplerInputError
 
 SETTINGS = SamplerSettings(k=3, candidate_cap=20, warmup=1)
 

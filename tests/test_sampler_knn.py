@@ -56,7 +56,12 @@ def test_flat_index_is_exact_including_ties(seed, n, decimals):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10**6), n=st.integers(1, 400), decimals=st.sampled_from([None, 0, 1]), spread=st.sampled_from([1.0, 1e-20, 1e3]))
+@given(
+    seed=st.integers(0, 10**6),
+    n=st.integers(1, 400),
+    decimals=st.sampled_from([None, 0, 1]),
+    spread=st.sampled_from([1.0, 1e-20, 1e3]),
+)
 def test_grouped_search_is_exact_including_ties(seed, n, decimals, spread):
     """Many queries (so the index groups them), clustered; duplicates, ties, tiny and large coordinates."""
     rng = np.random.default_rng(seed)

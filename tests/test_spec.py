@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from mummi.core.spec import BACKENDS, CampaignSpec
 from mummi.core.spec_loader import SpecError, default_spec_path, load_spec
@@ -125,17 +126,17 @@ def test_all_problems_are_reported_at_once(tmp_path):
 
 
 def test_cross_field_rules(tmp_path):
-    assert "block_widths must sum to native_points" in error_of(write(tmp_path, MINIMAL + "patches:\n  block_widths: [7, 7, 7]\n"))
+    assert "block_widths must sum to native_points" in error_of(
+        write(tmp_path, MINIMAL + "patches:\n  block_widths: [7, 7, 7]\n")
+    )
     assert "does not match patches.size_nm" in error_of(write(tmp_path, MINIMAL + "macro:\n  box_nm: 500.0\n"))
     assert "more GPUs per node" in error_of(write(tmp_path, MINIMAL + "resources:\n  gpus_per_node: 0\n"))
-    assert "at least one of" in error_of(
-        write(tmp_path, MINIMAL + "  stop: {max_sims: null}\n")
-    )
+    assert "at least one of" in error_of(write(tmp_path, MINIMAL + "  stop: {max_sims: null}\n"))
 
 
 def test_settings_are_immutable():
     spec = CampaignSpec.model_validate(yaml.safe_load(MINIMAL))
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         spec.sampler.k = 3  # type: ignore[misc]
 
 
@@ -144,4 +145,6 @@ def test_environment_variables_in_paths(tmp_path, monkeypatch):
     spec = load_spec(write(tmp_path, "campaign:\n  name: tiny\n  workdir: $SCRATCH_DIR/run\n"))
     assert spec.campaign.workdir == tmp_path / "scratch" / "run"
     monkeypatch.delenv("SCRATCH_DIR")
-    assert "campaign.workdir: '$SCRATCH_DIR/run' names an environment variable that is not set" in error_of(tmp_path / "c.yaml")
+    assert "campaign.workdir: '$SCRATCH_DIR/run' names an environment variable that is not set" in error_of(
+        tmp_path / "c.yaml"
+    )

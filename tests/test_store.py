@@ -160,7 +160,10 @@ def test_an_old_database_is_migrated_in_place(tmp_path):
     import mummi.workflow.store as store_module
 
     db.executescript(store_module.MIGRATIONS[0] + "; PRAGMA user_version = 1;")
-    db.execute("INSERT INTO jobs (kind, state, command, resources, created_at, updated_at) VALUES ('sim', 'done', '[]', '{}', 0, 0)")
+    db.execute(
+        "INSERT INTO jobs (kind, state, command, resources, created_at, "
+        "updated_at) VALUES ('sim', 'done', '[]', '{}', 0, 0)"
+    )
     db.commit()
     db.close()
     with StateStore(path) as s:

@@ -13,7 +13,7 @@ import importlib
 import json
 import platform
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 BENCHMARKS: dict[str, str] = {
     "macro": "mummi.macro.bench",
@@ -29,7 +29,12 @@ def machine() -> dict[str, object]:
     """What the figures were measured on."""
     import os
 
-    return {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

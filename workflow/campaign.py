@@ -35,7 +35,8 @@ def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> 
         if not force:
             raise CampaignError(
                 f"{cdir.root}: already holds a campaign; --fresh would overwrite it. "
-                "Run without --fresh to resume it, add --force to delete it and start over, or choose another campaign.workdir"
+                "Run without --fresh to resume it, add --force to delete "
+                "it and start over, or choose another campaign.workdir"
             )
         _remove_campaign(cdir)
         resuming = False

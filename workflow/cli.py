@@ -11,8 +11,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE, EXIT_WORKDIR
 from mummi.core.spec import CampaignSpec
@@ -29,7 +29,9 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("spec", type=Path, help="campaign YAML file, e.g. specs/laptop.yaml")
     parser.add_argument("--validate", action="store_true", help="print the resolved settings and exit")
-    parser.add_argument("--dry-run", action="store_true", help="local backend and mock MD engine: the whole loop on a laptop")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="local backend and mock MD engine: the whole loop on a laptop"
+    )
     parser.add_argument("--fresh", action="store_true", help="start a new campaign; refuses if the workdir holds one")
     parser.add_argument("--force", action="store_true", help="with --fresh: delete the existing campaign first")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -92,7 +94,9 @@ def _configure_logging(verbose: bool) -> None:
 
 # ------------------------------------------------------------------ status
 def status_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mummi-status", description="Show a campaign's progress from its state store (safe while it runs).")
+    parser = argparse.ArgumentParser(
+        prog="mummi-status", description="Show a campaign's progress from its state store (safe while it runs)."
+    )
     parser.add_argument("workdir", type=Path, help="the campaign's workdir (holds campaign.db)")
     parser.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     args = parser.parse_args(argv)

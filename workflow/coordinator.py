@@ -122,8 +122,14 @@ class Coordinator:
         if done:
             return
         command = pretrain.macro_command(self.spec, self.cdir, self.cdir, until_ns=None, uncoupled=False)
-        self.runner.submit(JobKind.MACRO, JobKind.MACRO.value, command, self.spec.macro.resources, self.cdir.macro,
-                           self.cdir.logs / "macro.log")
+        self.runner.submit(
+            JobKind.MACRO,
+            JobKind.MACRO.value,
+            command,
+            self.spec.macro.resources,
+            self.cdir.macro,
+            self.cdir.logs / "macro.log",
+        )
 
     # ----------------------------------------------------------- selection
     def _select(self) -> None:

@@ -61,7 +61,11 @@ class FeedbackStage:
         rounds = self.store.feedback_rounds()
         last_n = rounds[-1].n_sims if rounds else 0
         due = len(sims) >= max(fb.min_sims, last_n + fb.interval_sims)
-        if fb.interval_s is not None and len(sims) >= fb.min_sims and time.monotonic() - self._last_time >= fb.interval_s:
+        if (
+            fb.interval_s is not None
+            and len(sims) >= fb.min_sims
+            and time.monotonic() - self._last_time >= fb.interval_s
+        ):
             due = True
         if not due:
             return
@@ -87,13 +91,33 @@ class FeedbackStage:
         step[channels] = ibi_correction(g_macro[channels], g_md[channels], self.spec.macro.temperature_K, fb.damping)
         pmf = params.pmf_kj_mol + correction_on(params.pmf_r_nm, r_nm, step)[None]
         new_version = macro_link.write_pmf(self.cdir, params, pmf)
-        atomic_savez(self.cdir.feedback_round(round_no), r_nm=r_nm, g_macro=g_macro, g_md=g_md,
-                     potentials_before=params.pmf_kj_mol, potentials_after=pmf, distance=distance,
-                     parameter_version=version, new_parameter_version=new_version)
-        self.store.finish_feedback_round(round_no, new_version, distance, from_version=version, sims=[s for s, _, _ in sims],
-                                         g_rms=gr_rms(g_macro, g_md, r_nm, channels))
-        log.info("feedback round %d: %d sims, g(r) distance %.4f kT at parameter version %d -> version %d",
-                 round_no, len(sims), distance, version, new_version)
+        atomic_savez(
+            self.cdir.feedback_round(round_no),
+            r_nm=r_nm,
+            g_macro=g_macro,
+            g_md=g_md,
+            potentials_before=params.pmf_kj_mol,
+            potentials_after=pmf,
+            distance=distance,
+            parameter_version=version,
+            new_parameter_version=new_version,
+        )
+        self.store.finish_feedback_round(
+            round_no,
+            new_version,
+            distance,
+            from_version=version,
+            sims=[s for s, _, _ in sims],
+            g_rms=gr_rms(g_macro, g_md, r_nm, channels),
+        )
+        log.info(
+            "feedback round %d: %d sims, g(r) distance %.4f kT at parameter version %d -> version %d",
+            round_no,
+            len(sims),
+            distance,
+            version,
+            new_version,
+        )
         self.plot()
 
     def distances(self) -> list[float]:
@@ -109,5 +133,8 @@ class FeedbackStage:
         path = self.plot()
         d = self.distances()
         if d:
-            log.info("feedback: g(r) distance per round %s%s", ", ".join(f"{x:.4f}" for x in d),
-                     f"; plot: {path}" if path else "")
+            log.info(
+                "feedback: g(r) distance per round %s%s",
+                ", ".join(f"{x:.4f}" for x in d),
+                f"; plot: {path}" if path else "",
+            )

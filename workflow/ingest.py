@@ -10,11 +10,9 @@ and every replayed selection must equal the one in the store.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numba
 import numpy as np
@@ -113,7 +111,9 @@ class Ingest:
         saved = self.store.get_meta("sampler_checkpoint")
         history = self.cdir.sampler_history
         if saved is None:
-            sampler = DynimSampler(self.spec.encoder.latent_dim, self.spec.sampler, seed=self.spec.campaign.seed, history=history)
+            sampler = DynimSampler(
+                self.spec.encoder.latent_dim, self.spec.sampler, seed=self.spec.campaign.seed, history=history
+            )
             since = 0
         else:
             sampler = DynimSampler.restore(self.cdir.sampler / saved["dir"], history=history)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from mummi.adapters.backend import Backend, JobSpec, JobStatus
 from mummi.core.spec import JobResources, RetrySettings
@@ -57,7 +57,9 @@ class JobRunner:
         env: Mapping[str, str] | None = None,
     ) -> int:
         """Record a job, hand it to the backend, record the backend's id; returns the store's job id."""
-        job_id = self.store.add_job(kind, command, resources.model_dump(), subject=subject, workdir=workdir, log_path=log_path)
+        job_id = self.store.add_job(
+            kind, command, resources.model_dump(), subject=subject, workdir=workdir, log_path=log_path
+        )
         self._hand_over(self.store.job(job_id), env)
         return job_id
 
@@ -101,7 +103,9 @@ class JobRunner:
             if status.state is JobState.RUNNING and job.state is JobState.SUBMITTED:
                 self.store.set_job_state(job.id, JobState.RUNNING)
             elif status.state.terminal:
-                record = self.store.set_job_state(job.id, status.state, exit_code=status.exit_code, reason=status.reason)
+                record = self.store.set_job_state(
+                    job.id, status.state, exit_code=status.exit_code, reason=status.reason
+                )
                 finished.append(Finished(record, status))
         return finished
 
@@ -113,8 +117,14 @@ class JobRunner:
         (e.g. a sim that reached its walltime) without spending a retry.
         """
         if count_failure and job.failures >= retry.max_retries:
-            log.error("%s job %d (%s) failed %d times; giving up. Log: %s",
-                      job.kind, job.id, job.subject, job.failures + 1, job.log_path)
+            log.error(
+                "%s job %d (%s) failed %d times; giving up. Log: %s",
+                job.kind,
+                job.id,
+                job.subject,
+                job.failures + 1,
+                job.log_path,
+            )
             return False
         again = self.store.requeue_job(job.id, failed=count_failure)
         delay = retry.backoff_s * 2 ** (again.failures - 1) if count_failure else 0.0

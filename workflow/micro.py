@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from mummi.core import simdir
 from mummi.core.exit_codes import EXIT_RESUMABLE
@@ -38,7 +38,9 @@ class MicroPipeline:
     never runs a job itself.
     """
 
-    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, runner: JobRunner, policy: ResourcePolicy) -> None:
+    def __init__(
+        self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, runner: JobRunner, policy: ResourcePolicy
+    ) -> None:
         self.spec, self.cdir, self.store, self.runner, self.policy = spec, cdir, store, runner, policy
 
     # ---------------------------------------------------------------- counts
@@ -121,10 +123,15 @@ class MicroPipeline:
             outcome = simdir.outcome(sim_dir, SIM)
             if status.state is JobState.DONE and outcome is Outcome.DONE:
                 self.store.set_sim_state(sim_id, SimState.DONE)
-            elif (status.exit_code == EXIT_RESUMABLE or outcome is Outcome.INCOMPLETE
-                  or status.state is JobState.CANCELLED):
+            elif (
+                status.exit_code == EXIT_RESUMABLE
+                or outcome is Outcome.INCOMPLETE
+                or status.state is JobState.CANCELLED
+            ):
                 # Stopped cleanly at its walltime or at shutdown: continue from its checkpoint later.
-                self.store.set_sim_state(sim_id, SimState.READY, reason="stopped before the end; continues from its checkpoint")
+                self.store.set_sim_state(
+                    sim_id, SimState.READY, reason="stopped before the end; continues from its checkpoint"
+                )
             else:
                 self._retry_or_fail(done, self.spec.sim.retry)
         elif job.kind is ANALYSIS:
@@ -138,4 +145,6 @@ class MicroPipeline:
             return
         reason = f"{job.kind} failed {job.failures + 1} times; log: {job.log_path}"
         self.store.set_sim_state(job.subject or "", SimState.FAILED, reason=reason)
-        self.runner.backend.cancel([j.backend_id for j in self.runner.active(ANALYSIS) if j.subject == job.subject and j.backend_id])
+        self.runner.backend.cancel(
+            [j.backend_id for j in self.runner.active(ANALYSIS) if j.subject == job.subject and j.backend_id]
+        )

@@ -34,7 +34,15 @@ def macro_command(
     spec: CampaignSpec, cdir: CampaignLayout, macro_dir: CampaignLayout, *, until_ns: float | None, uncoupled: bool
 ) -> list[str]:
     """The macro job's command line, writing under ``macro_dir`` (the campaign, or its pre-campaign)."""
-    command = [sys.executable, "-m", "mummi.jobs.macro", "--spec", str(cdir.spec_copy), "--workdir", str(macro_dir.root)]
+    command = [
+        sys.executable,
+        "-m",
+        "mummi.jobs.macro",
+        "--spec",
+        str(cdir.spec_copy),
+        "--workdir",
+        str(macro_dir.root),
+    ]
     if until_ns is not None:
         command += ["--until-ns", f"{until_ns:g}"]
     if uncoupled:
@@ -51,8 +59,14 @@ def advance(spec: CampaignSpec, cdir: CampaignLayout, runner: JobRunner) -> None
     pre = cdir.precampaign
     if not runner.store.jobs(states=[JobState.DONE], kind=JobKind.PRECAMPAIGN):
         command = macro_command(spec, cdir, pre, until_ns=spec.encoder.training.pre_campaign_ns, uncoupled=True)
-        runner.submit(JobKind.PRECAMPAIGN, JobKind.PRECAMPAIGN.value, command, spec.macro.resources, pre.root,
-                      cdir.logs / "precampaign.log")
+        runner.submit(
+            JobKind.PRECAMPAIGN,
+            JobKind.PRECAMPAIGN.value,
+            command,
+            spec.macro.resources,
+            pre.root,
+            cdir.logs / "precampaign.log",
+        )
         return
     if runner.store.jobs(states=[JobState.DONE], kind=JobKind.TRAIN):
         return

@@ -1,4 +1,4 @@
-"""Progress of a running campaign: a live table on a terminal, a log line every so often otherwise, a summary at the end."""
+"""Progress of a running campaign: a live table on a terminal, else a log line now and then; a summary at the end."""
 
 from __future__ import annotations
 
@@ -79,6 +79,12 @@ def summary(workdir) -> str:
         f"  {sims['total']} selected; sims done {sims['done']}, failed {sims['failed']}, unfinished "
         f"{sims['total'] - sims['done'] - sims['failed']}",
         f"  feedback rounds {len(distances)}; g(r) distance macro vs MD: "
-        + ("; ".join(f"{'initial' if k == 0 else f'after {k} round' + 's' * (k > 1)} {d:.4f}" for k, d in enumerate(distances)) or "—"),
+        + (
+            "; ".join(
+                f"{'initial' if k == 0 else f'after {k} round' + 's' * (k > 1)} {d:.4f}"
+                for k, d in enumerate(distances)
+            )
+            or "—"
+        ),
     ]
     return "\n".join(lines)

@@ -42,8 +42,13 @@ def _collect(db: sqlite3.Connection, workdir: Path) -> dict[str, Any]:
     for kind, state, count in db.execute("SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state"):
         jobs.setdefault(kind, {s.value: 0 for s in JobState})[state] = count
     rounds = [
-        {"round": r["round"], "n_sims": r["n_sims"], "parameter_version": r["parameter_version"],
-         "distance": r["distance"], "finished": r["finished_at"] is not None}
+        {
+            "round": r["round"],
+            "n_sims": r["n_sims"],
+            "parameter_version": r["parameter_version"],
+            "distance": r["distance"],
+            "finished": r["finished_at"] is not None,
+        }
         for r in db.execute("SELECT * FROM feedback_rounds ORDER BY round")
     ]
     last = db.execute("SELECT time, kind, subject FROM events ORDER BY id DESC LIMIT 1").fetchone()
@@ -57,8 +62,14 @@ def _collect(db: sqlite3.Connection, workdir: Path) -> dict[str, Any]:
         "sims": {**sims, "total": sum(sims.values())},
         "jobs": jobs,
         "feedback_rounds": rounds,
-        "last_event": None if last is None else {"time": last["time"], "kind": last["kind"], "subject": last["subject"],
-                                                 "age_s": round(time.time() - last["time"], 1)},
+        "last_event": None
+        if last is None
+        else {
+            "time": last["time"],
+            "kind": last["kind"],
+            "subject": last["subject"],
+            "age_s": round(time.time() - last["time"], 1),
+        },
     }
 
 

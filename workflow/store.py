@@ -15,9 +15,10 @@ import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from mummi.core.states import (
     JOB_TRANSITIONS,
@@ -277,8 +278,17 @@ class StateStore:
             cur = db.execute(
                 "INSERT INTO jobs (kind, subject, state, command, resources, workdir, log_path, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (kind, subject, JobState.PENDING.value, json.dumps(list(command)), json.dumps(dict(resources)),
-                 _str(workdir), _str(log_path), now, now),
+                (
+                    kind,
+                    subject,
+                    JobState.PENDING.value,
+                    json.dumps(list(command)),
+                    json.dumps(dict(resources)),
+                    _str(workdir),
+                    _str(log_path),
+                    now,
+                    now,
+                ),
             )
             job_id = int(cur.lastrowid)
             self._log("job.added", str(job_id), {"kind": kind, "subject": subject})
@@ -304,7 +314,13 @@ class StateStore:
                 (state.value, attempt, backend_id, exit_code, time.time(), job_id),
             )
             data = {"from": job.state.value, "to": state.value, "attempt": attempt}
-            data.update({k: v for k, v in (("backend_id", backend_id), ("exit_code", exit_code), ("reason", reason)) if v is not None})
+            data.update(
+                {
+                    k: v
+                    for k, v in (("backend_id", backend_id), ("exit_code", exit_code), ("reason", reason))
+                    if v is not None
+                }
+            )
             self._log("job.state", str(job_id), data)
             return self.job(job_id)
 
@@ -343,7 +359,8 @@ class StateStore:
         with self.transaction() as db:
             before = db.total_changes
             db.executemany(
-                "INSERT OR IGNORE INTO patches (id, frame_time_ns, ras_id, file, state, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO patches (id, frame_time_ns, ras_id, "
+                "file, state, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(pid, float(t), int(r), str(f), PatchState.SEEN.value, now) for pid, t, r, f in rows],
             )
             added = db.total_changes - before
@@ -390,7 +407,8 @@ class StateStore:
             db.execute("UPDATE patches SET state = ? WHERE id = ?", (PatchState.SELECTED.value, patch_id))
             try:
                 db.execute(
-                    "INSERT INTO selections (patch_id, sim_id, score, state, selected_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO selections (patch_id, sim_id, score, state, "
+                    "selected_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (patch_id, sim_id, score, SimState.SELECTED.value, now, now),
                 )
             except sqlite3.IntegrityError as err:
@@ -402,7 +420,9 @@ class StateStore:
         with self.transaction() as db:
             sel = self.selection(sim_id)
             _check_move("sim", sim_id, sel.state, state, SIM_TRANSITIONS)
-            db.execute("UPDATE selections SET state = ?, updated_at = ? WHERE sim_id = ?", (state.value, time.time(), sim_id))
+            db.execute(
+                "UPDATE selections SET state = ?, updated_at = ? WHERE sim_id = ?", (state.value, time.time(), sim_id)
+            )
             data = {"from": sel.state.value, "to": state.value}
             if reason:
                 data["reason"] = reason
@@ -433,11 +453,16 @@ class StateStore:
             if unfinished is not None:
                 raise StoreError(f"feedback round {unfinished[0]} is still open")
             round_no = int(last) + 1
-            db.execute("INSERT INTO feedback_rounds (round, started_at, n_sims) VALUES (?, ?, ?)", (round_no, time.time(), n_sims))
+            db.execute(
+                "INSERT INTO feedback_rounds (round, started_at, n_sims) VALUES (?, ?, ?)",
+                (round_no, time.time(), n_sims),
+            )
             self._log("feedback.started", str(round_no), {"n_sims": n_sims})
         return round_no
 
-    def finish_feedback_round(self, round_no: int, parameter_version: int, distance: float | None, **details: Any) -> None:
+    def finish_feedback_round(
+        self, round_no: int, parameter_version: int, distance: float | None, **details: Any
+    ) -> None:
         with self.transaction() as db:
             cur = db.execute(
                 "UPDATE feedback_rounds SET finished_at = ?, parameter_version = ?, distance = ?, details = ?"
@@ -446,13 +471,22 @@ class StateStore:
             )
             if cur.rowcount != 1:
                 raise StoreError(f"feedback round {round_no} is not open")
-            self._log("feedback.finished", str(round_no), {"parameter_version": parameter_version, "distance": distance})
+            self._log(
+                "feedback.finished", str(round_no), {"parameter_version": parameter_version, "distance": distance}
+            )
 
     def feedback_rounds(self) -> list[FeedbackRound]:
         rows = self._db.execute("SELECT * FROM feedback_rounds ORDER BY round")
         return [
-            FeedbackRound(r["round"], r["started_at"], r["finished_at"], r["n_sims"], r["parameter_version"],
-                          r["distance"], json.loads(r["details"]))
+            FeedbackRound(
+                r["round"],
+                r["started_at"],
+                r["finished_at"],
+                r["n_sims"],
+                r["parameter_version"],
+                r["distance"],
+                json.loads(r["details"]),
+            )
             for r in rows
         ]
 
@@ -481,16 +515,29 @@ def _str(value: str | Path | None) -> str | None:
 
 def _job_record(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
-        id=row["id"], kind=JobKind(row["kind"]), subject=row["subject"], state=JobState(row["state"]), attempt=row["attempt"],
+        id=row["id"],
+        kind=JobKind(row["kind"]),
+        subject=row["subject"],
+        state=JobState(row["state"]),
+        attempt=row["attempt"],
         failures=row["failures"],
-        backend_id=row["backend_id"], command=json.loads(row["command"]), resources=json.loads(row["resources"]),
-        workdir=row["workdir"], log_path=row["log_path"], exit_code=row["exit_code"],
-        created_at=row["created_at"], updated_at=row["updated_at"],
+        backend_id=row["backend_id"],
+        command=json.loads(row["command"]),
+        resources=json.loads(row["resources"]),
+        workdir=row["workdir"],
+        log_path=row["log_path"],
+        exit_code=row["exit_code"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
 def _selection_record(row: sqlite3.Row) -> SelectionRecord:
     return SelectionRecord(
-        seq=row["seq"], patch_id=row["patch_id"], sim_id=row["sim_id"], score=row["score"],
-        state=SimState(row["state"]), selected_at=row["selected_at"],
+        seq=row["seq"],
+        patch_id=row["patch_id"],
+        sim_id=row["sim_id"],
+        score=row["score"],
+        state=SimState(row["state"]),
+        selected_at=row["selected_at"],
     )
