@@ -77,6 +77,17 @@ class Topology:
     system: list[tuple[str, int]] = field(default_factory=list)
 
 
+def _pair(a: str, b: str) -> tuple[str, str]:
+    """The key of ``Topology.lj``: the two type names in sorted order."""
+    return (a, b) if a <= b else (b, a)
+
+
+def _in_molecule(mol: Molecule | None, section: str) -> Molecule:
+    if mol is None:
+        raise ValueError(f"topology section [ {section} ] before any [ moleculetype ]")
+    return mol
+
+
 def parse_topology(text: str) -> Topology:
     """A GROMACS *preprocessed* topology (``grompp -pp``) with the sections ddcMD's
     converter needs; other sections are errors (convert those with ddcMDconverter)."""
@@ -107,16 +118,18 @@ def parse_topology(text: str) -> Topology:
                 sigma, eps = ((w / v) ** (1 / 6), v * v / (4 * w)) if v > 0 else (0.0, 0.0)
             else:
                 sigma, eps = v, w
-            top.lj[tuple(sorted((a, b)))] = (sigma, eps)
+            top.lj[_pair(a, b)] = (sigma, eps)
         elif section == "moleculetype":
             mol = top.molecules.setdefault(f[0], Molecule(f[0]))
         elif section == "atoms":
             mass = float(f[7]) if len(f) > 7 else top.types[f[1]]
-            mol.atoms.append((f[4], f[1], float(f[6]), mass))
+            _in_molecule(mol, section).atoms.append((f[4], f[1], float(f[6]), mass))
         elif section == "bonds":
-            mol.bonds.append((int(f[0]) - 1, int(f[1]) - 1, int(f[2]), float(f[3]), float(f[4])))
+            _in_molecule(mol, section).bonds.append((int(f[0]) - 1, int(f[1]) - 1, int(f[2]), float(f[3]), float(f[4])))
         elif section == "angles":
-            mol.angles.append((int(f[0]) - 1, int(f[1]) - 1, int(f[2]) - 1, int(f[3]), float(f[4]), float(f[5])))
+            _in_molecule(mol, section).angles.append(
+                (int(f[0]) - 1, int(f[1]) - 1, int(f[2]) - 1, int(f[3]), float(f[4]), float(f[5]))
+            )
         elif section == "molecules":
             top.system.append((f[0], int(f[1])))
     return top
@@ -190,7 +203,7 @@ def martini_data(top: Topology) -> str:
             )
         out.append("")
     for a, b in pairs:
-        sigma, eps = top.lj.get(tuple(sorted((a, b))), (0.0, 0.0))
+        sigma, eps = top.lj.get(_pair(a, b), (0.0, 0.0))
         out.append(
             f"{a}_{b} LJPARMS{{atomtypeI={a}; indexI={ids[a]}; atomtypeJ={b}; indexJ={ids[b]}; "
             f"sigma={sigma} nm; eps={eps} kJ*mol^-1;}}"

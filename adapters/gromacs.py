@@ -55,6 +55,9 @@ class Template:
     xyz_nm: np.ndarray  # (k, 3) relative to the lateral position and the midplane (outer-leaflet orientation)
 
 
+MdpValue = str | int | float  # one mdp option: a name, a count or a number
+
+
 @dataclass(frozen=True)
 class ForceField:
     directory: Path
@@ -62,7 +65,7 @@ class ForceField:
     lipids: dict[str, Template]
     protein: Template
     box_z_nm: float
-    mdp: dict[str, object]
+    mdp: dict[str, MdpValue]
 
     @classmethod
     def load(cls, directory: str | Path | None) -> ForceField:
@@ -130,14 +133,19 @@ def write_system(sim_dir: Path, membrane: Membrane, ff: ForceField) -> None:
 
 
 # ---------------------------------------------------------------------- mdp
-def mdp_text(options: dict[str, object]) -> str:
+def mdp_text(options: dict[str, MdpValue]) -> str:
     return "".join(f"{key:<24s} = {value}\n" for key, value in options.items())
 
 
-def stage_mdp(stage: str, spec: CampaignSpec, ff: ForceField, seed: int) -> dict[str, object]:
+def stage_mdp(stage: str, spec: CampaignSpec, ff: ForceField, seed: int) -> dict[str, MdpValue]:
     """Options of ``stage`` (em, eq, md): the force field's own, then the run's."""
     temperature = spec.macro.temperature_K
-    dynamics = {"tc-grps": "System", "tau-t": ff.mdp.get("tau-t", 1.0), "ref-t": temperature, "ld-seed": seed % 2**31}
+    dynamics: dict[str, MdpValue] = {
+        "tc-grps": "System",
+        "tau-t": ff.mdp.get("tau-t", 1.0),
+        "ref-t": temperature,
+        "ld-seed": seed % 2**31,
+    }
     base = {k: v for k, v in ff.mdp.items() if k != "tau-t"}
     if stage == "em":
         return base | {"integrator": "steep", "nsteps": spec.createsim.em_steps, "emtol": 100.0, "emstep": 0.01}

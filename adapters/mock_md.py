@@ -249,7 +249,7 @@ class MockEngine:
         rng = np.random.default_rng(seed)
         keep = _subsample(membrane.channel, spec.sim.mock.beads_per_lipid_type, rng)
         system = MockSystem(membrane.box_nm, membrane.ras_states, membrane.channel[keep])
-        facts = {"particles": system.n_particles, "lipids": len(system.channel), "ras": system.n_ras}
+        facts: dict[str, object] = {"particles": system.n_particles, "lipids": len(system.channel), "ras": system.n_ras}
         if (sim_dir / EQ_STATE).exists() and (sim_dir / EQ_STRUCTURE).exists():
             return facts
         xy = np.vstack([membrane.ras_xy_nm, membrane.xy_nm[keep]]).astype(np.float64)

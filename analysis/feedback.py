@@ -38,7 +38,9 @@ class WeightedGr:
 
 def weighted_gr(items: Iterable[tuple[RDFCounts, float]]) -> WeightedGr:
     """g(r) of many sims: each sim's per-frame counts weighted by its DynIm weight, summed, normalised once."""
-    counts = density = edges = None
+    edges: np.ndarray | None = None
+    counts: np.ndarray | None = None
+    density: np.ndarray | None = None
     n = 0
     for rdf, weight in items:
         if rdf.frames_done == 0:
@@ -48,11 +50,13 @@ def weighted_gr(items: Iterable[tuple[RDFCounts, float]]) -> WeightedGr:
             edges, counts, density = rdf.edges_nm, np.zeros(rdf.counts.shape), np.zeros(rdf.pair_density.shape)
         elif not np.array_equal(edges, rdf.edges_nm):
             raise ValueError("cannot combine RDF counts with different bins")
+        assert counts is not None and density is not None  # set together with edges
         counts += scale * rdf.counts
         density += scale * rdf.pair_density
         n += 1
     if edges is None:
         raise ValueError("no sim has analysed frames yet")
+    assert counts is not None and density is not None
     return WeightedGr(edges, gr_from_counts(counts, edges, density), n)
 
 

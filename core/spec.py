@@ -243,8 +243,7 @@ class MockEngineSettings(Settings):
     lipid_repulsion_kj_mol: NonNegativeFloat = Field(
         5.0,
         description=(
-            "Height of the soft lipid-lipid repulsion within a "
-            "leaflet; 0 makes lipids ideal (the dilute limit)."
+            "Height of the soft lipid-lipid repulsion within a leaflet; 0 makes lipids ideal (the dilute limit)."
         ),
     )
     lipid_size_nm: PositiveFloat = Field(0.6, description="Range of the lipid-lipid soft repulsion.")
@@ -348,8 +347,7 @@ class FeedbackSettings(Settings):
     shell_nm: PositiveFloat | None = Field(
         None,
         description=(
-            "Width of the radial shells on which macro and MD "
-            "g(r) are compared; default two macro grid spacings."
+            "Width of the radial shells on which macro and MD g(r) are compared; default two macro grid spacings."
         ),
     )
     r_max_nm: PositiveFloat = Field(8.0, description="Outer radius of the comparison.")

@@ -185,9 +185,10 @@ class LipidOperators:
         )
         self.vectors = modes.vectors
         self.weights = np.concatenate([modes.weights[:, self.local], modes.weights[:, self.conv]], axis=1)
-        self.conv_hat = (
-            backend.fourier_factor(self.shapes_hat[modes.kernel_index[self.conv]]) if self.conv.size else None
-        )
+        self.conv_hat: Any = None
+        if self.conv.size:
+            assert self.shapes_hat is not None  # convolved modes come from the kernel shapes
+            self.conv_hat = backend.fourier_factor(self.shapes_hat[modes.kernel_index[self.conv]])
         log.info("lipid interactions: %d contact and %d convolved collective fields", self.local.size, self.conv.size)
         self.explicit_limit = float(np.max(params.diffusion_nm2_per_ns) * dt_ns / grid.spacing_nm**2)
 
@@ -265,6 +266,7 @@ class LipidOperators:
 
     def _add_noise(self, c_hat: Any, normals: np.ndarray) -> None:
         nz = self.noise
+        assert nz is not None  # the normals come from draw_noise, which draws only with noise modes
         xi = nz.amplitude * (normals[0] + 1j * normals[1]) * np.sqrt(0.5)
         be = self.backend
         flat = c_hat.reshape(c_hat.shape[0], -1)

@@ -50,6 +50,8 @@ _FINGERPRINT = ("box_nm", "grid_points", "n_ras", "dt_ns", "ras_dt_ps", "tempera
 class MacroModel:
     """Lipid fields + RAS particles; ``compute`` and ``dtype`` pick the backend (numpy float32 by default)."""
 
+    ops: LipidOperators  # set by set_parameters
+
     def __init__(
         self,
         params: MacroParameters,

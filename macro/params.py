@@ -49,6 +49,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +103,7 @@ class MacroParameters:
     def n_states(self) -> int:
         return self.pmf_kj_mol.shape[0]
 
-    def replace(self, **changes: object) -> MacroParameters:
+    def replace(self, **changes: Any) -> MacroParameters:
         """A copy with some fields changed (e.g. ``pmf_kj_mol=new_table``), validated."""
         return dataclasses.replace(self, **changes)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from mummi.core.spec import SamplerSettings
 from mummi.sampler.bench_replay import blas_threads, drive
 from mummi.sampler.dynim import DynimSampler
@@ -34,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blas-threads", type=int, default=1, help="numpy BLAS threads (0: leave as is)")
 
 
-def _steps(args: argparse.Namespace) -> list[tuple[object, int]]:
+def _steps(args: argparse.Namespace) -> list[tuple[np.ndarray, int]]:
     stream = MixtureStream(decay=args.decay, seed=args.seed)
     batches = [stream.draw(min(args.batch, args.candidates - i)) for i in range(0, args.candidates, args.batch)]
     bursts = [args.burst] * (args.selections // args.burst)

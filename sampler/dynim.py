@@ -310,7 +310,7 @@ class DynimSampler:
             log.info("asked for %d selections, C had only %d candidates", n, len(picks))
         return picks
 
-    def _pool(self) -> tuple[np.ndarray, ...]:
+    def _pool(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The candidate slots as the compiled loops take them."""
         return self._c_xt, self._c_x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_limit
 

@@ -43,6 +43,7 @@ class SelectedIndex:
     """The selected latents in order of selection, searchable for k nearest neighbours."""
 
     exact = True
+    _index: Any  # the FAISS index, built by each subclass's __init__
 
     def __init__(self, dim: int, device: Device = "auto") -> None:
         self.dim = dim

@@ -85,7 +85,9 @@ def train_encoder(
     kl_weight = kl_weight_for(recon_sigma, arch.inputs)
     model = PatchVAE(arch)
     with torch.no_grad():  # start the decoder at the training mean: the trivial predictor
-        model.decoder[-1].bias.copy_(torch.from_numpy(train_np.reshape(len(train_np), -1).mean(axis=0)))
+        output_layer = model.decoder[-1]
+        assert isinstance(output_layer, torch.nn.Linear)  # PatchVAE's decoder ends with a Linear layer
+        output_layer.bias.copy_(torch.from_numpy(train_np.reshape(len(train_np), -1).mean(axis=0)))
     model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=tset.learning_rate)
     batch = min(tset.batch_size, len(x_train))

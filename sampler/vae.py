@@ -58,7 +58,7 @@ class Architecture:
         values = dict(data)
         for key in ("encoder_widths", "decoder_widths"):
             if key in values:
-                values[key] = tuple(int(v) for v in values[key])  # type: ignore[union-attr]
+                values[key] = tuple(int(v) for v in values[key])  # type: ignore[attr-defined]
         return cls(**values)  # type: ignore[arg-type]
 
 

@@ -18,7 +18,7 @@ from mummi.adapters.ddcmd import SNAPSHOT, DdcmdEngine, latest_checkpoint, parse
 DATA = Path(__file__).parent / "data" / "ddcmd"
 SECTIONS = {
     "createsim": {"engine": "gromacs"},
-    "sim": {"engine": "ddcmd", "length_ns": 0.1, "output_interval_ps": 10.0, "ddcmd": {"checkpoint_every_frames": 2}}
+    "sim": {"engine": "ddcmd", "length_ns": 0.1, "output_interval_ps": 10.0, "ddcmd": {"checkpoint_every_frames": 2}},
 }
 NSTEPS, CHECKPOINT_EVERY = 5000, 1000  # 0.1 ns at 20 fs; 2 frames of 500 steps
 

@@ -40,8 +40,8 @@ def machine() -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mummi-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="name", required=True, metavar="NAME")
-    for name, module in BENCHMARKS.items():
-        sub.add_parser(name, help=f"see {module}", add_help=False)
+    for name, module_name in BENCHMARKS.items():
+        sub.add_parser(name, help=f"see {module_name}", add_help=False)
     args, rest = parser.parse_known_args(argv)
     module = importlib.import_module(BENCHMARKS[args.name])
     bench_parser = argparse.ArgumentParser(prog=f"mummi-bench {args.name}", description=module.__doc__)

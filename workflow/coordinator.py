@@ -88,32 +88,33 @@ class Coordinator:
         reason = self._stop_reason()
         if reason is not None:
             return reason
-        if not self._ready_for_campaign():
+        stages = self._campaign_stages()
+        if stages is None:
             return None
+        ingest, feedback = stages
         self._ensure_macro()
-        for path in self.ingest.new_patch_files():
-            self.ingest.ingest(path)
+        for path in ingest.new_patch_files():
+            ingest.ingest(path)
         winding_down = self._near_end()
         if not winding_down:
-            self._select()
+            self._select(ingest)
             self.micro.start_selected(self._patch_of)
         self.micro.start_ready(may_start=not winding_down)
-        self.feedback.maybe_run()
-        self._maybe_checkpoint()
+        feedback.maybe_run()
+        self._maybe_checkpoint(ingest)
         return "allocation ending" if winding_down else None
 
     # -------------------------------------------------------------- phases
-    def _ready_for_campaign(self) -> bool:
-        """Pre-campaign macro run and encoder training, as jobs; True once the encoder exists."""
-        if self.ingest is not None:
-            return True
-        model = pretrain.encoder_dir(self.spec, self.cdir)
-        if not pretrain.model_exists(model):
-            pretrain.advance(self.spec, self.cdir, self.runner)
-            return False
-        self.ingest = Ingest(self.spec, self.cdir, self.store, pretrain.load_encoder(model))
-        self.feedback = FeedbackStage(self.spec, self.cdir, self.store, self.ingest)
-        return True
+    def _campaign_stages(self) -> tuple[Ingest, FeedbackStage] | None:
+        """Pre-campaign macro run and encoder training, as jobs; the sampler and feedback once the encoder exists."""
+        if self.ingest is None or self.feedback is None:
+            model = pretrain.encoder_dir(self.spec, self.cdir)
+            if not pretrain.model_exists(model):
+                pretrain.advance(self.spec, self.cdir, self.runner)
+                return None
+            self.ingest = Ingest(self.spec, self.cdir, self.store, pretrain.load_encoder(model))
+            self.feedback = FeedbackStage(self.spec, self.cdir, self.store, self.ingest)
+        return self.ingest, self.feedback
 
     def _ensure_macro(self) -> None:
         if self.runner.active(JobKind.MACRO):
@@ -132,12 +133,12 @@ class Coordinator:
         )
 
     # ----------------------------------------------------------- selection
-    def _select(self) -> None:
-        want = min(self.micro.wanted_selections(), self.ingest.sampler.n_candidates)
+    def _select(self, ingest: Ingest) -> None:
+        want = min(self.micro.wanted_selections(), ingest.sampler.n_candidates)
         if want <= 0:
             return
         first = sum(self.store.sim_counts().values()) + 1
-        picks = self.ingest.select(want, first)
+        picks = ingest.select(want, first)
         log.info("selected %d patches (%s)", len(picks), ", ".join(s for _, s in picks))
 
     def _patch_of(self, patch_id: str) -> PatchInput:
@@ -186,8 +187,8 @@ class Coordinator:
         self._drain()
         if self.ingest is not None:
             self.ingest.checkpoint()
-            if not resumable:
-                self.feedback.final_report()
+        if self.feedback is not None and not resumable:
+            self.feedback.final_report()
         self.store.record_event("campaign.stopped", None, reason=reason, resumable=resumable)
         return EXIT_RESUMABLE if resumable else EXIT_OK
 
@@ -202,9 +203,9 @@ class Coordinator:
             time.sleep(self.backend.poll_interval_s)
 
     # ---------------------------------------------------------- bookkeeping
-    def _maybe_checkpoint(self) -> None:
+    def _maybe_checkpoint(self, ingest: Ingest) -> None:
         if time.monotonic() - self._last_checkpoint >= self.spec.sampler.checkpoint_interval_s:
-            self.ingest.checkpoint()
+            ingest.checkpoint()
             self._save_wall_time()
             self._last_checkpoint = time.monotonic()
 

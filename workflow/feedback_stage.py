@@ -71,7 +71,7 @@ class FeedbackStage:
             return
         version = macro_link.latest_version(self.cdir)
         g_macro = None if version is None else macro_link.macro_gr(self.spec, self.cdir, version)
-        if g_macro is None:
+        if version is None or g_macro is None:
             return  # no frame has used the latest parameters yet
         self._run_round(sims, version, g_macro)
         self._last_time = time.monotonic()

@@ -49,7 +49,7 @@ class Ingest:
         self.latents_dir = cdir.latents
         self.latents_dir.mkdir(parents=True, exist_ok=True)
         if spec.resources.wfm_cores:  # the sampler's compiled loops stay on the coordinator's cores
-            numba.set_num_threads(min(spec.resources.wfm_cores, numba.config.NUMBA_NUM_THREADS))
+            numba.set_num_threads(min(spec.resources.wfm_cores, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
         self.sampler = self._recover()
         self._ingested = {Path(f).name for f in store.patch_files()}
 

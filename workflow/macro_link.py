@@ -61,7 +61,8 @@ def macro_gr(spec: CampaignSpec, cdir: CampaignLayout, version: int, max_frames:
     """
     edges = comparison_edges(spec)
     paths = macro_frames.list_frames(cdir.macro_frames)
-    frames, first = [], -np.inf
+    frames: list[macro_frames.Frame] = []
+    first = -np.inf
     for path in reversed(paths[-_LOOK_BACK:]):
         frame = macro_frames.read_frame(path)
         if frame.param_version < version:

@@ -290,7 +290,7 @@ class StateStore:
                     now,
                 ),
             )
-            job_id = int(cur.lastrowid)
+            job_id = int(cur.lastrowid or 0)
             self._log("job.added", str(job_id), {"kind": kind, "subject": subject})
         return job_id
 
@@ -339,7 +339,8 @@ class StateStore:
         return _job_record(row)
 
     def jobs(self, *, states: Sequence[JobState] | None = None, kind: JobKind | str | None = None) -> list[JobRecord]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[str] = []
         if states is not None:
             clauses.append(f"state IN ({','.join('?' * len(states))})")
             args.extend(s.value for s in states)
