@@ -11,6 +11,10 @@ Jobs that do not fit the free resources wait in a queue; any queued job that
 fits is started (first fit), so a waiting GPU job never blocks a CPU-only one.
 ``CUDA_VISIBLE_DEVICES`` names a job's GPUs (empty for CPU-only jobs) and
 ``OMP_NUM_THREADS`` its core count; its process is pinned to its cores.
+
+Every job's walltime is enforced: past it the job's process group gets SIGTERM
+(a sim checkpoints and exits 75), and SIGKILL ``kill_grace_s`` later if it is
+still there; the job then ends FAILED with the walltime as its reason.
 """
 
 from __future__ import annotations
@@ -52,6 +56,13 @@ class _LocalJob:
     gpus: list[int] = field(default_factory=list)
     exit_code: int | None = None
     reason: str | None = None
+    walltime_s: float | None = None
+    started_at: float | None = None
+    """Epoch seconds (not monotonic: a re-attached coordinator reads it too)."""
+    stop_sent_at: float | None = None
+
+
+_CANCELLED, _WALLTIME = "cancelled", "walltime"
 
 
 class LocalBackend(Backend):
@@ -78,8 +89,10 @@ class LocalBackend(Backend):
         gpus: int,
         walltime_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        kill_grace_s: float = 30.0,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.kill_grace_s = kill_grace_s
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.cores, self.gpus = cores, gpus
         self.walltime_s = walltime_s
@@ -101,6 +114,7 @@ class LocalBackend(Backend):
         return [rec.id for rec in records]
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        self._enforce_walltimes()
         self._reap()
         self._schedule()
         result = {}
@@ -122,7 +136,7 @@ class LocalBackend(Backend):
                 self._finish(rec, JobState.CANCELLED, None, "cancelled before it started")
             else:
                 _signal_group(rec.pid, signal.SIGTERM)
-                rec.reason = "cancelled"
+                rec.reason = _CANCELLED
                 self._save(rec)
 
     def time_left_s(self) -> float | None:
@@ -168,6 +182,7 @@ class LocalBackend(Backend):
             env=dict(job.env),
             cores_needed=cores,
             gpus_needed=gpus,
+            walltime_s=60.0 * res.walltime_min,
         )
 
     def _next_id(self) -> str:
@@ -225,9 +240,25 @@ class LocalBackend(Backend):
                 return
         self._children[rec.id] = child
         rec.pid, rec.start_ticks = child.pid, _start_ticks(child.pid)
-        rec.state = JobState.RUNNING
+        rec.state, rec.started_at = JobState.RUNNING, time.time()
         self._save(rec)
         log.debug("started %s (%s) pid %d cores %s gpus %s", rec.id, rec.name, child.pid, rec.cores, rec.gpus)
+
+    def _enforce_walltimes(self) -> None:
+        now = time.time()
+        for rec in self._jobs.values():
+            if rec.state is not JobState.RUNNING or rec.walltime_s is None or rec.started_at is None:
+                continue
+            if now - rec.started_at < rec.walltime_s or rec.reason == _CANCELLED:
+                continue
+            if rec.stop_sent_at is None:
+                log.warning("%s (%s) reached its walltime of %.4g min; stopping it", rec.id, rec.name,
+                            rec.walltime_s / 60)  # fmt: skip
+                _signal_group(rec.pid, signal.SIGTERM)
+                rec.reason, rec.stop_sent_at = _WALLTIME, now
+                self._save(rec)
+            elif now - rec.stop_sent_at >= self.kill_grace_s:
+                _signal_group(rec.pid, signal.SIGKILL)
 
     def _reap(self) -> None:
         for rec in self._jobs.values():
@@ -241,8 +272,11 @@ class LocalBackend(Backend):
             elif _alive(rec.pid, rec.start_ticks):
                 continue
             code = _read_exit(self._exit_path(rec.id))
-            if rec.reason == "cancelled":
-                self._finish(rec, JobState.CANCELLED, code, "cancelled")
+            if rec.reason == _CANCELLED:
+                self._finish(rec, JobState.CANCELLED, code, _CANCELLED)
+            elif rec.reason == _WALLTIME:
+                limit = (rec.walltime_s or 0) / 60
+                self._finish(rec, JobState.FAILED, code, f"walltime of {limit:.4g} min exceeded; log: {rec.log_path}")
             elif code is None:
                 self._finish(rec, JobState.FAILED, None, "the job's runner died without an exit code")
             else:

@@ -4,7 +4,8 @@ Each turn of the loop: poll every active job in one backend call and act on thos
 that ended; turn new macro frames into candidates; select patches to keep the sim
 slots and the setup buffer full; start set-up sims on free slots; run a feedback
 round when due; checkpoint the sampler when due; check the stop conditions and the
-time left in the allocation. Phases before the campaign proper (the uncoupled
+time left in the allocation; hand every job the turn made due to the backend in
+one call. Phases before the campaign proper (the uncoupled
 pre-campaign macro run and the encoder training) are jobs too.
 
 Near the end of the allocation, or on SIGTERM, the coordinator stops starting
@@ -80,9 +81,14 @@ class Coordinator:
             self._save_wall_time()
 
     def _turn(self) -> str | None:
+        """One turn: poll every job, act; the jobs it made due go to the backend in one call at its end."""
         for done in self.runner.poll():
             self._on_finished(done)
-        self.runner.submit_due_retries()
+        reason = self._act()
+        self.runner.flush()
+        return reason
+
+    def _act(self) -> str | None:
         if self._stop_signal:
             return self._stop_signal
         reason = self._stop_reason()

@@ -54,26 +54,22 @@ class JobRunner:
         resources: JobResources,
         workdir: Path,
         log_path: Path,
-        env: Mapping[str, str] | None = None,
     ) -> int:
-        """Record a job, hand it to the backend, record the backend's id; returns the store's job id."""
-        job_id = self.store.add_job(
-            kind, command, resources.model_dump(), subject=subject, workdir=workdir, log_path=log_path
-        )
-        self._hand_over(self.store.job(job_id), env)
-        return job_id
+        """Record a job as pending; :meth:`flush` hands it to the backend with the others due. Returns its id."""
+        return self.store.add_job(kind, command, resources.model_dump(), subject=subject, workdir=workdir,
+                                  log_path=log_path)  # fmt: skip
 
-    def _hand_over(self, job: JobRecord, env: Mapping[str, str] | None = None) -> None:
-        spec = JobSpec(
-            name=f"{job.kind.value}-{job.subject or job.id}-a{job.attempt}",
-            command=tuple(job.command),
-            resources=JobResources.model_validate(job.resources),
-            workdir=Path(job.workdir or "."),
-            log_path=Path(job.log_path or f"{job.kind.value}-{job.id}.log"),
-            env=dict(env or {}),
-        )
-        (backend_id,) = self.backend.submit([spec])
-        self.store.set_job_state(job.id, JobState.SUBMITTED, backend_id=backend_id)
+    def flush(self) -> None:
+        """Hand every pending job that is due (new ones, retries past their backoff) to the backend in one call."""
+        now = self._clock()
+        due = [job for job in self.store.jobs(states=[JobState.PENDING]) if self._not_before.get(job.id, 0.0) <= now]
+        if not due:
+            return
+        backend_ids = self.backend.submit([_job_spec(job) for job in due])
+        with self.store.transaction():
+            for job, backend_id in zip(due, backend_ids):
+                self._not_before.pop(job.id, None)
+                self.store.set_job_state(job.id, JobState.SUBMITTED, backend_id=backend_id)
 
     # --------------------------------------------------------------- poll
     def poll(self) -> list[Finished]:
@@ -90,8 +86,8 @@ class JobRunner:
         statuses = self.backend.reattach([j.backend_id for j in active if j.backend_id])
         finished = self._record(active, statuses)
         for job in self.store.jobs(states=[JobState.PENDING]):
-            log.info("submitting %s job %d (%s), recorded before the restart", job.kind, job.id, job.subject)
-            self._hand_over(job)
+            log.info("submitting %s job %d (%s), recorded before the restart", job.kind.value, job.id, job.subject)
+        self.flush()
         return finished
 
     def _record(self, active: Sequence[JobRecord], statuses: Mapping[str, JobStatus]) -> list[Finished]:
@@ -131,14 +127,6 @@ class JobRunner:
         self._not_before[job.id] = self._clock() + delay
         return True
 
-    def submit_due_retries(self) -> None:
-        """Hand over pending attempts whose backoff has passed."""
-        now = self._clock()
-        for job in self.store.jobs(states=[JobState.PENDING]):
-            if self._not_before.get(job.id, 0.0) <= now:
-                self._not_before.pop(job.id, None)
-                self._hand_over(job)
-
     def cancel_all(self, keep: Callable[[JobRecord], bool] = lambda job: False) -> None:
         """Cancel every active job but those ``keep`` spares."""
         jobs = [j for j in self.store.jobs(states=ACTIVE) if not keep(j)]
@@ -146,3 +134,13 @@ class JobRunner:
 
     def active(self, kind: JobKind | None = None) -> list[JobRecord]:
         return self.store.jobs(states=[*ACTIVE, JobState.PENDING], kind=kind)
+
+
+def _job_spec(job: JobRecord) -> JobSpec:
+    return JobSpec(
+        name=f"{job.kind.value}-{job.subject or job.id}-a{job.attempt}",
+        command=tuple(job.command),
+        resources=JobResources.model_validate(job.resources),
+        workdir=Path(job.workdir or "."),
+        log_path=Path(job.log_path or f"{job.kind.value}-{job.id}.log"),
+    )
