@@ -26,6 +26,7 @@ from mummi.core.states import JobState
 #: Backend name (``resources.backend``) -> ``module:class``.
 BACKENDS: dict[str, str] = {
     "local": "mummi.adapters.local:LocalBackend",
+    "flux": "mummi.adapters.flux:FluxBackend",
 }
 
 
@@ -65,6 +66,11 @@ class Backend(abc.ABC):
     def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> Backend:
         """The backend a campaign's spec asks for, keeping its own state under ``layout``."""
 
+    @classmethod
+    def preflight(cls, spec: CampaignSpec) -> None:
+        """Raise :class:`BackendError` (saying what to fix) when this backend cannot run ``spec`` here."""
+        return  # most backends need no check
+
     @abc.abstractmethod
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         """Hand ``jobs`` to the scheduler; returns one backend id per job, in order."""
@@ -89,12 +95,16 @@ class Backend(abc.ABC):
         """
         return self.status(ids)
 
+    def node_of(self, job_id: str) -> list[str]:
+        """The nodes a started job runs on (empty before it starts, or when the backend cannot tell)."""
+        return []
+
     def close(self) -> None:  # noqa: B027 (a backend that holds nothing needs no close)
         """Release what the backend holds; running jobs are left alone."""
 
 
-def make_backend(spec: CampaignSpec, layout: CampaignLayout) -> Backend:
-    """The scheduler backend named by ``resources.backend`` (one of :data:`BACKENDS`)."""
+def backend_class(spec: CampaignSpec) -> type[Backend]:
+    """The scheduler backend class named by ``resources.backend`` (one of :data:`BACKENDS`)."""
     name = spec.resources.backend
     try:
         target = BACKENDS[name]
@@ -102,4 +112,8 @@ def make_backend(spec: CampaignSpec, layout: CampaignLayout) -> Backend:
         raise BackendError(f"resources.backend {name!r} is unknown; allowed: {', '.join(BACKENDS)}") from None
     module, cls = target.split(":")
     backend: type[Backend] = getattr(importlib.import_module(module), cls)
-    return backend.from_spec(spec, layout)
+    return backend
+
+
+def make_backend(spec: CampaignSpec, layout: CampaignLayout) -> Backend:
+    return backend_class(spec).from_spec(spec, layout)

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,6 +161,10 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self._reap()
+
+    def node_of(self, job_id: str) -> list[str]:
+        rec = self._jobs.get(job_id)
+        return [socket.gethostname()] if rec is not None and rec.started_at is not None else []
 
     # ------------------------------------------------------------ helpers
     def _record_for(self, job: JobSpec) -> _LocalJob:

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Scheduler backends this version runs; each has a factory in ``mummi.adapters.backends``.
-Backend = Literal["local"]
+Backend = Literal["local", "flux"]
 BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
 Device = Literal["auto", "cpu", "gpu"]
 SimEngine = Literal["gromacs", "ddcmd", "mock"]
@@ -87,8 +87,16 @@ class JobResources(Settings):
     walltime_min: PositiveFloat = 60.0
 
 
+class FluxSettings(Settings):
+    uri: str | None = Field(
+        None, description="URI of the Flux instance to run jobs in; default: the enclosing one (FLUX_URI)."
+    )
+
+
 class ResourceSettings(Settings):
-    backend: Backend = "local"
+    backend: Backend = Field(
+        "local", description="'local': processes on this machine; 'flux': jobs in a Flux instance (see README)."
+    )
     nodes: PositiveInt = 1
     cores_per_node: PositiveInt = Field(
         8,
@@ -104,6 +112,7 @@ class ResourceSettings(Settings):
     allocation_walltime_min: PositiveFloat | None = Field(
         None, description="Allocation length when the backend cannot tell (local backend)."
     )
+    flux: FluxSettings = FluxSettings()
 
 
 # ------------------------------------------------------------------------ macro

@@ -1,6 +1,6 @@
 """Shared test helpers.
 
-Tests that need an external program (GROMACS, Slurm) call ``require_program``:
+Tests that need an external program (GROMACS, Slurm, Flux) call ``require_program``:
 they skip when it is absent, except under ``MUMMI_REQUIRE_EXTERNAL=1`` (set by
 CI), where they fail instead, so CI can never go green by skipping them.
 """
@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +34,40 @@ def require_program(name: str, why: str = "") -> str:
 @pytest.fixture
 def gmx() -> str:
     return require_program("gmx", "GROMACS is needed (apt-get install gromacs)")
+
+
+#: Each "node" of the Flux test instance: 2 cores, 2 fake GPUs (flux-core's resource config).
+FLUX_NODES, FLUX_CORES_PER_NODE, FLUX_GPUS_PER_NODE = 4, 2, 2
+
+
+@pytest.fixture(scope="session")
+def flux_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 4-broker Flux instance on this machine (nodes node[0-3], 8 fake GPUs); yields its URI."""
+    flux = require_program("flux", "flux-core is needed (.ci/run builds it into /opt/flux)")
+    rundir = Path(tempfile.mkdtemp(prefix="flux-"))  # short: the broker's socket path is limited
+    conf = tmp_path_factory.mktemp("flux") / "resource.toml"
+    conf.write_text(
+        "[resource]\nnoverify = true\n[[resource.config]]\n"
+        f'hosts = "node[0-{FLUX_NODES - 1}]"\ncores = "0-{FLUX_CORES_PER_NODE - 1}"\n'
+        f'gpus = "0-{FLUX_GPUS_PER_NODE - 1}"\n'
+    )
+    broker = subprocess.Popen(
+        [flux, "start", f"--test-size={FLUX_NODES}", f"--test-hosts=node[0-{FLUX_NODES - 1}]",
+         f"--test-rundir={rundir}", f"--conf={conf}", "-Sbroker.rc2_none=1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    uri = f"local://{rundir}/local-0"
+    env = {**os.environ, "FLUX_URI": uri}
+    deadline = time.monotonic() + 60
+    while b" run " not in subprocess.run([flux, "uptime"], env=env, capture_output=True).stdout:
+        if broker.poll() is not None or time.monotonic() > deadline:
+            broker.kill()
+            pytest.fail(f"the Flux test instance did not start (exit {broker.poll()})")
+        time.sleep(0.2)
+    yield uri
+    subprocess.run([flux, "shutdown", "--quiet"], env=env, capture_output=True, timeout=60)
+    try:
+        broker.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        broker.kill()
+    shutil.rmtree(rundir, ignore_errors=True)

@@ -4,7 +4,7 @@ Success, a non-zero exit, a kill by a signal, cancel, walltime, GPUs (distinct
 ``CUDA_VISIBLE_DEVICES`` per concurrent job, never more GPU jobs than GPUs),
 environment, working directory, output to the log path, a batch of 100 jobs, and
 re-attach after the coordinator died with jobs running. A backend joins by adding
-a harness to ``HARNESSES``.
+a harness to the ``harness`` fixture.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import FLUX_GPUS_PER_NODE, FLUX_NODES
 
 from mummi.adapters.backend import Backend, JobSpec, JobStatus
+from mummi.adapters.flux import FluxBackend
 from mummi.adapters.local import LocalBackend
 from mummi.core.spec import JobResources
 from mummi.core.states import JobState
@@ -39,12 +41,17 @@ def local_harness(tmp_path: Path) -> Iterator[Harness]:
     yield Harness(lambda: LocalBackend(tmp_path / "state", cores=4, gpus=2, kill_grace_s=1.0), gpus=2)
 
 
-HARNESSES: dict[str, Callable[[Path], Iterator[Harness]]] = {"local": local_harness}
+def flux_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    uri = request.getfixturevalue("flux_instance")
+    yield Harness(lambda: FluxBackend(uri, kill_grace_s=1.0), gpus=FLUX_NODES * FLUX_GPUS_PER_NODE)
 
 
-@pytest.fixture(params=sorted(HARNESSES))
+@pytest.fixture(params=["local", "flux"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    yield from HARNESSES[request.param](tmp_path)
+    if request.param == "local":
+        yield from local_harness(tmp_path)
+    else:
+        yield from flux_harness(request)
 
 
 def py_job(tmp_path: Path, name: str, code: str, *, cores: int = 1, gpus: int = 0, walltime_min: float = 5.0,
@@ -142,14 +149,22 @@ def test_gpu_jobs_get_distinct_devices_and_never_outnumber_the_gpus(harness: Har
     )
     n = 2 * harness.gpus
     ids = backend.submit([py_job(tmp_path, f"gpu{i}", code, gpus=1) for i in range(n)])
-    status = wait_for(backend, ids)
+    nodes: dict[str, list[str]] = {}
+    deadline = time.monotonic() + 120
+    while True:
+        status = backend.status(ids)
+        nodes.update({i: backend.node_of(i) for i in ids if i not in nodes and backend.node_of(i)})
+        if len(nodes) == n and all(s.state.terminal for s in status.values()):
+            break
+        assert time.monotonic() < deadline, "the GPU jobs did not end"
+        time.sleep(0.05)
     assert all(s.state is JobState.DONE for s in status.values())
     spans, devices = [], []
-    for i in range(n):
+    for i, job_id in enumerate(ids):
         lines = [json.loads(line) for line in log_of(tmp_path, f"gpu{i}").splitlines() if line.startswith("{")]
-        devices.append(lines[0]["gpus"])
+        devices.append((tuple(nodes[job_id]), lines[0]["gpus"]))
         spans.append((lines[0]["start"], lines[1]["end"]))
-    assert all(d not in (None, "") and "," not in d for d in devices)
+    assert all(gpu not in (None, "", "-1") and "," not in gpu for _, gpu in devices)
     for t in sorted(s for s, _ in spans):
         running = [i for i, (s, e) in enumerate(spans) if s <= t < e]
         assert len(running) <= harness.gpus, "more concurrent GPU jobs than GPUs"

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mummi.adapters.backend import BackendError, backend_class
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE, EXIT_WORKDIR
 from mummi.core.spec import CampaignSpec
 from mummi.core.spec_loader import SpecError, load_spec
@@ -51,6 +52,11 @@ def run_main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.dry_run:
         spec = spec.for_dry_run()
+    try:
+        backend_class(spec).preflight(spec)
+    except BackendError as err:
+        sys.stderr.write(f"mummi-run: {args.spec}: {err}\n")
+        return EXIT_USAGE
     if args.validate:
         sys.stdout.write(f"# {args.spec}: valid. Resolved settings:\n{spec.to_yaml()}")
         return EXIT_OK
@@ -58,7 +64,6 @@ def run_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_campaign(spec: CampaignSpec, *, fresh: bool, force: bool) -> int:
-    from mummi.adapters.backend import BackendError
     from mummi.workflow.campaign import CampaignError, prepare
     from mummi.workflow.coordinator import run_campaign
     from mummi.workflow.progress import summary

@@ -1,0 +1,95 @@
+"""Helpers of the end-to-end campaign tests: a tiny campaign spec, running mummi-run, and the end-of-campaign checks."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import MDAnalysis as mda
+import numpy as np
+
+from mummi.analysis.rdf import RDFCounts
+from mummi.core import simdir
+
+MAX_SIMS = 8
+
+SPEC = f"""
+campaign:
+  name: tiny
+  workdir: run
+  seed: 11
+  stop: {{max_sims: {MAX_SIMS}, wall_time_h: 0.2}}
+resources: {{cores_per_node: 8, gpus_per_node: 2}}
+macro: {{output_interval_ns: 200.0, reload_interval_ns: 400.0, checkpoint_interval_ns: 400.0, pace_ns_per_s: 400.0}}
+encoder:
+  training: {{pre_campaign_ns: 2000.0, epochs: 4, patience: 2}}
+sampler: {{warmup: 2, checkpoint_interval_s: 2}}
+createsim: {{lipids_per_cell: 4, buffer: 1}}
+sim:
+  length_ns: 2.0
+  mock: {{frames: 40, steps_per_frame: 10}}
+feedback: {{interval_sims: 3, min_sims: 3}}
+"""
+
+
+def mummi(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mummi.workflow.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout_s: float = 400) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout_s)
+    return proc.returncode, out
+
+
+def db_count(db: Path, sql: str) -> int:
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            return int(con.execute(sql).fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def check_campaign(run: Path, n_sims: int = MAX_SIMS, feedback: bool = True) -> dict:
+    """The guarantees of a finished campaign, asserted from its files and store."""
+    con = sqlite3.connect(run / "campaign.db")
+    selections = con.execute("SELECT patch_id, sim_id, state FROM selections ORDER BY seq").fetchall()
+    assert len({p for p, _, _ in selections}) == len(selections), "a patch was selected twice"
+    done = [s for _, s, state in selections if state == "done"]
+    assert len(done) >= n_sims
+    assert sorted(p.name for p in (run / "sims").iterdir()) == sorted(s for _, s, _ in selections)
+    for sim_id in done:
+        sim_dir = run / "sims" / sim_id
+        assert simdir.is_done(sim_dir, "sim") and simdir.is_done(sim_dir, "createsim")
+        times = [
+            ts.time
+            for ts in mda.Universe(str(sim_dir / simdir.EQ_STRUCTURE), str(sim_dir / simdir.TRAJECTORY)).trajectory
+        ]
+        assert len(times) == len(set(times)) and np.all(np.diff(times) > 0), f"{sim_id}: duplicate or unordered frames"
+        successes = con.execute(
+            "SELECT COUNT(*) FROM jobs WHERE kind = 'sim' AND subject = ? AND state = 'done'", (sim_id,)
+        ).fetchone()[0]
+        assert successes == 1, f"{sim_id} was simulated {successes} times"
+        counts = RDFCounts.load(sim_dir / simdir.RDF_COUNTS)
+        assert 0 < counts.frames_done <= len(times)
+    rounds = con.execute(
+        "SELECT round, distance, parameter_version FROM feedback_rounds WHERE finished_at IS NOT NULL"
+    ).fetchall()
+    con.close()
+    assert rounds or not feedback, "no feedback round ran"
+    for f in sorted((run / "feedback").glob("round-*.npz")):
+        np.load(f, allow_pickle=False)["g_md"]
+    return {"sims": len(done), "rounds": rounds}

@@ -1,0 +1,62 @@
+"""The Flux backend live: a campaign on a 4-node Flux test instance, a coordinator killed and re-attached, bad URIs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from campaign_helpers import SPEC, check_campaign, db_count, finish, mummi
+from conftest import FLUX_CORES_PER_NODE, FLUX_GPUS_PER_NODE, FLUX_NODES
+
+from mummi.workflow.cli import run_main
+
+pytestmark = pytest.mark.external
+
+
+def flux_spec(uri: str) -> str:
+    resources = (
+        f"resources: {{backend: flux, nodes: {FLUX_NODES}, cores_per_node: {FLUX_CORES_PER_NODE}, "
+        f"gpus_per_node: {FLUX_GPUS_PER_NODE}, flux: {{uri: '{uri}'}}}}"
+    )
+    return SPEC.replace("resources: {cores_per_node: 8, gpus_per_node: 2}", resources)
+
+
+def flux_jobs_of(run: Path) -> int:
+    return db_count(run / "campaign.db", "SELECT COUNT(*) FROM jobs WHERE backend_id GLOB '[0-9]*'")
+
+
+def test_an_unreachable_instance_is_refused_before_anything_is_written(tmp_path, capsys, flux_instance) -> None:
+    spec = tmp_path / "c.yaml"
+    spec.write_text(flux_spec(f"local://{tmp_path}/no-broker/local-0"))
+    assert run_main([str(spec), "--validate"]) == 2
+    err = capsys.readouterr().err
+    assert "resources.backend 'flux': no Flux instance reachable" in err and "resources.flux.uri" in err
+    assert run_main([str(spec)]) == 2
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_campaign_runs_on_flux_and_survives_a_killed_coordinator(tmp_path, flux_instance) -> None:
+    (tmp_path / "tiny.yaml").write_text(flux_spec(flux_instance))
+    run, db = tmp_path / "run", tmp_path / "run" / "campaign.db"
+    first = mummi("tiny.yaml", cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while db_count(db, "SELECT COUNT(*) FROM selections") < 3 and time.monotonic() < deadline:
+        assert first.poll() is None, finish(first)[1][-3000:]
+        time.sleep(0.2)
+    os.kill(first.pid, signal.SIGKILL)  # the coordinator only: its Flux jobs live on
+    first.communicate(timeout=60)
+    in_flight = db_count(db, "SELECT COUNT(*) FROM jobs WHERE state IN ('submitted', 'running')")
+    assert in_flight > 0, "the kill should land while jobs are in flight"
+
+    code, out = finish(mummi("tiny.yaml", cwd=tmp_path))
+    assert code == 0, out[-4000:]
+    assert "resuming campaign" in out
+    check_campaign(run)
+    total = db_count(db, "SELECT COUNT(*) FROM jobs")
+    assert flux_jobs_of(run) == total, "every job ran as a Flux job"
+    failed = db_count(db, "SELECT COUNT(*) FROM jobs WHERE state = 'failed'")
+    assert failed == 0, "no job failed"
