@@ -6,12 +6,15 @@
 #
 # The node advertises Gres=gpu:4 backed by /dev/fakegpu[0-3] (character devices
 # that alias /dev/null), so Slurm schedules GPUs and sets CUDA_VISIBLE_DEVICES per
-# job exactly as on a GPU node. Needs root and the Debian packages slurm-wlm and
+# job exactly as on a GPU node, and 8 CPUs whatever the machine has (scheduling
+# slots: task/none binds nothing), so a campaign's macro model, sims and analyses
+# fit beside each other as on a real node. Needs root and the Debian packages slurm-wlm and
 # munge. Accounting is off: finished jobs are read from squeue/scontrol and the
 # jobcomp/filetxt log.
 set -euo pipefail
 
 NGPUS=${MUMMI_SLURM_GPUS:-4}
+NCPUS=${MUMMI_SLURM_CPUS:-8}
 CONF_DIR=/etc/slurm
 SPOOL=/var/spool/slurm
 LOGS=/var/log/slurm
@@ -46,8 +49,9 @@ start() {
 
     local host node_line
     host=$(hostname -s)
-    # slurmd -C prints this machine's real CPU layout and memory.
-    node_line=$(slurmd -C | head -n 1)
+    # slurmd -C prints this machine's real memory; the CPU layout is NCPUS cores on one socket.
+    node_line="NodeName=$host CPUs=$NCPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$NCPUS ThreadsPerCore=1 \
+$(slurmd -C | head -n 1 | grep -o 'RealMemory=[0-9]*')"
     cat > "$CONF_DIR/slurm.conf" <<CONF
 ClusterName=mummi-test
 SlurmctldHost=$host
@@ -75,6 +79,7 @@ JobCompLoc=$LOGS/jobcomp.log
 MinJobAge=300
 KillWait=5
 InactiveLimit=0
+SlurmdParameters=config_overrides
 $node_line Gres=gpu:$NGPUS State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF

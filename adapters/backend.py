@@ -27,6 +27,7 @@ from mummi.core.states import JobState
 BACKENDS: dict[str, str] = {
     "local": "mummi.adapters.local:LocalBackend",
     "flux": "mummi.adapters.flux:FluxBackend",
+    "slurm": "mummi.adapters.slurm:SlurmBackend",
 }
 
 
@@ -40,6 +41,8 @@ class JobSpec:
     workdir: Path
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
+    hosts: tuple[str, ...] = ()
+    """Run on these nodes (an in situ analysis beside its sim); empty: wherever the scheduler likes."""
 
 
 @dataclass(frozen=True)

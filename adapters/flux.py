@@ -64,7 +64,8 @@ def import_flux() -> ModuleType:
             ) from None
         sys.path.append(str(site))
         import flux
-    import flux.job  # noqa: F401 (the submodule the backend uses)
+    import flux.hostlist  # noqa: F401 (submodules the backend uses)
+    import flux.job
 
     return flux
 
@@ -158,7 +159,9 @@ class FluxBackend(Backend):
         if wanted:
             listing = flux.job.JobList(handle, ids=wanted, attrs=["all"])
             for info in listing.jobs():
-                self._jobs[int(info.id)] = _snapshot(info, self.kill_grace_s)
+                tracked = _snapshot(info, self.kill_grace_s)
+                tracked.nodes = list(flux.hostlist.decode(info.nodelist)) if info.nodelist else []
+                self._jobs[int(info.id)] = tracked
             for error in listing.errors:
                 log.warning("flux: %s", error)
         return self.status(ids)
@@ -169,8 +172,7 @@ class FluxBackend(Backend):
             self._journal = None
 
     def node_of(self, job_id: str) -> list[str]:
-        """The hosts a started job runs on (from its ``alloc`` event); empty before."""
-        self._drain()
+        """The hosts of a job (its ``alloc`` event, as of the last :meth:`status`); empty before."""
         tracked = self._jobs.get(int(job_id))
         return list(tracked.nodes) if tracked else []
 
@@ -209,6 +211,8 @@ class FluxBackend(Backend):
             output=str(job.log_path),
         )
         spec.setattr("system.job.name", job.name)
+        if job.hosts:
+            spec.setattr("system.constraints", {"hostlist": list(job.hosts)})
         spec.setattr_shell_option("output.mode", "append")
         spec.setattr_shell_option("signal", {"signum": 15, "timeleft": self.kill_grace_s})
         return spec.dumps()
@@ -286,7 +290,7 @@ def _reason(tracked: _Tracked) -> str | None:
 
 def _snapshot(info: Any, kill_grace_s: float) -> _Tracked:
     """A job as ``JobList`` describes it (after a coordinator restart)."""
-    tracked = _Tracked(nodes=list(info.nodelist) if isinstance(info.nodelist, list) else [])
+    tracked = _Tracked()
     duration = float(getattr(info, "duration", 0) or 0)
     tracked.walltime_s = duration - kill_grace_s if duration > 0 else None
     expiration = float(getattr(info, "expiration", 0) or 0)

@@ -7,14 +7,18 @@ JSON record per job in its state folder; after a coordinator restart,
 :meth:`LocalBackend.reattach` reads them back, keeps the cores and GPUs of jobs
 still alive reserved, and reports the others' exit codes.
 
-Jobs that do not fit the free resources wait in a queue; any queued job that
-fits is started (first fit), so a waiting GPU job never blocks a CPU-only one.
-``CUDA_VISIBLE_DEVICES`` names a job's GPUs (empty for CPU-only jobs) and
-``OMP_NUM_THREADS`` its core count; its process is pinned to its cores.
+Jobs are packed node by node (one node here; :class:`~mummi.adapters.slurm.SlurmBackend`
+reuses this machinery over the nodes of an allocation): jobs that do not fit the
+free resources wait in a queue, and any queued job that fits is started (first
+fit), so a waiting GPU job never blocks a CPU-only one; a job with ``hosts`` waits
+for room on those. ``CUDA_VISIBLE_DEVICES`` names a job's GPUs (empty for
+CPU-only jobs) and ``OMP_NUM_THREADS`` its core count; its process is pinned to
+its cores.
 
 Every job's walltime is enforced: past it the job's process group gets SIGTERM
 (a sim checkpoints and exits 75), and SIGKILL ``kill_grace_s`` later if it is
-still there; the job then ends FAILED with the walltime as its reason.
+still there; the job then ends FAILED with the walltime as its reason. A
+cancelled job is stopped the same way.
 """
 
 from __future__ import annotations
@@ -40,6 +44,13 @@ from mummi.core.states import JobState
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Node:
+    name: str
+    cores: int
+    gpus: int
+
+
 @dataclass
 class _LocalJob:
     id: str
@@ -50,9 +61,11 @@ class _LocalJob:
     env: dict[str, str]
     cores_needed: int
     gpus_needed: int
+    tasks: int = 1
     state: JobState = JobState.SUBMITTED
     pid: int | None = None
     start_ticks: int | None = None
+    node: str | None = None
     cores: list[int] = field(default_factory=list)
     gpus: list[int] = field(default_factory=list)
     exit_code: int | None = None
@@ -61,6 +74,9 @@ class _LocalJob:
     started_at: float | None = None
     """Epoch seconds (not monotonic: a re-attached coordinator reads it too)."""
     stop_sent_at: float | None = None
+    """When it was asked to stop (walltime, cancel); killed ``kill_grace_s`` later if still running."""
+    kill_sent: bool = False
+    hosts: list[str] = field(default_factory=list)
 
 
 _CANCELLED, _WALLTIME = "cancelled", "walltime"
@@ -93,9 +109,9 @@ class LocalBackend(Backend):
         kill_grace_s: float = 30.0,
     ) -> None:
         self.state_dir = Path(state_dir)
-        self.kill_grace_s = kill_grace_s
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.cores, self.gpus = cores, gpus
+        self.kill_grace_s = kill_grace_s
+        self.nodes = [Node(socket.gethostname(), cores, gpus)]
         self.walltime_s = walltime_s
         self._clock = clock
         self._started = clock()
@@ -115,19 +131,20 @@ class LocalBackend(Backend):
         return [rec.id for rec in records]
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
-        self._enforce_walltimes()
+        self._enforce_stops()
         self._reap()
         self._schedule()
         result = {}
         for job_id in ids:
             rec = self._jobs.get(job_id)
             if rec is None:
-                result[job_id] = JobStatus(JobState.FAILED, reason="unknown to the local backend")
+                result[job_id] = JobStatus(JobState.FAILED, reason=f"unknown to the {self.label} backend")
             else:
                 result[job_id] = JobStatus(rec.state, rec.exit_code, rec.reason)
         return result
 
     def cancel(self, ids: Sequence[str]) -> None:
+        running = []
         for job_id in ids:
             rec = self._jobs.get(job_id)
             if rec is None or rec.state.terminal:
@@ -136,9 +153,11 @@ class LocalBackend(Backend):
                 self._queue.remove(job_id)
                 self._finish(rec, JobState.CANCELLED, None, "cancelled before it started")
             else:
-                _signal_group(rec.pid, signal.SIGTERM)
-                rec.reason = _CANCELLED
+                rec.reason, rec.stop_sent_at = _CANCELLED, time.time()
                 self._save(rec)
+                running.append(rec)
+        if running:
+            self._stop(running)
 
     def time_left_s(self) -> float | None:
         if self.walltime_s is None:
@@ -164,19 +183,43 @@ class LocalBackend(Backend):
 
     def node_of(self, job_id: str) -> list[str]:
         rec = self._jobs.get(job_id)
-        return [socket.gethostname()] if rec is not None and rec.started_at is not None else []
+        return [rec.node] if rec is not None and rec.node is not None else []
+
+    # ------------------------------------------------------------- hooks
+    def _stop(self, recs: Sequence[_LocalJob]) -> None:
+        """Ask running jobs to stop (SIGTERM: a sim checkpoints and exits 75)."""
+        for rec in recs:
+            _signal_group(rec.pid, signal.SIGTERM)
+
+    def _kill(self, recs: Sequence[_LocalJob]) -> None:
+        """End jobs that did not stop when asked."""
+        for rec in recs:
+            _signal_group(rec.pid, signal.SIGKILL)
+
+    def _argv(self, rec: _LocalJob) -> list[str]:
+        """The command that runs the job (the exit-code runner wraps it)."""
+        return list(rec.command)
+
+    def _env(self, rec: _LocalJob) -> dict[str, str]:
+        """The job's environment beyond the coordinator's and the job's own."""
+        return {
+            "CUDA_VISIBLE_DEVICES": ",".join(map(str, rec.gpus)),
+            "OMP_NUM_THREADS": str(max(1, len(rec.cores))),
+            "MUMMI_CPU_LIST": ",".join(map(str, rec.cores)),
+        }
 
     # ------------------------------------------------------------ helpers
     def _record_for(self, job: JobSpec) -> _LocalJob:
         res = job.resources
         if res.nodes != 1:
-            raise BackendError(f"job {job.name}: the local backend runs on one node, the job asks for {res.nodes}")
+            raise BackendError(f"job {job.name}: the {self.label} backend runs jobs on one node each, the job asks for "
+                               f"{res.nodes}")  # fmt: skip
         cores, gpus = res.tasks * res.cores_per_task, res.tasks * res.gpus_per_task
-        if cores > self.cores or gpus > self.gpus:
+        if not any(cores <= n.cores and gpus <= n.gpus for n in self.nodes):
+            largest = max(self.nodes, key=lambda n: (n.gpus, n.cores))
             raise BackendError(
-                f"job {job.name} needs {cores} cores and {gpus} GPUs; this "
-                f"machine offers {self.cores} cores and {self.gpus} GPUs"
-                " (resources.cores_per_node / gpus_per_node)"
+                f"job {job.name} needs {cores} cores and {gpus} GPUs on one node; a node offers {largest.cores} "
+                f"cores and {largest.gpus} GPUs (resources.cores_per_node / gpus_per_node)"
             )
         return _LocalJob(
             id=self._next_id(),
@@ -187,59 +230,58 @@ class LocalBackend(Backend):
             env=dict(job.env),
             cores_needed=cores,
             gpus_needed=gpus,
+            tasks=res.tasks,
             walltime_s=60.0 * res.walltime_min,
+            hosts=list(job.hosts),
         )
 
     def _next_id(self) -> str:
         if self._counter is None:
-            numbers = [int(p.stem.rsplit("-", 1)[1]) for p in self.state_dir.glob("local-*.json")]
+            numbers = [int(p.stem.rsplit("-", 1)[1]) for p in self.state_dir.glob(f"{self.label}-*.json")]
             self._counter = max(numbers, default=0)
         self._counter += 1
-        return f"local-{self._counter:07d}"
+        return f"{self.label}-{self._counter:07d}"
 
-    def _free(self) -> tuple[list[int], list[int]]:
+    def _free(self) -> dict[str, tuple[list[int], list[int]]]:
+        """Free core and GPU indices per node."""
         busy = [r for r in self._jobs.values() if r.state is JobState.RUNNING]
-        used_cores = {c for r in busy for c in r.cores}
-        used_gpus = {g for r in busy for g in r.gpus}
-        return [c for c in range(self.cores) if c not in used_cores], [
-            g for g in range(self.gpus) if g not in used_gpus
-        ]
+        free = {}
+        for node in self.nodes:
+            used_cores = {c for r in busy if r.node == node.name for c in r.cores}
+            used_gpus = {g for r in busy if r.node == node.name for g in r.gpus}
+            free[node.name] = (
+                [c for c in range(node.cores) if c not in used_cores],
+                [g for g in range(node.gpus) if g not in used_gpus],
+            )
+        return free
 
     def _schedule(self) -> None:
-        free_cores, free_gpus = self._free()
+        free = self._free()
         for job_id in list(self._queue):
             rec = self._jobs[job_id]
-            if rec.cores_needed <= len(free_cores) and rec.gpus_needed <= len(free_gpus):
-                rec.cores, free_cores = free_cores[: rec.cores_needed], free_cores[rec.cores_needed :]
-                rec.gpus, free_gpus = free_gpus[: rec.gpus_needed], free_gpus[rec.gpus_needed :]
-                self._queue.remove(job_id)
-                self._launch(rec)
+            only_here = len(self.nodes) == 1  # one node: ``hosts`` cannot mean another
+            for name, (cores, gpus) in free.items():
+                if rec.hosts and name not in rec.hosts and not only_here:
+                    continue
+                if rec.cores_needed <= len(cores) and rec.gpus_needed <= len(gpus):
+                    rec.node = name
+                    rec.cores, free[name] = cores[: rec.cores_needed], (cores[rec.cores_needed :], gpus)
+                    rec.gpus, free[name] = gpus[: rec.gpus_needed], (free[name][0], gpus[rec.gpus_needed :])
+                    self._queue.remove(job_id)
+                    self._launch(rec)
+                    break
 
     def _launch(self, rec: _LocalJob) -> None:
         exit_file = self._exit_path(rec.id)
         exit_file.unlink(missing_ok=True)
-        env = {
-            **os.environ,
-            **rec.env,
-            "CUDA_VISIBLE_DEVICES": ",".join(map(str, rec.gpus)),
-            "OMP_NUM_THREADS": str(max(1, len(rec.cores))),
-            "MUMMI_JOB_ID": rec.id,
-            "MUMMI_CPU_LIST": ",".join(map(str, rec.cores)),
-        }
-        argv = [sys.executable, "-m", "mummi.adapters.local_runner", str(exit_file), "--", *rec.command]
+        env = {**os.environ, **rec.env, **self._env(rec), "MUMMI_JOB_ID": rec.id}
+        argv = [sys.executable, "-m", "mummi.adapters.local_runner", str(exit_file), "--", *self._argv(rec)]
         Path(rec.workdir).mkdir(parents=True, exist_ok=True)
         Path(rec.log_path).parent.mkdir(parents=True, exist_ok=True)
         with open(rec.log_path, "ab") as out:
             try:
-                child = subprocess.Popen(
-                    argv,
-                    cwd=rec.workdir,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+                child = subprocess.Popen(argv, cwd=rec.workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
             except OSError as err:
                 self._finish(rec, JobState.FAILED, None, f"cannot start: {err}")
                 return
@@ -247,23 +289,30 @@ class LocalBackend(Backend):
         rec.pid, rec.start_ticks = child.pid, _start_ticks(child.pid)
         rec.state, rec.started_at = JobState.RUNNING, time.time()
         self._save(rec)
-        log.debug("started %s (%s) pid %d cores %s gpus %s", rec.id, rec.name, child.pid, rec.cores, rec.gpus)
+        log.debug("started %s (%s) pid %d on %s cores %s gpus %s", rec.id, rec.name, child.pid, rec.node, rec.cores,
+                  rec.gpus)  # fmt: skip
 
-    def _enforce_walltimes(self) -> None:
+    def _enforce_stops(self) -> None:
+        """Stop jobs past their walltime; kill those asked to stop ``kill_grace_s`` ago that are still there."""
         now = time.time()
+        to_stop, to_kill = [], []
         for rec in self._jobs.values():
-            if rec.state is not JobState.RUNNING or rec.walltime_s is None or rec.started_at is None:
+            if rec.state is not JobState.RUNNING:
                 continue
-            if now - rec.started_at < rec.walltime_s or rec.reason == _CANCELLED:
-                continue
-            if rec.stop_sent_at is None:
-                log.warning("%s (%s) reached its walltime of %.4g min; stopping it", rec.id, rec.name,
-                            rec.walltime_s / 60)  # fmt: skip
-                _signal_group(rec.pid, signal.SIGTERM)
-                rec.reason, rec.stop_sent_at = _WALLTIME, now
-                self._save(rec)
-            elif now - rec.stop_sent_at >= self.kill_grace_s:
-                _signal_group(rec.pid, signal.SIGKILL)
+            if rec.stop_sent_at is None and rec.walltime_s is not None and rec.started_at is not None:
+                if now - rec.started_at >= rec.walltime_s:
+                    log.warning("%s (%s) reached its walltime of %.4g min; stopping it", rec.id, rec.name,
+                                rec.walltime_s / 60)  # fmt: skip
+                    rec.reason, rec.stop_sent_at = _WALLTIME, now
+                    self._save(rec)
+                    to_stop.append(rec)
+            elif rec.stop_sent_at is not None and not rec.kill_sent and now - rec.stop_sent_at >= self.kill_grace_s:
+                rec.kill_sent = True
+                to_kill.append(rec)
+        if to_stop:
+            self._stop(to_stop)
+        if to_kill:
+            self._kill(to_kill)
 
     def _reap(self) -> None:
         for rec in self._jobs.values():

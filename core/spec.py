@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Scheduler backends this version runs; each has a factory in ``mummi.adapters.backends``.
-Backend = Literal["local", "flux"]
+Backend = Literal["local", "flux", "slurm"]
 BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
 Device = Literal["auto", "cpu", "gpu"]
 SimEngine = Literal["gromacs", "ddcmd", "mock"]
@@ -93,9 +93,23 @@ class FluxSettings(Settings):
     )
 
 
+class SlurmSettings(Settings):
+    job_id: str | None = Field(
+        None, description="The allocation to run job steps in; default: the enclosing one (SLURM_JOB_ID)."
+    )
+    srun_args: list[str] = Field(default_factory=list, description="Extra srun options, one per list item.")
+    mem_per_cpu_mb: PositiveInt | None = Field(
+        None, description="srun --mem-per-cpu for every step, where memory is a consumable resource."
+    )
+
+
 class ResourceSettings(Settings):
     backend: Backend = Field(
-        "local", description="'local': processes on this machine; 'flux': jobs in a Flux instance (see README)."
+        "local",
+        description=(
+            "'local': processes on this machine; 'flux': jobs in a Flux instance; "
+            "'slurm': job steps in the Slurm allocation mummi-run runs in (see README)."
+        ),
     )
     nodes: PositiveInt = 1
     cores_per_node: PositiveInt = Field(
@@ -113,6 +127,7 @@ class ResourceSettings(Settings):
         None, description="Allocation length when the backend cannot tell (local backend)."
     )
     flux: FluxSettings = FluxSettings()
+    slurm: SlurmSettings = SlurmSettings()
 
 
 # ------------------------------------------------------------------------ macro

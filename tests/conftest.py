@@ -8,6 +8,7 @@ CI), where they fail instead, so CI can never go green by skipping them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -71,3 +72,23 @@ def flux_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except subprocess.TimeoutExpired:
         broker.kill()
     shutil.rmtree(rundir, ignore_errors=True)
+
+
+#: GPUs of the one-node test cluster (.ci/slurm-cluster.sh).
+SLURM_GPUS = 4
+
+
+@pytest.fixture(scope="module")
+def slurm_allocation() -> Iterator[str]:
+    """A whole-node allocation on the test cluster, held for one test module; yields its job id."""
+    salloc = require_program("salloc", "a Slurm cluster is needed (.ci/slurm-cluster.sh start)")
+    done = subprocess.run(
+        [salloc, "--no-shell", "-N1", "--exclusive", f"--gres=gpu:{SLURM_GPUS}", "--time=30", "-J", "mummi-tests"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    match = re.search(r"Granted job allocation (\d+)", done.stdout + done.stderr)
+    if match is None:
+        pytest.fail(f"salloc failed: {done.stderr.strip()}")
+    job_id = match.group(1)
+    yield job_id
+    subprocess.run(["scancel", job_id], capture_output=True, timeout=60)

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import FLUX_GPUS_PER_NODE, FLUX_NODES
+from conftest import FLUX_GPUS_PER_NODE, FLUX_NODES, SLURM_GPUS
 
 from mummi.adapters.backend import Backend, JobSpec, JobStatus
 from mummi.adapters.flux import FluxBackend
 from mummi.adapters.local import LocalBackend
+from mummi.adapters.slurm import SlurmBackend
 from mummi.core.spec import JobResources
 from mummi.core.states import JobState
 
@@ -46,12 +47,19 @@ def flux_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     yield Harness(lambda: FluxBackend(uri, kill_grace_s=1.0), gpus=FLUX_NODES * FLUX_GPUS_PER_NODE)
 
 
-@pytest.fixture(params=["local", "flux"])
+def slurm_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    job_id = request.getfixturevalue("slurm_allocation")
+    yield Harness(lambda: SlurmBackend(tmp_path / "state", job_id, kill_grace_s=1.0), gpus=SLURM_GPUS)
+
+
+@pytest.fixture(params=["local", "flux", "slurm"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     if request.param == "local":
         yield from local_harness(tmp_path)
-    else:
+    elif request.param == "flux":
         yield from flux_harness(request)
+    else:
+        yield from slurm_harness(request, tmp_path)
 
 
 def py_job(tmp_path: Path, name: str, code: str, *, cores: int = 1, gpus: int = 0, walltime_min: float = 5.0,
@@ -128,8 +136,8 @@ def test_walltime_is_enforced(harness: Harness, tmp_path: Path) -> None:
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
     polite = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(75)); time.sleep(120)"
     ids = backend.submit([
-        py_job(tmp_path, "stubborn", stubborn, walltime_min=0.05),
-        py_job(tmp_path, "polite", polite, walltime_min=0.05),
+        py_job(tmp_path, "stubborn", stubborn, walltime_min=0.1),
+        py_job(tmp_path, "polite", polite, walltime_min=0.1),
     ])  # fmt: skip
     started = time.monotonic()
     status = wait_for(backend, ids, timeout_s=90)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -60,3 +62,26 @@ def test_the_campaign_runs_on_flux_and_survives_a_killed_coordinator(tmp_path, f
     assert flux_jobs_of(run) == total, "every job ran as a Flux job"
     failed = db_count(db, "SELECT COUNT(*) FROM jobs WHERE state = 'failed'")
     assert failed == 0, "no job failed"
+    assert_analyses_ran_beside_their_sims(flux_instance)
+
+
+def assert_analyses_ran_beside_their_sims(uri: str) -> None:
+    """Flux's own record: every analysis ran on a node where its sim ran (names: KIND-SIMID-aN)."""
+    listing = subprocess.run(
+        [shutil.which("flux") or "flux", "jobs", "-a", "-n", "-o", "{name} {nodelist}"],
+        env={**os.environ, "FLUX_URI": uri}, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    sim_nodes: dict[str, set[str]] = {}
+    analysis_nodes: dict[str, str] = {}
+    for line in listing.stdout.splitlines():
+        name, node = line.split()
+        kind, _, rest = name.partition("-")
+        sim_id = rest.rsplit("-a", 1)[0]
+        if kind == "sim":
+            sim_nodes.setdefault(sim_id, set()).add(node)
+        elif kind == "analysis":
+            analysis_nodes[sim_id] = node
+    assert analysis_nodes, "no analysis ran"
+    assert len({n for nodes in sim_nodes.values() for n in nodes}) > 1, "the sims all ran on one node"
+    for sim_id, node in analysis_nodes.items():
+        assert node in sim_nodes.get(sim_id, set()), f"{sim_id}: analysis on {node}, sim on {sim_nodes.get(sim_id)}"

@@ -39,3 +39,18 @@ def test_an_allocation_without_room_for_a_sim_is_refused():
         ResourcePolicy.from_spec(
             spec(resources={"cores_per_node": 2, "gpus_per_node": 1}, macro={"resources": {"gpus_per_task": 1}})
         )
+
+
+def test_sims_are_packed_node_by_node_with_their_analysis():
+    # 2 nodes of 3 cores: a sim and its analysis (2 cores) fit once per node, though 5 cores are free in all.
+    p = ResourcePolicy.from_spec(spec(resources={"nodes": 2, "cores_per_node": 3, "gpus_per_node": 2}))
+    assert p.sim_slots == 2
+    # the macro model's GPU leaves its node one GPU short of a 2-GPU sim; the other node takes one.
+    p = ResourcePolicy.from_spec(
+        spec(
+            resources={"nodes": 2, "cores_per_node": 8, "gpus_per_node": 2},
+            macro={"resources": {"gpus_per_task": 1}},
+            sim={"resources": {"gpus_per_task": 2}},
+        )
+    )
+    assert p.sim_slots == 1

@@ -84,6 +84,7 @@ class Coordinator:
         """One turn: poll every job, act; the jobs it made due go to the backend in one call at its end."""
         for done in self.runner.poll():
             self._on_finished(done)
+        self.micro.start_analyses()  # also in a last turn: a finished sim's analysis still runs
         reason = self._act()
         self.runner.flush()
         return reason

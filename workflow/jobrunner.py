@@ -54,10 +54,11 @@ class JobRunner:
         resources: JobResources,
         workdir: Path,
         log_path: Path,
+        hosts: Sequence[str] = (),
     ) -> int:
         """Record a job as pending; :meth:`flush` hands it to the backend with the others due. Returns its id."""
         return self.store.add_job(kind, command, resources.model_dump(), subject=subject, workdir=workdir,
-                                  log_path=log_path)  # fmt: skip
+                                  log_path=log_path, hosts=hosts)  # fmt: skip
 
     def flush(self) -> None:
         """Hand every pending job that is due (new ones, retries past their backoff) to the backend in one call."""
@@ -143,4 +144,5 @@ def _job_spec(job: JobRecord) -> JobSpec:
         resources=JobResources.model_validate(job.resources),
         workdir=Path(job.workdir or "."),
         log_path=Path(job.log_path or f"{job.kind.value}-{job.id}.log"),
+        hosts=job.hosts,
     )

@@ -1,7 +1,9 @@
 """Selected patches through the micro scale: createsim, then sim with its in situ analysis.
 
 Keeps every sim slot busy and a buffer of createsims running ahead of free slots
-(MuMMI's "selected patch buffer"), so a GPU never waits for a setup. A job that
+(MuMMI's "selected patch buffer"), so a GPU never waits for a setup. Each sim's
+in situ analysis runs on the node its sim landed on, as in MuMMI: it is submitted
+once the backend says where the sim started, pinned to that node. A job that
 fails is retried with backoff up to its retry count; a sim that stopped cleanly
 before its walltime (exit 75, status ``incomplete``) is continued without
 spending a retry.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from mummi.core import simdir
 from mummi.core.exit_codes import EXIT_RESUMABLE
@@ -42,6 +44,8 @@ class MicroPipeline:
         self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, runner: JobRunner, policy: ResourcePolicy
     ) -> None:
         self.spec, self.cdir, self.store, self.runner, self.policy = spec, cdir, store, runner, policy
+        self._analysis_due: set[str] = set()
+        """Started sims whose analysis waits to learn the sim's node."""
 
     # ---------------------------------------------------------------- counts
     def counts(self) -> dict[str, int]:
@@ -70,9 +74,9 @@ class MicroPipeline:
             else:
                 back = SimState.DONE if simdir.is_done(sim_dir, SIM) else SimState.READY
             self.store.set_sim_state(sel.sim_id, back, reason="its job ended while the coordinator was away")
-        for sel in self.store.selections([SimState.DONE]):
+        for sel in self.store.selections([SimState.RUNNING, SimState.DONE]):
             if not simdir.is_done(self.cdir.sim(sel.sim_id), ANALYSIS) and not self._has_active(ANALYSIS, sel.sim_id):
-                self._submit(ANALYSIS, sel.sim_id)
+                self._analysis_due.add(sel.sim_id)
 
     # ----------------------------------------------------------------- start
     def start_selected(self, patch_of: Callable[[str], PatchInput]) -> None:
@@ -84,25 +88,41 @@ class MicroPipeline:
                 self.store.set_sim_state(sel.sim_id, SimState.SETTING_UP)
 
     def start_ready(self, may_start: bool) -> None:
-        """Start sims (with their analysis) on free sim slots."""
+        """Start sims on free sim slots (their analyses follow in :meth:`start_analyses`)."""
         if not may_start:
             return
         running = self.store.sim_counts()[SimState.RUNNING.value]
         for sel in self.store.selections([SimState.READY])[: max(0, self.policy.sim_slots - running)]:
             with self.store.transaction():
                 self._submit(SIM, sel.sim_id)
-                if not self._has_active(ANALYSIS, sel.sim_id):
-                    self._submit(ANALYSIS, sel.sim_id)
                 self.store.set_sim_state(sel.sim_id, SimState.RUNNING)
+            if not self._has_active(ANALYSIS, sel.sim_id):
+                self._analysis_due.add(sel.sim_id)
 
-    def _submit(self, stage: JobKind, sim_id: str) -> int:
+    def start_analyses(self) -> None:
+        """Submit each started sim's in situ analysis, pinned to the node its sim runs on."""
+        for sim_id in sorted(self._analysis_due):
+            if self.store.selection(sim_id).state not in (SimState.RUNNING, SimState.DONE):
+                self._analysis_due.discard(sim_id)  # stopped early: its analysis comes with its next start
+                continue
+            sim_job = next((j for j in self.runner.active(SIM) if j.subject == sim_id), None)
+            hosts: list[str] = []
+            if sim_job is not None:
+                hosts = self.runner.backend.node_of(sim_job.backend_id) if sim_job.backend_id else []
+                if not hosts:
+                    continue  # not started yet
+            self._submit(ANALYSIS, sim_id, hosts)
+            self._analysis_due.discard(sim_id)
+
+    def _submit(self, stage: JobKind, sim_id: str, hosts: Sequence[str] = ()) -> int:
         settings = getattr(self.spec, stage.value)
         sim_dir = self.cdir.sim(sim_id)
         command = [sys.executable, "-m", f"mummi.jobs.{stage.value}", "--spec", str(self.cdir.spec_copy),
                    "--sim-dir", str(sim_dir)]  # fmt: skip
         if stage is ANALYSIS:
             command.append("--follow")
-        return self.runner.submit(stage, sim_id, command, settings.resources, sim_dir, sim_dir / f"{stage.value}.log")
+        log_path = sim_dir / f"{stage.value}.log"
+        return self.runner.submit(stage, sim_id, command, settings.resources, sim_dir, log_path, hosts)
 
     def _has_active(self, stage: JobKind, sim_id: str) -> bool:
         return any(j.subject == sim_id for j in self.runner.active(stage))

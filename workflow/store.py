@@ -94,6 +94,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
     """,
+    # 2 -> 3: the nodes a job must run on (an in situ analysis beside its sim); JSON list, NULL for anywhere.
+    """
+    ALTER TABLE jobs ADD COLUMN hosts TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -118,6 +122,8 @@ class JobRecord:
     exit_code: int | None
     created_at: float
     updated_at: float
+    hosts: tuple[str, ...] = ()
+    """Nodes the job must run on; empty: anywhere."""
 
 
 @dataclass(frozen=True)
@@ -270,14 +276,15 @@ class StateStore:
         subject: str | None = None,
         workdir: str | Path | None = None,
         log_path: str | Path | None = None,
+        hosts: Sequence[str] = (),
     ) -> int:
         """Record a new job in state PENDING; returns its id."""
         now = time.time()
         kind = JobKind(kind).value
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT INTO jobs (kind, subject, state, command, resources, workdir, log_path, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (kind, subject, state, command, resources, workdir, log_path, created_at, updated_at,"
+                " hosts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     kind,
                     subject,
@@ -288,6 +295,7 @@ class StateStore:
                     _str(log_path),
                     now,
                     now,
+                    json.dumps(list(hosts)) if hosts else None,
                 ),
             )
             job_id = int(cur.lastrowid or 0)
@@ -530,6 +538,7 @@ def _job_record(row: sqlite3.Row) -> JobRecord:
         exit_code=row["exit_code"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        hosts=tuple(json.loads(row["hosts"])) if row["hosts"] else (),
     )
 
 
