@@ -1,0 +1,69 @@
+"""The Slurm backend live: a campaign as job steps of an allocation, a killed coordinator re-attached, bad setups."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from campaign_helpers import SPEC, check_campaign, db_count, finish, mummi
+from conftest import SLURM_GPUS
+
+from mummi.adapters.slurm import parse_time_left
+from mummi.workflow.cli import run_main
+
+pytestmark = pytest.mark.external
+
+
+def slurm_spec(job_id: str) -> str:
+    resources = (
+        f"resources: {{backend: slurm, nodes: 1, cores_per_node: 8, gpus_per_node: {SLURM_GPUS}, "
+        f"slurm: {{job_id: '{job_id}'}}}}"
+    )
+    return SPEC.replace("resources: {cores_per_node: 8, gpus_per_node: 2}", resources)
+
+
+def test_time_left_as_squeue_prints_it() -> None:
+    assert parse_time_left("5:00") == 300
+    assert parse_time_left("1:02:03") == 3723
+    assert parse_time_left("2-01:00:00") == 2 * 86400 + 3600
+    assert parse_time_left("UNLIMITED") is None
+
+
+def test_outside_an_allocation_or_with_an_oversized_job_it_is_refused(tmp_path, capsys, monkeypatch,
+                                                                      slurm_allocation) -> None:  # fmt: skip
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    spec = tmp_path / "c.yaml"
+    spec.write_text(SPEC.replace("resources: {cores_per_node: 8, gpus_per_node: 2}", "resources: {backend: slurm}"))
+    assert run_main([str(spec), "--validate"]) == 2
+    assert "SLURM_JOB_ID is not set" in capsys.readouterr().err
+    big = slurm_spec(slurm_allocation).replace("cores_per_node: 8,", "cores_per_node: 64,") + (
+        "analysis: {resources: {cores_per_task: 16}}\n"
+    )
+    spec.write_text(big)
+    assert run_main([str(spec)]) == 2
+    assert "analysis.resources: 16 cores and 0 GPUs do not fit a node of allocation" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_campaign_runs_as_job_steps_and_survives_a_killed_coordinator(tmp_path, slurm_allocation) -> None:
+    (tmp_path / "tiny.yaml").write_text(slurm_spec(slurm_allocation))
+    run, db = tmp_path / "run", tmp_path / "run" / "campaign.db"
+    first = mummi("tiny.yaml", cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while db_count(db, "SELECT COUNT(*) FROM selections") < 3 and time.monotonic() < deadline:
+        assert first.poll() is None, finish(first)[1][-3000:]
+        time.sleep(0.2)
+    os.kill(first.pid, signal.SIGKILL)  # the coordinator only: its steps live on
+    first.communicate(timeout=60)
+    assert db_count(db, "SELECT COUNT(*) FROM jobs WHERE state IN ('submitted', 'running')") > 0
+
+    code, out = finish(mummi("tiny.yaml", cwd=tmp_path))
+    assert code == 0, out[-4000:]
+    assert "resuming campaign" in out
+    check_campaign(run)
+    total = db_count(db, "SELECT COUNT(*) FROM jobs")
+    assert db_count(db, "SELECT COUNT(*) FROM jobs WHERE backend_id LIKE 'slurm-%'") == total
+    assert db_count(db, "SELECT COUNT(*) FROM jobs WHERE state = 'failed'") == 0
