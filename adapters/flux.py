@@ -23,12 +23,15 @@ The bindings are found on ``sys.path``, else beside the ``flux`` executable on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -305,3 +308,42 @@ def _snapshot(info: Any, kill_grace_s: float) -> _Tracked:
     elif info.state in ("RUN", "CLEANUP"):
         tracked.state = JobState.RUNNING
     return tracked
+
+
+@contextlib.contextmanager
+def local_instance(nodes: int = 4, cores_per_node: int = 2, gpus_per_node: int = 2) -> Iterator[str]:
+    """A Flux instance of ``nodes`` brokers on this machine (hosts ``node[0-N]``, fake GPUs); yields its URI.
+
+    For tests and benchmarks: ``flux start --test-size`` with a resource config.
+    """
+    flux = shutil.which("flux")
+    if flux is None:
+        raise BackendError("no flux executable on PATH (flux-core: README, 'Flux')")
+    rundir = Path(tempfile.mkdtemp(prefix="flux-"))  # short: the broker's socket path is limited
+    conf = rundir / "resource.toml"
+    conf.write_text(
+        "[resource]\nnoverify = true\n[[resource.config]]\n"
+        f'hosts = "node[0-{nodes - 1}]"\ncores = "0-{cores_per_node - 1}"\n'
+        + (f'gpus = "0-{gpus_per_node - 1}"\n' if gpus_per_node else "")
+    )
+    broker = subprocess.Popen(
+        [flux, "start", f"--test-size={nodes}", f"--test-hosts=node[0-{nodes - 1}]", f"--test-rundir={rundir}",
+         f"--conf={conf}", "-Sbroker.rc2_none=1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    uri = f"local://{rundir}/local-0"
+    env = {**os.environ, "FLUX_URI": uri}
+    try:
+        deadline = time.monotonic() + 60
+        while b" run " not in subprocess.run([flux, "uptime"], env=env, capture_output=True).stdout:
+            if broker.poll() is not None or time.monotonic() > deadline:
+                raise BackendError(f"the local Flux instance did not start (exit {broker.poll()})")
+            time.sleep(0.2)
+        yield uri
+    finally:
+        subprocess.run([flux, "shutdown", "--quiet"], env=env, capture_output=True, timeout=60)
+        try:
+            broker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+        shutil.rmtree(rundir, ignore_errors=True)

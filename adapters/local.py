@@ -1,8 +1,9 @@
 """The local backend: jobs as processes on this machine, packed onto its cores and GPUs.
 
 Each job runs in its own session (process group) through
-:mod:`mummi.adapters.local_runner`, so it survives a coordinator crash, can be
-cancelled as a whole, and leaves its exit code in a file. The backend keeps one
+:mod:`mummi.adapters.local_runner` (a standard-library script, started without
+``site``), so it survives a coordinator crash, can be cancelled as a whole, and
+leaves its exit code in a file. The backend keeps one
 JSON record per job in its state folder; after a coordinator restart,
 :meth:`LocalBackend.reattach` reads them back, keeps the cores and GPUs of jobs
 still alive reserved, and reports the others' exit codes.
@@ -80,6 +81,7 @@ class _LocalJob:
 
 
 _CANCELLED, _WALLTIME = "cancelled", "walltime"
+_RUNNER = Path(__file__).with_name("local_runner.py")
 
 
 class LocalBackend(Backend):
@@ -275,7 +277,7 @@ class LocalBackend(Backend):
         exit_file = self._exit_path(rec.id)
         exit_file.unlink(missing_ok=True)
         env = {**os.environ, **rec.env, **self._env(rec), "MUMMI_JOB_ID": rec.id}
-        argv = [sys.executable, "-m", "mummi.adapters.local_runner", str(exit_file), "--", *self._argv(rec)]
+        argv = [sys.executable, "-I", "-S", str(_RUNNER), str(exit_file), "--", *self._argv(rec)]
         Path(rec.workdir).mkdir(parents=True, exist_ok=True)
         Path(rec.log_path).parent.mkdir(parents=True, exist_ok=True)
         with open(rec.log_path, "ab") as out:

@@ -1,10 +1,14 @@
-"""``python -m mummi.adapters.local_runner EXIT_FILE -- COMMAND...``
+"""``python -I -S local_runner.py EXIT_FILE -- COMMAND...``
 
 Pins itself to the cores in ``MUMMI_CPU_LIST`` (indices into this process's
 allowed CPUs), runs COMMAND, passes SIGTERM/SIGINT on to it, and writes its exit code to
 EXIT_FILE (atomically) when it ends. The local backend starts every job through
 this runner so that a coordinator which restarted, and is no longer the job's
 parent, can still learn how the job ended.
+
+It imports nothing beyond the standard library (it starts once per job: an
+import of numpy would cost a tenth of a second each time) and is run by its path,
+so the interpreter can start without ``site``.
 """
 
 from __future__ import annotations
@@ -15,12 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mummi.core.atomic import atomic_write_text
-
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
-        sys.stderr.write("usage: python -m mummi.adapters.local_runner EXIT_FILE -- COMMAND...\n")
+        sys.stderr.write("usage: python -I -S local_runner.py EXIT_FILE -- COMMAND...\n")
         return 2
     exit_file, command = Path(argv[0]), argv[2:]
     _pin(os.environ.get("MUMMI_CPU_LIST", ""))
@@ -28,7 +30,7 @@ def main(argv: list[str]) -> int:
         child = subprocess.Popen(command)
     except OSError as err:
         sys.stderr.write(f"local_runner: cannot start {command[0]!r}: {err}\n")
-        atomic_write_text(exit_file, "127\n")
+        _write_atomically(exit_file, "127\n")
         return 127
 
     def forward(signum: int, _frame: object) -> None:
@@ -39,8 +41,17 @@ def main(argv: list[str]) -> int:
     code = child.wait()
     # A child killed by signal N reports -N; shells report 128 + N.
     code = 128 - code if code < 0 else code
-    atomic_write_text(exit_file, f"{code}\n")
+    _write_atomically(exit_file, f"{code}\n")
     return code
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _pin(cpu_list: str) -> None:

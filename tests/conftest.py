@@ -11,10 +11,7 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -42,36 +39,13 @@ FLUX_NODES, FLUX_CORES_PER_NODE, FLUX_GPUS_PER_NODE = 4, 2, 2
 
 
 @pytest.fixture(scope="session")
-def flux_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def flux_instance() -> Iterator[str]:
     """A 4-broker Flux instance on this machine (nodes node[0-3], 8 fake GPUs); yields its URI."""
-    flux = require_program("flux", "flux-core is needed (.ci/run builds it into /opt/flux)")
-    rundir = Path(tempfile.mkdtemp(prefix="flux-"))  # short: the broker's socket path is limited
-    conf = tmp_path_factory.mktemp("flux") / "resource.toml"
-    conf.write_text(
-        "[resource]\nnoverify = true\n[[resource.config]]\n"
-        f'hosts = "node[0-{FLUX_NODES - 1}]"\ncores = "0-{FLUX_CORES_PER_NODE - 1}"\n'
-        f'gpus = "0-{FLUX_GPUS_PER_NODE - 1}"\n'
-    )
-    broker = subprocess.Popen(
-        [flux, "start", f"--test-size={FLUX_NODES}", f"--test-hosts=node[0-{FLUX_NODES - 1}]",
-         f"--test-rundir={rundir}", f"--conf={conf}", "-Sbroker.rc2_none=1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    uri = f"local://{rundir}/local-0"
-    env = {**os.environ, "FLUX_URI": uri}
-    deadline = time.monotonic() + 60
-    while b" run " not in subprocess.run([flux, "uptime"], env=env, capture_output=True).stdout:
-        if broker.poll() is not None or time.monotonic() > deadline:
-            broker.kill()
-            pytest.fail(f"the Flux test instance did not start (exit {broker.poll()})")
-        time.sleep(0.2)
-    yield uri
-    subprocess.run([flux, "shutdown", "--quiet"], env=env, capture_output=True, timeout=60)
-    try:
-        broker.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        broker.kill()
-    shutil.rmtree(rundir, ignore_errors=True)
+    require_program("flux", "flux-core is needed (.ci/run builds it into /opt/flux)")
+    from mummi.adapters.flux import local_instance
+
+    with local_instance(FLUX_NODES, FLUX_CORES_PER_NODE, FLUX_GPUS_PER_NODE) as uri:
+        yield uri
 
 
 #: GPUs of the one-node test cluster (.ci/slurm-cluster.sh).
