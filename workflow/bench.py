@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "dynim-convergence": "mummi.sampler.bench_convergence",
     "encoder": "mummi.sampler.bench_encoder",
     "analysis": "mummi.analysis.bench",
+    "backend": "mummi.adapters.bench",
 }
 
 
