@@ -98,6 +98,13 @@ class Backend(abc.ABC):
         """
         return self.status(ids)
 
+    def chain(self) -> str:
+        """Submit the follow-up of the allocation this runs in (the same batch script, after this one ends).
+
+        Returns the new allocation's id; :class:`BackendError` where the backend cannot.
+        """
+        raise BackendError(f"the {self.label} backend cannot submit a follow-up allocation (campaign.chain)")
+
     def node_of(self, job_id: str) -> list[str]:
         """The nodes a started job runs on (empty before it starts, or when the backend cannot tell)."""
         return []

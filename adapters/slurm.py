@@ -38,9 +38,9 @@ from mummi.core.spec import CampaignSpec
 log = logging.getLogger(__name__)
 
 
-def _run(argv: Sequence[str], *, check: bool = True) -> str:
+def _run(argv: Sequence[str], *, check: bool = True, cwd: str | None = None) -> str:
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=60, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise BackendError(f"{argv[0]} failed: {err}") from err
     if done.returncode != 0 and not check:
@@ -50,11 +50,15 @@ def _run(argv: Sequence[str], *, check: bool = True) -> str:
     return done.stdout
 
 
+def _job_fields(job_id: str) -> dict[str, str]:
+    """``scontrol show job -d -o``: one line of KEY=VALUE (values with spaces are not used here)."""
+    line = _run(["scontrol", "show", "job", "-d", "-o", job_id])
+    return dict(tok.split("=", 1) for tok in line.split() if "=" in tok)
+
+
 def allocation_nodes(job_id: str) -> list[Node]:
     """The nodes of allocation ``job_id`` with their cores and GPUs (assumed alike across nodes)."""
-    fields = dict(
-        tok.split("=", 1) for tok in _run(["scontrol", "show", "job", "-d", "-o", job_id]).split() if "=" in tok
-    )
+    fields = _job_fields(job_id)
     if fields.get("JobState") not in (None, "RUNNING"):
         raise BackendError(f"Slurm job {job_id} is {fields.get('JobState')}, not a running allocation")
     names = _run(["scontrol", "show", "hostnames", fields["NodeList"]]).split()
@@ -95,6 +99,11 @@ class SlurmBackend(LocalBackend):
             raise BackendError("resources.backend 'slurm': srun is not on PATH; run on a Slurm cluster's node")
         job_id = _job_id(spec)
         nodes = allocation_nodes(job_id)
+        if spec.campaign.chain and _job_fields(job_id).get("BatchFlag") != "1":
+            raise BackendError(
+                f"campaign.chain: allocation {job_id} is not a batch job, so there is no script to submit again; "
+                "run mummi-run from an sbatch script (README, 'Slurm'), or set campaign.chain: 0"
+            )
         for stage in ("macro", "createsim", "sim", "analysis"):
             res = getattr(spec, stage).resources
             cores, gpus = res.tasks * res.cores_per_task, res.tasks * res.gpus_per_task
@@ -156,6 +165,24 @@ class SlurmBackend(LocalBackend):
         if self.mem_per_cpu_mb is not None:
             argv.append(f"--mem-per-cpu={self.mem_per_cpu_mb}")
         return [*argv, *self.srun_args, "--", *rec.command]
+
+    def chain(self) -> str:
+        """``sbatch --dependency=afterany:J`` of this allocation's batch script, with its size and time limit."""
+        fields = _job_fields(self.job_id)
+        if fields.get("BatchFlag") != "1":
+            raise BackendError(f"allocation {self.job_id} is not a batch job: nothing to submit again")
+        options = [f"--dependency=afterany:{self.job_id}", f"--nodes={fields['NumNodes']}",
+                   f"--time={fields['TimeLimit']}", f"--job-name={fields['JobName']}"]  # fmt: skip
+        for key, option in (("Partition", "--partition"), ("Account", "--account")):
+            if fields.get(key) not in (None, "(null)"):
+                options.append(f"{option}={fields[key]}")
+        gres = fields.get("TresPerNode", "")
+        if gres.startswith("gres:"):
+            options.append(f"--gres={gres.removeprefix('gres:')}")
+        if fields.get("OverSubscribe") == "NO":
+            options.append("--exclusive")
+        out = _run(["sbatch", "--parsable", *options, fields["Command"]], cwd=fields.get("WorkDir"))
+        return out.strip().split(";")[0]
 
     def _stop(self, recs: Sequence[_LocalJob]) -> None:
         """SIGTERM to the steps' tasks (``scancel --signal``): srun itself, signalled, would kill the step.

@@ -74,6 +74,13 @@ class CampaignSettings(Settings):
     workdir: Path = Field(description="Campaign directory; everything the campaign writes lives under it.")
     seed: NonNegativeInt = Field(0, description="Seed from which all randomness of the campaign flows.")
     stop: StopSettings = StopSettings()
+    chain: NonNegativeInt = Field(
+        0,
+        description=(
+            "Follow-up allocations a run in a batch allocation submits for itself (one at a time, when it stops "
+            "resumably) until the campaign is done; Slurm (sbatch) only."
+        ),
+    )
 
 
 # -------------------------------------------------------------------- resources
@@ -425,6 +432,12 @@ class CampaignSpec(Settings):
                 "createsim.engine",
                 f"sim.engine {self.sim.engine!r} starts from a {setup!r} setup; set createsim.engine: {setup}",
             )
+        if self.campaign.chain and self.resources.backend != "slurm":
+            raise SpecConflict(
+                "campaign.chain",
+                f"chained allocations are submitted with sbatch; resources.backend is {self.resources.backend!r}: "
+                "set campaign.chain: 0, or run on Slurm",
+            )
         self._check_jobs_fit_a_node()
         from mummi.core.resources import ResourcePolicy  # it reads this spec; imported here to avoid a cycle
 
@@ -461,11 +474,18 @@ class CampaignSpec(Settings):
         """The same campaign on the local backend with the mock MD engine."""
         return self.model_copy(
             update={
+                "campaign": self.campaign.model_copy(update={"chain": 0}),
                 "resources": self.resources.model_copy(update={"backend": "local"}),
                 "createsim": self.createsim.model_copy(update={"engine": "mock"}),
                 "sim": self.sim.model_copy(update={"engine": "mock"}),
             }
         )
+
+    def with_chain(self, chain: int) -> CampaignSpec:
+        """The same campaign with ``campaign.chain`` set (validated again: it depends on the backend)."""
+        data = self.model_dump()
+        data["campaign"]["chain"] = chain
+        return CampaignSpec.model_validate(data)
 
     def to_yaml(self) -> str:
         """The resolved settings, every default filled in, as YAML that loads back to the same spec."""

@@ -35,6 +35,9 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fresh", action="store_true", help="start a new campaign; refuses if the workdir holds one")
     parser.add_argument("--force", action="store_true", help="with --fresh: delete the existing campaign first")
+    parser.add_argument("--chain", type=int, metavar="N", default=None,
+                        help="submit up to N follow-up allocations, one at a time, until the campaign is done "
+                             "(in an sbatch job; overrides campaign.chain)")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -50,6 +53,12 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     except SpecError as err:
         sys.stderr.write(f"mummi-run: {err}\n")
         return EXIT_USAGE
+    if args.chain is not None:
+        try:
+            spec = spec.with_chain(args.chain)
+        except ValueError as err:
+            sys.stderr.write(f"mummi-run: --chain {args.chain}: {err}\n")
+            return EXIT_USAGE
     if args.dry_run:
         spec = spec.for_dry_run()
     try:

@@ -19,7 +19,7 @@ import logging
 import signal
 import time
 
-from mummi.adapters.backend import Backend, make_backend
+from mummi.adapters.backend import Backend, BackendError, make_backend
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
 from mummi.core.layout import CampaignLayout
 from mummi.core.patch_input import PatchInput
@@ -186,6 +186,7 @@ class Coordinator:
         log.info("stopping: %s", reason)
         self.store.record_event("campaign.stopping", None, reason=reason, resumable=resumable)
         if resumable:
+            self._chain()
             self.runner.cancel_all()
         else:
             # The analyses of finished sims are finishing their last frames: let them.
@@ -198,6 +199,21 @@ class Coordinator:
             self.feedback.final_report()
         self.store.record_event("campaign.stopped", None, reason=reason, resumable=resumable)
         return EXIT_RESUMABLE if resumable else EXIT_OK
+
+    def _chain(self) -> None:
+        """Submit the follow-up allocation while the campaign's ``chain`` budget lasts."""
+        chained = int(self.store.get_meta("chained", 0))
+        if chained >= self.spec.campaign.chain:
+            return
+        try:
+            follow_up = self.backend.chain()
+        except BackendError as err:
+            log.error("could not submit the follow-up allocation (campaign.chain): %s", err)
+            return
+        self.store.set_meta("chained", chained + 1)
+        self.store.record_event("campaign.chained", follow_up, n=chained + 1, of=self.spec.campaign.chain)
+        log.info("submitted follow-up allocation %s (%d of %d); it resumes the campaign", follow_up, chained + 1,
+                 self.spec.campaign.chain)  # fmt: skip
 
     def _drain(self, timeout_s: float = 120.0) -> None:
         """Wait for cancelled jobs to stop (sims write their checkpoints), recording how each ended."""

@@ -101,11 +101,14 @@ class MicroPipeline:
 
     def start_analyses(self) -> None:
         """Submit each started sim's in situ analysis, pinned to the node its sim runs on."""
+        if not self._analysis_due:
+            return
+        sim_jobs = {j.subject: j for j in self.runner.active(SIM)}
         for sim_id in sorted(self._analysis_due):
             if self.store.selection(sim_id).state not in (SimState.RUNNING, SimState.DONE):
                 self._analysis_due.discard(sim_id)  # stopped early: its analysis comes with its next start
                 continue
-            sim_job = next((j for j in self.runner.active(SIM) if j.subject == sim_id), None)
+            sim_job = sim_jobs.get(sim_id)
             hosts: list[str] = []
             if sim_job is not None:
                 hosts = self.runner.backend.node_of(sim_job.backend_id) if sim_job.backend_id else []
