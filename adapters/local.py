@@ -348,7 +348,9 @@ class LocalBackend(Backend):
         self._save(rec)
 
     def _save(self, rec: _LocalJob) -> None:
-        atomic_write_text(self._record_path(rec.id), json.dumps({**asdict(rec), "state": rec.state.value}))
+        # Not fsynced: a record matters only while its job's processes live, and they die with the machine.
+        record = json.dumps({**asdict(rec), "state": rec.state.value})
+        atomic_write_text(self._record_path(rec.id), record, durable=False)
 
     def _record_path(self, job_id: str) -> Path:
         return self.state_dir / f"{job_id}.json"

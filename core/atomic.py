@@ -17,35 +17,39 @@ import numpy as np
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``.
 
     The caller writes the temporary file (with any library that takes a path);
     if the block raises, the temporary file is removed and ``path`` is untouched.
+    ``durable=False`` skips the fsyncs: still atomic for any process that dies,
+    but not across a crash of the machine itself (for records that die with it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
-def atomic_write(path: str | Path, writer: Callable[[Path], object]) -> Path:
+def atomic_write(path: str | Path, writer: Callable[[Path], object], *, durable: bool = True) -> Path:
     """Call ``writer(tmp_path)`` and move the result into place atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=durable) as tmp:
         writer(tmp)
     return Path(path)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def atomic_write_text(path: str | Path, text: str, *, durable: bool = True) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=durable)
 
 
 def atomic_savez(path: str | Path, **arrays: Any) -> Path:
