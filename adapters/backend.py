@@ -28,6 +28,7 @@ BACKENDS: dict[str, str] = {
     "local": "mummi.adapters.local:LocalBackend",
     "flux": "mummi.adapters.flux:FluxBackend",
     "slurm": "mummi.adapters.slurm:SlurmBackend",
+    "parsl": "mummi.adapters.parsl:ParslBackend",
 }
 
 

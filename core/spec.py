@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Scheduler backends this version runs; each has a factory in ``mummi.adapters.backends``.
-Backend = Literal["local", "flux", "slurm"]
+Backend = Literal["local", "flux", "slurm", "parsl"]
 BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
 Device = Literal["auto", "cpu", "gpu"]
 SimEngine = Literal["gromacs", "ddcmd", "mock"]
@@ -110,12 +110,17 @@ class SlurmSettings(Settings):
     )
 
 
+class ParslSettings(Settings):
+    worker_init: str = Field("", description="Shell lines each Parsl worker block runs first (e.g. module loads).")
+
+
 class ResourceSettings(Settings):
     backend: Backend = Field(
         "local",
         description=(
             "'local': processes on this machine; 'flux': jobs in a Flux instance; "
-            "'slurm': job steps in the Slurm allocation mummi-run runs in (see README)."
+            "'slurm': job steps in the Slurm allocation mummi-run runs in; 'parsl': bash apps on Parsl "
+            "HighThroughputExecutors on this node (see README)."
         ),
     )
     nodes: PositiveInt = 1
@@ -135,6 +140,7 @@ class ResourceSettings(Settings):
     )
     flux: FluxSettings = FluxSettings()
     slurm: SlurmSettings = SlurmSettings()
+    parsl: ParslSettings = ParslSettings()
 
 
 # ------------------------------------------------------------------------ macro

@@ -38,7 +38,7 @@ def test_laptop_spec_is_valid_and_round_trips(tmp_path):
 def test_every_example_spec_is_valid(monkeypatch):
     monkeypatch.setenv("USER", "someone")
     specs = sorted(default_spec_path().parent.glob("*.yaml"))
-    assert {p.name for p in specs} >= {"laptop.yaml", "slurm.yaml", "flux.yaml"}
+    assert {p.name for p in specs} >= {"laptop.yaml", "slurm.yaml", "flux.yaml", "parsl.yaml"}
     for path in specs:
         load_spec(path)
 

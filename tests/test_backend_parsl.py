@@ -1,0 +1,66 @@
+"""The Parsl backend: a campaign on HighThroughputExecutors, and what a restarted coordinator says of old tasks."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from campaign_helpers import SPEC, check_campaign, db_count, finish, mummi
+
+from mummi.adapters.backend import JobSpec
+from mummi.adapters.parsl import ParslBackend
+from mummi.core.spec import JobResources
+from mummi.core.states import JobState
+
+
+def job(tmp_path: Path, name: str, code: str) -> JobSpec:
+    return JobSpec(name=name, command=(sys.executable, "-c", code), resources=JobResources(walltime_min=5),
+                   workdir=tmp_path / name, log_path=tmp_path / f"{name}.log")  # fmt: skip
+
+
+def test_a_restarted_coordinator_reports_finished_tasks_and_reruns_lost_ones(tmp_path: Path) -> None:
+    first = ParslBackend(tmp_path / "state", cores=2, gpus=0, kill_grace_s=1.0)
+    done_id, lost_id = first.submit(
+        [job(tmp_path, "quick", "pass"), job(tmp_path, "slow", "import time; time.sleep(60)")]
+    )
+    deadline = time.monotonic() + 60
+    while first.status([done_id])[done_id].state is not JobState.DONE or not first.node_of(lost_id):
+        assert time.monotonic() < deadline, first.status([done_id, lost_id])
+        time.sleep(0.1)
+    first.close()  # the coordinator's DataFlowKernel is gone
+
+    second = ParslBackend(tmp_path / "state", cores=2, gpus=0, kill_grace_s=1.0)
+    status = second.reattach([done_id, lost_id])
+    assert status[done_id].state is JobState.DONE and status[done_id].exit_code == 0
+    assert status[lost_id].state is JobState.FAILED and "cannot re-attach" in (status[lost_id].reason or "")
+    assert (tmp_path / "state" / f"{lost_id}.cancel").exists(), "a lost task is asked to stop wherever it runs"
+    (new_id,) = second.submit([job(tmp_path, "again", "pass")])
+    assert new_id not in (done_id, lost_id)
+    second.close()
+
+
+@pytest.mark.slow
+def test_the_campaign_runs_on_parsl(tmp_path: Path) -> None:
+    spec = SPEC.replace("resources: {cores_per_node: 8, gpus_per_node: 2}",
+                        "resources: {backend: parsl, cores_per_node: 8, gpus_per_node: 2}")  # fmt: skip
+    (tmp_path / "tiny.yaml").write_text(spec)
+    code, out = finish(mummi("tiny.yaml", cwd=tmp_path))
+    assert code == 0, out[-4000:]
+    check_campaign(tmp_path / "run")
+    db = tmp_path / "run" / "campaign.db"
+    total = db_count(db, "SELECT COUNT(*) FROM jobs")
+    assert db_count(db, "SELECT COUNT(*) FROM jobs WHERE backend_id LIKE 'parsl-%'") == total
+    assert db_count(db, "SELECT COUNT(*) FROM jobs WHERE state = 'failed'") == 0
+
+
+def test_a_job_with_more_than_one_gpu_is_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    from mummi.workflow.cli import run_main
+
+    spec = SPEC.replace("resources: {cores_per_node: 8, gpus_per_node: 2}",
+                        "resources: {backend: parsl, cores_per_node: 8, gpus_per_node: 4}")  # fmt: skip
+    (tmp_path / "tiny.yaml").write_text(spec.replace("sim:\n", "sim:\n  resources: {gpus_per_task: 2}\n"))
+    assert run_main([str(tmp_path / "tiny.yaml"), "--validate"]) == 2
+    assert "sim.resources: the Parsl backend runs one-node jobs with at most one GPU" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
