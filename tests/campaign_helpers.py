@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import MDAnalysis as mda
@@ -93,3 +96,24 @@ def check_campaign(run: Path, n_sims: int = MAX_SIMS, feedback: bool = True) -> 
     for f in sorted((run / "feedback").glob("round-*.npz")):
         np.load(f, allow_pickle=False)["g_md"]
     return {"sims": len(done), "rounds": rounds}
+
+
+def kill_mid_campaign_and_resume(campaign: Path, spec_name: str = "tiny.yaml") -> Path:
+    """Start the campaign, SIGKILL its coordinator (only: its jobs live on) once it has selected patches and
+    has jobs in flight, run it again to the end, and check the result; returns the campaign's run folder."""
+    run, db = campaign / "run", campaign / "run" / "campaign.db"
+    first = mummi(spec_name, cwd=campaign)
+    deadline = time.monotonic() + 300
+    while db_count(db, "SELECT COUNT(*) FROM selections") < 3 and time.monotonic() < deadline:
+        assert first.poll() is None, finish(first)[1][-3000:]
+        time.sleep(0.2)
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate(timeout=60)
+    in_flight = db_count(db, "SELECT COUNT(*) FROM jobs WHERE state IN ('submitted', 'running')")
+    assert in_flight > 0, "the kill should land while jobs are in flight"
+    code, out = finish(mummi(spec_name, cwd=campaign))
+    assert code == 0, out[-4000:]
+    assert "resuming campaign" in out
+    check_campaign(run)
+    assert db_count(db, "SELECT COUNT(*) FROM jobs WHERE state = 'failed'") == 0, "no job failed"
+    return run

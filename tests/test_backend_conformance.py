@@ -37,8 +37,6 @@ class Harness:
     make: Callable[[], Backend]
     gpus: int
     """GPUs the backend schedules on (all nodes)."""
-    reattaches: bool = True
-    """False for Parsl: a new DataFlowKernel cannot take over the tasks of a dead one."""
 
 
 def local_harness(tmp_path: Path) -> Iterator[Harness]:
@@ -62,7 +60,7 @@ def parsl_harness(tmp_path: Path) -> Iterator[Harness]:
         made.append(ParslBackend(tmp_path / "state", cores=4, gpus=2, kill_grace_s=1.0))
         return made[-1]
 
-    yield Harness(make, gpus=2, reattaches=False)
+    yield Harness(make, gpus=2)
     for backend in made:
         backend.close()
 
@@ -207,9 +205,9 @@ def test_a_batch_of_100_jobs(harness: Harness, tmp_path: Path) -> None:
     backend.close()
 
 
+# Parsl cannot re-attach to a dead DataFlowKernel's tasks: test_backend_parsl.py tests what it does instead.
+@pytest.mark.parametrize("harness", ["local", "flux", "slurm"], indirect=True)
 def test_reattach_after_the_coordinator_dies_with_jobs_running(harness: Harness, tmp_path: Path) -> None:
-    if not harness.reattaches:
-        pytest.skip("Parsl cannot re-attach to a dead DataFlowKernel's tasks; see test_backend_parsl.py")
     first = harness.make()
     marker = tmp_path / "finished"
     code = f"import time, pathlib; time.sleep(2.0); pathlib.Path({str(marker)!r}).write_text('x')"

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-
 import pytest
-from campaign_helpers import SPEC, check_campaign, db_count, finish, mummi
+from campaign_helpers import SPEC, db_count, kill_mid_campaign_and_resume
 from conftest import SLURM_GPUS
 
 from mummi.adapters.slurm import parse_time_left
@@ -50,20 +46,6 @@ def test_outside_an_allocation_or_with_an_oversized_job_it_is_refused(tmp_path, 
 @pytest.mark.slow
 def test_the_campaign_runs_as_job_steps_and_survives_a_killed_coordinator(tmp_path, slurm_allocation) -> None:
     (tmp_path / "tiny.yaml").write_text(slurm_spec(slurm_allocation))
-    run, db = tmp_path / "run", tmp_path / "run" / "campaign.db"
-    first = mummi("tiny.yaml", cwd=tmp_path)
-    deadline = time.monotonic() + 300
-    while db_count(db, "SELECT COUNT(*) FROM selections") < 3 and time.monotonic() < deadline:
-        assert first.poll() is None, finish(first)[1][-3000:]
-        time.sleep(0.2)
-    os.kill(first.pid, signal.SIGKILL)  # the coordinator only: its steps live on
-    first.communicate(timeout=60)
-    assert db_count(db, "SELECT COUNT(*) FROM jobs WHERE state IN ('submitted', 'running')") > 0
-
-    code, out = finish(mummi("tiny.yaml", cwd=tmp_path))
-    assert code == 0, out[-4000:]
-    assert "resuming campaign" in out
-    check_campaign(run)
-    total = db_count(db, "SELECT COUNT(*) FROM jobs")
-    assert db_count(db, "SELECT COUNT(*) FROM jobs WHERE backend_id LIKE 'slurm-%'") == total
-    assert db_count(db, "SELECT COUNT(*) FROM jobs WHERE state = 'failed'") == 0
+    run = kill_mid_campaign_and_resume(tmp_path)
+    total = db_count(run / "campaign.db", "SELECT COUNT(*) FROM jobs")
+    assert db_count(run / "campaign.db", "SELECT COUNT(*) FROM jobs WHERE backend_id LIKE 'slurm-%'") == total
