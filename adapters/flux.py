@@ -8,9 +8,10 @@ Through the flux-python bindings of flux-core 0.88:
 * every job is tracked through one job-manager journal stream
   (``JournalConsumer``), drained without blocking at each poll: never a watch or
   an RPC per job per poll; exit codes come from the ``finish`` event;
-* the walltime is Flux's: the duration is the walltime plus ``kill_grace_s``, and
-  the job shell sends SIGTERM ``kill_grace_s`` before it ends (a sim checkpoints
-  and exits 75); past the duration Flux kills the job;
+* the walltime is Flux's: the duration is the walltime plus ``kill_grace_s`` (at
+  most what is left of the instance: Flux refuses longer jobs), and the job shell
+  sends SIGTERM ``kill_grace_s`` before it ends (a sim checkpoints and exits 75);
+  past the duration Flux kills the job;
 * after a coordinator restart, :meth:`FluxBackend.reattach` starts the journal
   first, then reads a ``JobList`` snapshot of the given ids, so no event is lost
   between the two;
@@ -24,6 +25,8 @@ The bindings are found on ``sys.path``, else beside the ``flux`` executable on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -102,13 +105,15 @@ class FluxBackend(Backend):
         flux = import_flux()
         uri = spec.resources.flux.uri or os.environ.get("FLUX_URI")
         try:
-            flux.Flux(uri) if uri else flux.Flux()
+            handle = flux.Flux(uri) if uri else flux.Flux()
         except OSError as err:
             where = f"at {uri}" if uri else "(FLUX_URI is not set: not inside a Flux instance)"
             raise BackendError(
                 f"resources.backend 'flux': no Flux instance reachable {where}: {err}; run mummi-run inside "
                 "`flux alloc`/`flux batch`, or set resources.flux.uri"
             ) from err
+        if spec.campaign.chain:
+            _parent_of(flux, handle)
 
     def __init__(self, uri: str | None = None, kill_grace_s: float = 30.0) -> None:
         self.uri = uri
@@ -122,13 +127,20 @@ class FluxBackend(Backend):
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
         flux, handle = self._connect()
         self._start_journal(since=None)
-        futures = [flux.job.submit_async(handle, self._jobspec(job)) for job in jobs]
+        left = self.time_left_s()
+        futures = [flux.job.submit_async(handle, self._jobspec(job, left)) for job in jobs]
         ids = []
         for job, future in zip(jobs, futures):
             try:
                 job_id = int(future.get_id())
             except OSError as err:
-                raise BackendError(f"flux refused job {job.name}: {err}") from err
+                if not job.hosts:
+                    raise BackendError(f"flux refused job {job.name}: {err}") from err
+                # Hosts this instance does not know (R and broker names disagree): run it anywhere.
+                log.warning("flux refused %s on %s (%s); submitting it without the placement", job.name,
+                            ",".join(job.hosts), err)  # fmt: skip
+                unpinned = dataclasses.replace(job, hosts=())
+                job_id = int(flux.job.submit_async(handle, self._jobspec(unpinned, left)).get_id())
             self._jobs.setdefault(job_id, _Tracked()).walltime_s = 60.0 * job.resources.walltime_min
             ids.append(str(job_id))
         return ids
@@ -174,6 +186,17 @@ class FluxBackend(Backend):
             self._journal.stop()
             self._journal = None
 
+    def chain(self) -> str:
+        """Submit this batch instance's own jobspec again to its parent, to start once this one ends (afterany)."""
+        flux, handle = self._connect()
+        parent, job_id = _parent_of(flux, handle)
+        info = flux.job.job_kvs_lookup(parent, flux.job.JobID(job_id), keys=["jobspec"], original=True)
+        jobspec = info["jobspec"]
+        jobspec.setdefault("attributes", {}).setdefault("system", {})["dependencies"] = [
+            {"scheme": "afterany", "value": str(job_id)}
+        ]
+        return str(int(flux.job.submit(parent, json.dumps(jobspec))))
+
     def node_of(self, job_id: str) -> list[str]:
         """The hosts of a job (its ``alloc`` event, as of the last :meth:`status`); empty before."""
         tracked = self._jobs.get(int(job_id))
@@ -197,9 +220,13 @@ class FluxBackend(Backend):
         options = {"since": since} if since is not None else {}
         self._journal = flux.job.JournalConsumer(handle, **options).start()
 
-    def _jobspec(self, job: JobSpec) -> Any:
+    def _jobspec(self, job: JobSpec, time_left_s: float | None) -> Any:
+        """The job's jobspec; its duration ends with the instance at the latest (Flux refuses a longer one)."""
         flux, _ = self._connect()
         res = job.resources
+        duration = 60.0 * res.walltime_min + self.kill_grace_s
+        if time_left_s is not None:
+            duration = min(duration, max(1.0, time_left_s - 1.0))
         job.workdir.mkdir(parents=True, exist_ok=True)
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         spec = flux.job.JobspecV1.from_command(
@@ -208,7 +235,7 @@ class FluxBackend(Backend):
             cores_per_task=res.cores_per_task,
             gpus_per_task=res.gpus_per_task or None,
             num_nodes=res.nodes if res.nodes > 1 else None,
-            duration=60.0 * res.walltime_min + self.kill_grace_s,
+            duration=duration,
             environment={**os.environ, **job.env},
             cwd=str(job.workdir),
             output=str(job.log_path),
@@ -262,6 +289,17 @@ class FluxBackend(Backend):
         if not tracked.state.terminal:
             return JobStatus(tracked.state)
         return JobStatus(tracked.state, tracked.exit_code, _reason(tracked))
+
+
+def _parent_of(flux: ModuleType, handle: Any) -> tuple[Any, str]:
+    """A handle on the instance that runs this one as a job, and this instance's job id there."""
+    try:
+        return flux.Flux(handle.attr_get("parent-uri")), handle.attr_get("jobid")
+    except OSError as err:
+        raise BackendError(
+            "campaign.chain: this Flux instance is not a job of another (no parent-uri), so there is nothing to "
+            "submit again; run mummi-run in `flux batch`, or set campaign.chain: 0"
+        ) from err
 
 
 def _exit_code(status: int) -> int:

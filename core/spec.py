@@ -78,7 +78,7 @@ class CampaignSettings(Settings):
         0,
         description=(
             "Follow-up allocations a run in a batch allocation submits for itself (one at a time, when it stops "
-            "resumably) until the campaign is done; Slurm (sbatch) only."
+            "resumably) until the campaign is done: the same sbatch script (Slurm) or flux batch jobspec (Flux)."
         ),
     )
 
@@ -438,11 +438,11 @@ class CampaignSpec(Settings):
                 "createsim.engine",
                 f"sim.engine {self.sim.engine!r} starts from a {setup!r} setup; set createsim.engine: {setup}",
             )
-        if self.campaign.chain and self.resources.backend != "slurm":
+        if self.campaign.chain and self.resources.backend not in ("slurm", "flux"):
             raise SpecConflict(
                 "campaign.chain",
-                f"chained allocations are submitted with sbatch; resources.backend is {self.resources.backend!r}: "
-                "set campaign.chain: 0, or run on Slurm",
+                "chained allocations are batch jobs of Slurm (sbatch) or Flux (flux batch); resources.backend is "
+                f"{self.resources.backend!r}: set campaign.chain: 0, or run on Slurm or Flux",
             )
         self._check_jobs_fit_a_node()
         from mummi.core.resources import ResourcePolicy  # it reads this spec; imported here to avoid a cycle

@@ -117,3 +117,16 @@ def kill_mid_campaign_and_resume(campaign: Path, spec_name: str = "tiny.yaml") -
     check_campaign(run)
     assert db_count(db, "SELECT COUNT(*) FROM jobs WHERE state = 'failed'") == 0, "no job failed"
     return run
+
+
+def events(db: Path, kind: str) -> list[tuple[str | None, str]]:
+    """(subject, data) of the store's events of ``kind``, read-only; empty while there is no store."""
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute("SELECT subject, data FROM events WHERE kind = ? ORDER BY id", (kind,)).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        con.close()

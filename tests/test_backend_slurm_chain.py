@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from campaign_helpers import SPEC, check_campaign
+from campaign_helpers import SPEC, check_campaign, events
 from conftest import SLURM_GPUS, require_program
 
 pytestmark = [pytest.mark.external, pytest.mark.slow]
-
-
-def events(db: Path, kind: str) -> list[tuple[str | None, str]]:
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return con.execute("SELECT subject, data FROM events WHERE kind = ? ORDER BY id", (kind,)).fetchall()
-    except sqlite3.Error:
-        return []
-    finally:
-        con.close()
 
 
 def test_a_campaign_chains_its_allocations_until_it_is_done(tmp_path: Path) -> None:

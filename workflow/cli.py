@@ -102,7 +102,7 @@ def _configure_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("faiss.loader", "matplotlib"):
+    for noisy in ("faiss.loader", "matplotlib", "parsl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -82,12 +82,19 @@ class JobRunner:
         return self._record(active, statuses)
 
     def reattach(self) -> list[Finished]:
-        """After a coordinator restart: re-attach to active jobs, submit jobs that were only recorded."""
+        """After a coordinator restart: re-attach to active jobs, submit jobs that were only recorded.
+
+        A recorded job pinned to nodes is dropped (CANCELLED) instead: its nodes were those of a job that
+        may be gone, or of an earlier allocation; whoever pinned it plans it again (an analysis beside its sim).
+        """
         active = self.store.jobs(states=ACTIVE)
         statuses = self.backend.reattach([j.backend_id for j in active if j.backend_id])
         finished = self._record(active, statuses)
         for job in self.store.jobs(states=[JobState.PENDING]):
-            log.info("submitting %s job %d (%s), recorded before the restart", job.kind.value, job.id, job.subject)
+            if job.hosts:
+                self.store.set_job_state(job.id, JobState.CANCELLED, reason="pinned to nodes before the restart")
+            else:
+                log.info("submitting %s job %d (%s), recorded before the restart", job.kind.value, job.id, job.subject)
         self.flush()
         return finished
 
