@@ -265,10 +265,10 @@ class LocalBackend(Backend):
             for name, (cores, gpus) in free.items():
                 if rec.hosts and name not in rec.hosts and not only_here:
                     continue
-                if rec.cores_needed <= len(cores) and rec.gpus_needed <= len(gpus):
-                    rec.node = name
-                    rec.cores, free[name] = cores[: rec.cores_needed], (cores[rec.cores_needed :], gpus)
-                    rec.gpus, free[name] = gpus[: rec.gpus_needed], (free[name][0], gpus[rec.gpus_needed :])
+                c, g = rec.cores_needed, rec.gpus_needed
+                if c <= len(cores) and g <= len(gpus):
+                    rec.node, rec.cores, rec.gpus = name, cores[:c], gpus[:g]
+                    free[name] = (cores[c:], gpus[g:])
                     self._queue.remove(job_id)
                     self._launch(rec)
                     break

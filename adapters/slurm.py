@@ -154,11 +154,11 @@ class SlurmBackend(LocalBackend):
 
     def _argv(self, rec: _LocalJob) -> list[str]:
         gpus_per_task = rec.gpus_needed // rec.tasks
-        limit = (rec.walltime_s or 0) + self.kill_grace_s
+        minutes, seconds = divmod(math.ceil((rec.walltime_s or 0) + self.kill_grace_s), 60)
         argv = [
             "srun", f"--jobid={self.job_id}", "--exact", "-N1", f"--nodelist={rec.node}",
             f"--ntasks={rec.tasks}", f"--cpus-per-task={rec.cores_needed // rec.tasks}",
-            f"--time={math.floor(limit / 60)}:{math.ceil(limit % 60):02d}", f"--job-name={rec.id}",
+            f"--time={minutes}:{seconds:02d}", f"--job-name={rec.id}",
         ]  # fmt: skip
         # A step that names no GRES is given all of the allocation's, which serialises every step.
         argv.append(f"--gpus-per-task={gpus_per_task}" if gpus_per_task else "--gres=none")
