@@ -169,3 +169,17 @@ def test_an_old_database_is_migrated_in_place(tmp_path):
     with StateStore(path) as s:
         assert s.schema_version == SCHEMA_VERSION
         assert s.job(1).failures == 0 and s.job(1).state is JobState.DONE
+
+
+def test_a_round_cut_short_by_a_restart_is_abandoned_and_its_number_reused(tmp_path):
+    with StateStore(tmp_path / "c.db") as store:
+        assert store.abandon_open_feedback_round() is None
+        first = store.start_feedback_round(n_sims=4)
+        store.finish_feedback_round(first, parameter_version=2, distance=0.5)
+        cut = store.start_feedback_round(n_sims=8)
+        with pytest.raises(StoreError, match="still open"):
+            store.start_feedback_round(n_sims=9)
+        assert store.abandon_open_feedback_round() == cut
+        assert store.start_feedback_round(n_sims=9) == cut
+        assert [r.round for r in store.feedback_rounds()] == [first, cut]
+        assert [e.subject for e in store.events("feedback.abandoned")] == [str(cut)]

@@ -44,6 +44,10 @@ class FeedbackStage:
     def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, ingest: Ingest) -> None:
         self.spec, self.cdir, self.store, self.ingest = spec, cdir, store, ingest
         self._last_time = time.monotonic()
+        abandoned = store.abandon_open_feedback_round()
+        if abandoned is not None:
+            # The round runs again from the start, on the latest parameter version.
+            log.warning("feedback round %d was cut short by a restart; it runs again when due", abandoned)
 
     def _sims_with_counts(self) -> list[tuple[str, str, Path]]:
         found = []

@@ -469,6 +469,16 @@ class StateStore:
             self._log("feedback.started", str(round_no), {"n_sims": n_sims})
         return round_no
 
+    def abandon_open_feedback_round(self) -> int | None:
+        """Drop a round that was started and never finished (its coordinator died); returns its number."""
+        with self.transaction() as db:
+            row = db.execute("SELECT round FROM feedback_rounds WHERE finished_at IS NULL").fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM feedback_rounds WHERE round = ?", (row[0],))
+            self._log("feedback.abandoned", str(row[0]), {})
+            return int(row[0])
+
     def finish_feedback_round(
         self, round_no: int, parameter_version: int, distance: float | None, **details: Any
     ) -> None:
