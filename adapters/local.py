@@ -1,9 +1,8 @@
 """The local backend: jobs as processes on this machine, packed onto its cores and GPUs.
 
-Each job runs in its own session (process group) through
-:mod:`mummi.adapters.local_runner` (a standard-library script, started without
-``site``), so it survives a coordinator crash, can be cancelled as a whole, and
-leaves its exit code in a file. The backend keeps one
+Each job runs in its own session (process group) through ``job_runner.sh`` (a
+POSIX shell script beside this module), so it survives a coordinator crash, can
+be cancelled as a whole, and leaves its exit code in a file. The backend keeps one
 JSON record per job in its state folder; after a coordinator restart,
 :meth:`LocalBackend.reattach` reads them back, keeps the cores and GPUs of jobs
 still alive reserved, and reports the others' exit codes.
@@ -30,7 +29,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -81,7 +79,7 @@ class _LocalJob:
 
 
 _CANCELLED, _WALLTIME = "cancelled", "walltime"
-_RUNNER = Path(__file__).with_name("local_runner.py")
+_RUNNER = Path(__file__).with_name("job_runner.sh")
 
 
 class LocalBackend(Backend):
@@ -207,7 +205,7 @@ class LocalBackend(Backend):
         return {
             "CUDA_VISIBLE_DEVICES": ",".join(map(str, rec.gpus)),
             "OMP_NUM_THREADS": str(max(1, len(rec.cores))),
-            "MUMMI_CPU_LIST": ",".join(map(str, rec.cores)),
+            "MUMMI_CPUS": _cpu_ids(rec.cores),
         }
 
     # ------------------------------------------------------------ helpers
@@ -277,7 +275,7 @@ class LocalBackend(Backend):
         exit_file = self._exit_path(rec.id)
         exit_file.unlink(missing_ok=True)
         env = {**os.environ, **rec.env, **self._env(rec), "MUMMI_JOB_ID": rec.id}
-        argv = [sys.executable, "-I", "-S", str(_RUNNER), str(exit_file), "--", *self._argv(rec)]
+        argv = ["/bin/sh", str(_RUNNER), str(exit_file), *self._argv(rec)]
         Path(rec.workdir).mkdir(parents=True, exist_ok=True)
         Path(rec.log_path).parent.mkdir(parents=True, exist_ok=True)
         with open(rec.log_path, "ab") as out:
@@ -357,6 +355,14 @@ class LocalBackend(Backend):
 
     def _exit_path(self, job_id: str) -> Path:
         return self.state_dir / f"{job_id}.exit"
+
+
+def _cpu_ids(indices: Sequence[int]) -> str:
+    """The CPUs (as ``taskset -c`` takes them) of core slots ``indices``, counted in this process's allowed CPUs."""
+    if not indices or not hasattr(os, "sched_getaffinity"):
+        return ""
+    cpus = sorted(os.sched_getaffinity(0))
+    return ",".join(str(cpus[i % len(cpus)]) for i in indices)
 
 
 def _read_exit(path: Path) -> int | None:

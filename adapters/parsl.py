@@ -5,7 +5,7 @@ executors: ``gpu``, whose workers are the node's GPUs (``available_accelerators`
 each worker, and so each task, sees one ``CUDA_VISIBLE_DEVICES``), for jobs that
 ask for a GPU; and ``cpu``, one worker per core, for the others. Parsl's own
 retries are off (the coordinator decides). Each job runs through the exit-code
-runner (:mod:`mummi.adapters.local_runner`), which the coordinator cannot signal
+runner (:mod:`mummi.adapters.watchdog_runner`), which the coordinator cannot signal
 on a worker node, so the runner watches over the job itself: it stops it at its
 walltime (SIGTERM, then SIGKILL after ``kill_grace_s``) or when the job's cancel
 file appears in the backend's state folder (on the campaign's shared file
@@ -39,7 +39,7 @@ from mummi.core.states import JobState
 
 log = logging.getLogger(__name__)
 
-_RUNNER = Path(__file__).with_name("local_runner.py")
+_RUNNER = Path(__file__).with_name("watchdog_runner.py")
 _LOST = "lost with the previous coordinator (Parsl cannot re-attach); it runs again"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,10 @@ def wait_for(backend: LocalBackend, ids: list[str], timeout_s: float = 60.0) -> 
     raise AssertionError(f"jobs did not end: {backend.status(ids)}")
 
 
-ENV_DUMP = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'] + '|' + os.environ['OMP_NUM_THREADS'])"
+ENV_DUMP = (
+    "import os; print(os.environ['CUDA_VISIBLE_DEVICES'] + '|' + os.environ['OMP_NUM_THREADS'] + '|' + "
+    "','.join(map(str, sorted(os.sched_getaffinity(0)))))"
+)
 
 
 def test_jobs_get_their_own_gpus_and_cores(tmp_path):
@@ -44,11 +48,13 @@ def test_jobs_get_their_own_gpus_and_cores(tmp_path):
     ids = backend.submit([job(tmp_path, "g1", ENV_DUMP, gpus=1), job(tmp_path, "g2", ENV_DUMP, gpus=1)])
     status = wait_for(backend, ids)
     assert all(s.state is JobState.DONE and s.exit_code == 0 for s in status.values())
+    cpus = sorted(os.sched_getaffinity(0))
     seen = {(tmp_path / "logs" / f"{n}.log").read_text().strip() for n in ("g1", "g2")}
-    assert seen == {"0|1", "1|1"}
+    assert seen == {f"0|1|{cpus[0]}", f"1|1|{cpus[1 % len(cpus)]}"}  # each pinned to its own core
     cpu = backend.submit([job(tmp_path, "c", ENV_DUMP, cores=2)])
     wait_for(backend, cpu)
-    assert (tmp_path / "logs" / "c.log").read_text().strip() == "|2"
+    both = ",".join(map(str, sorted({cpus[0], cpus[1 % len(cpus)]})))
+    assert (tmp_path / "logs" / "c.log").read_text().strip() == f"|2|{both}"
 
 
 def test_jobs_wait_for_free_cores_and_a_cpu_job_passes_a_waiting_gpu_job(tmp_path):

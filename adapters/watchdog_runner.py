@@ -1,25 +1,16 @@
-"""``python -I -S local_runner.py EXIT_FILE [OPTIONS] -- COMMAND...``
+"""``python -I -S watchdog_runner.py EXIT_FILE [OPTIONS] -- COMMAND...``
 
-Pins itself to the cores in ``MUMMI_CPU_LIST`` (indices into this process's
-allowed CPUs), runs COMMAND in the runner's process group (the backend starts the
-runner in a session of its own), and writes COMMAND's exit code to EXIT_FILE
-(atomically) when it ends. SIGTERM and SIGINT are for the
-COMMAND: the backend signals the whole process group, so the runner outlives
-them to record how COMMAND ended (forwarding them would deliver each twice, and a
-second SIGTERM can catch a job while it exits). The local backend starts every job through
-this runner so that a coordinator which restarted, and is no longer the job's
-parent, can still learn how the job ended.
+Runs COMMAND in a session of its own and watches over it where no coordinator
+can signal it (a Parsl worker on another node): it stops COMMAND (SIGTERM, then
+SIGKILL after ``--grace`` seconds) at ``--walltime`` or when ``--cancel-file``
+appears, and writes COMMAND's exit code (128 + N for signal N) to EXIT_FILE,
+atomically, with the reason it was stopped (``walltime``, ``cancelled``) as a
+second line; ``--started-file`` receives the host's name when COMMAND starts.
+SIGTERM and SIGINT sent to the runner itself are left to COMMAND's session.
 
-Where no coordinator can signal the job (a Parsl worker on another node), the
-runner watches over it itself: with ``--walltime`` and ``--cancel-file`` it runs
-COMMAND in a session of its own and stops it (SIGTERM, then SIGKILL after
-``--grace`` seconds) at its walltime or when the cancel file appears, and adds
-the reason (``walltime``, ``cancelled``) as a second line of EXIT_FILE;
-``--started-file`` receives the host's name when COMMAND starts.
-
-It imports nothing beyond the standard library (it starts once per job: an
-import of numpy would cost a tenth of a second each time) and is run by its path,
-so the interpreter can start without ``site``.
+It imports nothing beyond the standard library and is run by its path, so the
+interpreter starts without ``site``. (The local and Slurm backends, which signal
+their jobs themselves, use the lighter ``job_runner.sh``.)
 """
 
 from __future__ import annotations
@@ -33,7 +24,7 @@ import time
 from pathlib import Path
 
 USAGE = (
-    "python -I -S local_runner.py EXIT_FILE [--walltime S --grace S --cancel-file PATH --started-file PATH] "
+    "python -I -S watchdog_runner.py EXIT_FILE [--walltime S --grace S --cancel-file PATH --started-file PATH] "
     "-- COMMAND..."
 )
 
@@ -44,20 +35,18 @@ def main(argv: list[str]) -> int:
         return 2
     split = argv.index("--")
     exit_file, options, command = Path(argv[0]), _options(argv[1:split]), argv[split + 1 :]
-    _pin(os.environ.get("MUMMI_CPU_LIST", ""))
-    # A handler, not SIG_IGN: exec resets handlers to the default, so COMMAND still gets the signals.
+    # A handler, not SIG_IGN, which COMMAND would inherit.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _outlive)
-    watch = "cancel-file" in options or "walltime" in options
     if "started-file" in options:
         _write_atomically(Path(options["started-file"]), f"{socket.gethostname()}\n")
     try:
-        child = subprocess.Popen(command, start_new_session=watch)
+        child = subprocess.Popen(command, start_new_session=True)
     except OSError as err:
-        sys.stderr.write(f"local_runner: cannot start {command[0]!r}: {err}\n")
+        sys.stderr.write(f"watchdog_runner: cannot start {command[0]!r}: {err}\n")
         _write_atomically(exit_file, "127\n")
         return 127
-    reason = _watch(child, options) if watch else ""
+    reason = _watch(child, options)
     code = child.wait()
     # A child killed by signal N reports -N; shells report 128 + N.
     code = 128 - code if code < 0 else code
@@ -107,7 +96,7 @@ def _signal_session(pid: int, signum: int) -> None:
 
 
 def _outlive(_signum: int, _frame: object) -> None:
-    """The signal is COMMAND's business (it got it too, from the same process group)."""
+    """The runner stays to stop COMMAND at its walltime or on cancel, and to record how it ended."""
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -117,14 +106,6 @@ def _write_atomically(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def _pin(cpu_list: str) -> None:
-    """Restrict this process (and so the command it starts) to its share of cores."""
-    if not cpu_list or not hasattr(os, "sched_setaffinity"):
-        return
-    cpus = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpus[int(i) % len(cpus)] for i in cpu_list.split(",")})
 
 
 if __name__ == "__main__":
