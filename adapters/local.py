@@ -89,7 +89,7 @@ class LocalBackend(Backend):
     poll_interval_s = 0.5
 
     @classmethod
-    def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> LocalBackend:
+    def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> Backend:
         r = spec.resources
         walltime = None if r.allocation_walltime_min is None else 60 * r.allocation_walltime_min
         return cls(

@@ -14,8 +14,9 @@ local backend (SIGTERM at the walltime, SIGKILL after the grace), with the step'
 own ``--time`` (walltime plus grace) behind it. Steps are counted against the
 cluster's ``MaxStepCount``: a warning at 90 %, a refusal at the limit.
 
-Outside an allocation this backend refuses to start (run ``mummi-run`` inside
-``salloc`` or ``sbatch``; see the README).
+Outside an allocation (no ``SLURM_JOB_ID``, no ``resources.slurm.job_id``) the
+spec's ``slurm`` backend is :class:`~mummi.adapters.slurm_batch.SlurmBatchBackend`:
+one ``sbatch`` job per job.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mummi.adapters.backend import BackendError, JobSpec, JobStatus
+from mummi.adapters.backend import Backend, BackendError, JobSpec, JobStatus
 from mummi.adapters.local import LocalBackend, Node, _LocalJob
 from mummi.core.layout import CampaignLayout
 from mummi.core.spec import CampaignSpec
@@ -38,9 +39,12 @@ from mummi.core.spec import CampaignSpec
 log = logging.getLogger(__name__)
 
 
-def _run(argv: Sequence[str], *, check: bool = True, cwd: str | None = None) -> str:
+def slurm_command(
+    argv: Sequence[str], *, check: bool = True, cwd: str | None = None, env: dict[str, str] | None = None
+) -> str:
+    """The output of a Slurm command; :class:`BackendError` with its message when it fails (unless not ``check``)."""
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=60, cwd=cwd)
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise BackendError(f"{argv[0]} failed: {err}") from err
     if done.returncode != 0 and not check:
@@ -52,7 +56,7 @@ def _run(argv: Sequence[str], *, check: bool = True, cwd: str | None = None) -> 
 
 def _job_fields(job_id: str) -> dict[str, str]:
     """``scontrol show job -d -o``: one line of KEY=VALUE (values with spaces are not used here)."""
-    line = _run(["scontrol", "show", "job", "-d", "-o", job_id])
+    line = slurm_command(["scontrol", "show", "job", "-d", "-o", job_id])
     return dict(tok.split("=", 1) for tok in line.split() if "=" in tok)
 
 
@@ -61,7 +65,7 @@ def allocation_nodes(job_id: str) -> list[Node]:
     fields = _job_fields(job_id)
     if fields.get("JobState") not in (None, "RUNNING"):
         raise BackendError(f"Slurm job {job_id} is {fields.get('JobState')}, not a running allocation")
-    names = _run(["scontrol", "show", "hostnames", fields["NodeList"]]).split()
+    names = slurm_command(["scontrol", "show", "hostnames", fields["NodeList"]]).split()
     cores = int(fields["NumCPUs"]) // len(names)
     gpus = 0
     for entry in fields.get("JOB_GRES", "").split(","):
@@ -89,15 +93,25 @@ class SlurmBackend(LocalBackend):
     poll_interval_s = 0.5
 
     @classmethod
-    def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> SlurmBackend:
+    def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> Backend:
+        job_id = _job_id(spec)
+        if job_id is None:
+            from mummi.adapters.slurm_batch import SlurmBatchBackend
+
+            return SlurmBatchBackend.from_spec(spec, layout)
         s = spec.resources.slurm
-        return cls(layout.logs / "slurm-backend", _job_id(spec), srun_args=s.srun_args, mem_per_cpu_mb=s.mem_per_cpu_mb)
+        return cls(layout.logs / "slurm-backend", job_id, srun_args=s.srun_args, mem_per_cpu_mb=s.mem_per_cpu_mb)
 
     @classmethod
     def preflight(cls, spec: CampaignSpec) -> None:
+        job_id = _job_id(spec)
+        if job_id is None:
+            from mummi.adapters.slurm_batch import SlurmBatchBackend
+
+            SlurmBatchBackend.preflight(spec)
+            return
         if shutil.which("srun") is None:
             raise BackendError("resources.backend 'slurm': srun is not on PATH; run on a Slurm cluster's node")
-        job_id = _job_id(spec)
         nodes = allocation_nodes(job_id)
         if spec.campaign.chain and _job_fields(job_id).get("BatchFlag") != "1":
             raise BackendError(
@@ -147,7 +161,7 @@ class SlurmBackend(LocalBackend):
         """From squeue's time left of the allocation, read again at most once a minute."""
         now = time.monotonic()
         if self._end is None or now - self._end[0] > 60:
-            left = parse_time_left(_run(["squeue", "-h", "-j", self.job_id, "-o", "%L"]))
+            left = parse_time_left(slurm_command(["squeue", "-h", "-j", self.job_id, "-o", "%L"]))
             self._end = (now, None if left is None else now + left)
         end = self._end[1]
         return None if end is None else max(0.0, end - now)
@@ -181,7 +195,7 @@ class SlurmBackend(LocalBackend):
             options.append(f"--gres={gres.removeprefix('gres:')}")
         if fields.get("OverSubscribe") == "NO":
             options.append("--exclusive")
-        out = _run(["sbatch", "--parsable", *options, fields["Command"]], cwd=fields.get("WorkDir"))
+        out = slurm_command(["sbatch", "--parsable", *options, fields["Command"]], cwd=fields.get("WorkDir"))
         return out.strip().split(";")[0]
 
     def _stop(self, recs: Sequence[_LocalJob]) -> None:
@@ -191,17 +205,17 @@ class SlurmBackend(LocalBackend):
         """
         steps = self._steps_of(recs)
         if steps:
-            _run(["scancel", "--signal=TERM", *steps], check=False)  # a step may have just ended
+            slurm_command(["scancel", "--signal=TERM", *steps], check=False)  # a step may have just ended
 
     def _kill(self, recs: Sequence[_LocalJob]) -> None:
         steps = self._steps_of(recs)
         if steps:
-            _run(["scancel", *steps], check=False)
+            slurm_command(["scancel", *steps], check=False)
         super()._kill(recs)
 
     def _steps_of(self, recs: Sequence[_LocalJob]) -> list[str]:
         """The step ids (``J.S``) of these jobs that Slurm runs now, in one ``squeue`` call."""
-        listing = _run(["squeue", "--steps", "-h", "-j", self.job_id, "-o", "%i %j"])
+        listing = slurm_command(["squeue", "--steps", "-h", "-j", self.job_id, "-o", "%i %j"])
         steps = {}
         for line in listing.splitlines():
             step, _, name = line.partition(" ")
@@ -213,7 +227,7 @@ class SlurmBackend(LocalBackend):
 
     def _count_steps(self, new: int) -> None:
         if self._max_steps is None:
-            match = re.search(r"MaxStepCount\s*=\s*(\d+)", _run(["scontrol", "show", "config"]))
+            match = re.search(r"MaxStepCount\s*=\s*(\d+)", slurm_command(["scontrol", "show", "config"]))
             self._max_steps = int(match.group(1)) if match else 40000
         launched = len(list(self.state_dir.glob(f"{self.label}-*.json")))
         if launched + new > self._max_steps:
@@ -227,11 +241,6 @@ class SlurmBackend(LocalBackend):
                         launched + new, self._max_steps, self.job_id)  # fmt: skip
 
 
-def _job_id(spec: CampaignSpec) -> str:
-    job_id = spec.resources.slurm.job_id or os.environ.get("SLURM_JOB_ID")
-    if not job_id:
-        raise BackendError(
-            "resources.backend 'slurm' runs inside a Slurm allocation and SLURM_JOB_ID is not set: start mummi-run "
-            "in salloc or an sbatch script (README, 'Slurm'), or set resources.slurm.job_id"
-        )
-    return job_id
+def _job_id(spec: CampaignSpec) -> str | None:
+    """The allocation ``mummi-run`` runs in, if any."""
+    return spec.resources.slurm.job_id or os.environ.get("SLURM_JOB_ID") or None

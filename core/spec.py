@@ -106,7 +106,14 @@ class SlurmSettings(Settings):
     )
     srun_args: list[str] = Field(default_factory=list, description="Extra srun options, one per list item.")
     mem_per_cpu_mb: PositiveInt | None = Field(
-        None, description="srun --mem-per-cpu for every step, where memory is a consumable resource."
+        None, description="--mem-per-cpu for every step or job, where memory is a consumable resource."
+    )
+    partition: str | None = Field(
+        None, description="Outside an allocation: the partition each job is submitted to (default: the cluster's)."
+    )
+    account: str | None = Field(None, description="Outside an allocation: the account each job is charged to.")
+    sbatch_args: list[str] = Field(
+        default_factory=list, description="Outside an allocation: extra sbatch options for each job (e.g. --qos=…)."
     )
 
 
@@ -119,7 +126,8 @@ class ResourceSettings(Settings):
         "local",
         description=(
             "'local': processes on this machine; 'flux': jobs in a Flux instance; "
-            "'slurm': job steps in the Slurm allocation mummi-run runs in; 'parsl': bash apps on Parsl "
+            "'slurm': job steps in the Slurm allocation mummi-run runs in, or one sbatch job per job outside "
+            "one; 'parsl': bash apps on Parsl "
             "HighThroughputExecutors on this node (see README)."
         ),
     )

@@ -4,7 +4,8 @@ Success, a non-zero exit, a kill by a signal, cancel, walltime, GPUs (distinct
 ``CUDA_VISIBLE_DEVICES`` per concurrent job, never more GPU jobs than GPUs),
 environment, working directory, output to the log path, a batch of 100 jobs, and
 re-attach after the coordinator died with jobs running. A backend joins by adding
-a harness to the ``harness`` fixture.
+a harness to the ``harness`` fixture (or, like the Slurm backend outside an
+allocation, by a module that runs these tests with a ``harness`` of its own).
 """
 
 from __future__ import annotations
@@ -208,6 +209,10 @@ def test_a_batch_of_100_jobs(harness: Harness, tmp_path: Path) -> None:
 # Parsl cannot re-attach to a dead DataFlowKernel's tasks: test_backend_parsl.py tests what it does instead.
 @pytest.mark.parametrize("harness", ["local", "flux", "slurm"], indirect=True)
 def test_reattach_after_the_coordinator_dies_with_jobs_running(harness: Harness, tmp_path: Path) -> None:
+    check_reattach(harness, tmp_path)
+
+
+def check_reattach(harness: Harness, tmp_path: Path) -> None:
     first = harness.make()
     marker = tmp_path / "finished"
     code = f"import time, pathlib; time.sleep(2.0); pathlib.Path({str(marker)!r}).write_text('x')"

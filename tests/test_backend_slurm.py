@@ -27,13 +27,15 @@ def test_time_left_as_squeue_prints_it() -> None:
     assert parse_time_left("UNLIMITED") is None
 
 
-def test_outside_an_allocation_or_with_an_oversized_job_it_is_refused(tmp_path, capsys, monkeypatch,
-                                                                      slurm_allocation) -> None:  # fmt: skip
-    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+def test_without_slurm_commands_or_with_an_oversized_job_it_is_refused(tmp_path, capsys, monkeypatch,
+                                                                       slurm_allocation) -> None:  # fmt: skip
     spec = tmp_path / "c.yaml"
     spec.write_text(SPEC.replace("resources: {cores_per_node: 8, gpus_per_node: 2}", "resources: {backend: slurm}"))
-    assert run_main([str(spec), "--validate"]) == 2
-    assert "SLURM_JOB_ID is not set" in capsys.readouterr().err
+    with monkeypatch.context() as no_slurm:
+        no_slurm.delenv("SLURM_JOB_ID", raising=False)
+        no_slurm.setenv("PATH", str(tmp_path))
+        assert run_main([str(spec), "--validate"]) == 2
+    assert "not inside an allocation (no SLURM_JOB_ID) and sbatch is not on PATH" in capsys.readouterr().err
     big = slurm_spec(slurm_allocation).replace("cores_per_node: 8,", "cores_per_node: 64,") + (
         "analysis: {resources: {cores_per_task: 16}}\n"
     )
