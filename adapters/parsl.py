@@ -16,8 +16,12 @@ jobs that had finished report their recorded outcome; the others are asked to
 stop (cancel file) and reported FAILED as lost, so they are run again, from
 their checkpoints.
 
-The provider is Parsl's ``LocalProvider`` (this node); inside a Slurm
-allocation, run ``mummi-run`` with the Slurm backend, or Flux, for more nodes.
+Where the workers run is ``resources.parsl.provider``: ``local`` starts each
+executor's worker pools with Parsl's ``LocalProvider``, on this node, or, with
+``resources.nodes`` > 1 inside a Slurm allocation, on every node of it through
+``SrunLauncher``; ``slurm`` puts each executor's workers in a Slurm job of its
+own (``SlurmProvider`` with ``SrunLauncher``, not exclusive: the GPU executor's
+job asks for the GPUs and a core per GPU, the CPU executor's for the cores).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 
 from mummi.adapters.backend import Backend, BackendError, JobSpec, JobStatus
 from mummi.core.layout import CampaignLayout
-from mummi.core.spec import CampaignSpec
+from mummi.core.spec import CampaignSpec, ParslSettings
 from mummi.core.states import JobState
 
 log = logging.getLogger(__name__)
@@ -58,7 +62,7 @@ class ParslBackend(Backend):
     def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> ParslBackend:
         r = spec.resources
         return cls(layout.logs / "parsl-backend", cores=r.cores_per_node - r.wfm_cores, gpus=r.gpus_per_node,
-                   worker_init=r.parsl.worker_init)  # fmt: skip
+                   nodes=r.nodes, settings=r.parsl, walltime_min=r.allocation_walltime_min)  # fmt: skip
 
     @classmethod
     def preflight(cls, spec: CampaignSpec) -> None:
@@ -74,12 +78,16 @@ class ParslBackend(Backend):
                     "(a HighThroughputExecutor worker per GPU); use the Slurm or Flux backend for larger jobs"
                 )
 
-    def __init__(self, state_dir: str | Path, cores: int, gpus: int, *, worker_init: str = "",
+    def __init__(self, state_dir: str | Path, cores: int, gpus: int, *, nodes: int = 1,
+                 settings: ParslSettings | None = None, walltime_min: float | None = None,
                  kill_grace_s: float = 30.0) -> None:  # fmt: skip
         self.state_dir = Path(state_dir)
-        self.cores, self.gpus, self.worker_init = cores, gpus, worker_init
+        self.cores, self.gpus, self.nodes = cores, gpus, nodes
+        self.settings = settings or ParslSettings()
+        self.walltime_min = walltime_min
         self.kill_grace_s = kill_grace_s
         self._dfk: Any = None
+        self._started_at: float | None = None
         self._apps: dict[str, Any] = {}
         self._futures: dict[str, Future[Any]] = {}
         self._lost: set[str] = set()
@@ -120,7 +128,10 @@ class ParslBackend(Backend):
                 self._path(job_id, "cancel").touch()
 
     def time_left_s(self) -> float | None:
-        return None
+        """The workers' Slurm jobs end at their walltime (provider ``slurm``); local workers never do."""
+        if self.settings.provider != "slurm" or self._started_at is None:
+            return None
+        return max(0.0, 60 * self._walltime_min() - (time.monotonic() - self._started_at))
 
     def reattach(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         for job_id in ids:
@@ -151,19 +162,19 @@ class ParslBackend(Backend):
         from parsl.app.app import bash_app
         from parsl.config import Config
         from parsl.executors import HighThroughputExecutor
-        from parsl.providers import LocalProvider
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # Parsl starts its interchange and worker pools by script name: they sit beside this interpreter.
         bin_dir = str(Path(sys.executable).parent)
         if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+        one_node = self.nodes == 1 and self.settings.provider == "local"
+        address = self.settings.address or ("127.0.0.1" if one_node else None)
 
         def executor(label: str, workers: int, accelerators: list[str] | None) -> HighThroughputExecutor:
-            provider = LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1, worker_init=self.worker_init)
             return HighThroughputExecutor(label=label, max_workers_per_node=workers, cores_per_worker=1e-6,
-                                          available_accelerators=accelerators or [], provider=provider,
-                                          address="127.0.0.1", cpu_affinity="none",
+                                          available_accelerators=accelerators or [], provider=self._provider(label),
+                                          address=address, cpu_affinity="none",
                                           worker_logdir_root=str(self.state_dir / "workers"))  # fmt: skip
 
         executors = [executor("cpu", self.cores, None)]
@@ -172,7 +183,32 @@ class ParslBackend(Backend):
         config = Config(executors=executors, retries=0, run_dir=str(self.state_dir / "runinfo"), strategy="none",
                         initialize_logging=False)  # fmt: skip
         self._dfk = parsl.load(config)
+        self._started_at = time.monotonic()
         self._apps = {e.label: bash_app(_command, executors=[e.label]) for e in executors}
+
+    def _provider(self, label: str) -> Any:
+        """Where executor ``label``'s worker pools run: one block of ``nodes`` nodes, started once."""
+        from parsl.launchers import SingleNodeLauncher, SrunLauncher
+        from parsl.providers import LocalProvider, SlurmProvider
+
+        p = self.settings
+        if p.provider == "local":
+            # Inside an allocation the two executors' pools share its nodes: each srun step overlaps the other.
+            launcher = SrunLauncher(overrides="--overlap") if self.nodes > 1 else SingleNodeLauncher()
+            return LocalProvider(nodes_per_block=self.nodes, launcher=launcher, worker_init=p.worker_init,
+                                 init_blocks=1, min_blocks=1, max_blocks=1)  # fmt: skip
+        gpus = self.gpus if label == "gpu" else None
+        minutes = round(self._walltime_min())
+        return SlurmProvider(
+            partition=p.partition, account=p.account, nodes_per_block=self.nodes, exclusive=False,
+            cores_per_node=self.gpus if label == "gpu" else self.cores, gpus_per_node=gpus,
+            walltime=f"{minutes // 60:02d}:{minutes % 60:02d}:00", worker_init=p.worker_init,
+            scheduler_options="\n".join(f"#SBATCH {option}" for option in p.scheduler_options),
+            launcher=SrunLauncher(), init_blocks=1, min_blocks=1, max_blocks=1,
+        )  # fmt: skip
+
+    def _walltime_min(self) -> float:
+        return self.walltime_min or 24 * 60.0
 
     def _status_of(self, job_id: str) -> JobStatus:
         exit_file = self._path(job_id, "exit")

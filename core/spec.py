@@ -119,6 +119,34 @@ class SlurmSettings(Settings):
 
 class ParslSettings(Settings):
     worker_init: str = Field("", description="Shell lines each Parsl worker block runs first (e.g. module loads).")
+    provider: Literal["local", "slurm"] = Field(
+        "local",
+        description=(
+            "'local': worker pools on this node, or over the resources.nodes nodes of the Slurm allocation "
+            "mummi-run runs in (srun); 'slurm': each executor's workers in a Slurm job of its own (sbatch, srun)."
+        ),
+    )
+    partition: str | None = Field(None, description="provider 'slurm': the partition of the workers' jobs.")
+    account: str | None = Field(None, description="provider 'slurm': the account the workers' jobs are charged to.")
+    scheduler_options: list[str] = Field(
+        default_factory=list, description="provider 'slurm': extra sbatch options of the workers' jobs, one per item."
+    )
+    address: str | None = Field(
+        None,
+        description=(
+            "The address workers reach the coordinator's interchange at; default: 127.0.0.1 on one node, "
+            "else Parsl's choice among this node's interfaces."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _job_name_is_parsls(self) -> ParslSettings:
+        if any(o.startswith(("--job-name", "-J")) for o in self.scheduler_options):
+            raise ValueError(
+                "scheduler_options: leave out --job-name (-J): Parsl names each executor's job, and its scripts "
+                "by that name; two executors with one name overwrite each other's"
+            )
+        return self
 
 
 class ResourceSettings(Settings):
@@ -144,7 +172,11 @@ class ResourceSettings(Settings):
     )
     wfm_cores: NonNegativeInt = Field(0, description="Cores kept free for the coordinator on its node.")
     allocation_walltime_min: PositiveFloat | None = Field(
-        None, description="Allocation length when the backend cannot tell (local backend)."
+        None,
+        description=(
+            "Allocation length when the backend cannot tell (the local backend; the Parsl workers' Slurm jobs, "
+            "default 24 h)."
+        ),
     )
     flux: FluxSettings = FluxSettings()
     slurm: SlurmSettings = SlurmSettings()

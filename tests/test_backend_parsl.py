@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from campaign_helpers import SPEC, check_campaign, db_count, finish, mummi
+from conftest import require_program
 
 from mummi.adapters.backend import JobSpec
 from mummi.adapters.parsl import ParslBackend
-from mummi.core.spec import JobResources
+from mummi.core.spec import JobResources, ParslSettings
 from mummi.core.states import JobState
 
 
@@ -39,6 +40,33 @@ def test_a_restarted_coordinator_reports_finished_tasks_and_reruns_lost_ones(tmp
     (new_id,) = second.submit([job(tmp_path, "again", "pass")])
     assert new_id not in (done_id, lost_id)
     second.close()
+
+
+@pytest.mark.external
+def test_with_the_slurm_provider_the_workers_run_in_slurm_jobs(tmp_path: Path) -> None:
+    require_program("sbatch", "a Slurm cluster is needed (.ci/slurm-cluster.sh start)")
+    settings = ParslSettings(provider="slurm", address="127.0.0.1", scheduler_options=["--comment=mummi-tests"])
+    backend = ParslBackend(tmp_path / "state", cores=2, gpus=2, settings=settings, walltime_min=10, kill_grace_s=1.0)
+    where = "import os; print(os.environ['SLURM_JOB_ID'], os.environ.get('CUDA_VISIBLE_DEVICES', ''))"
+    gpu = JobResources(gpus_per_task=1, walltime_min=5)
+    jobs = [job(tmp_path, f"cpu{i}", where) for i in range(2)]
+    jobs += [JobSpec(name=f"gpu{i}", command=(sys.executable, "-c", where + "; import time; time.sleep(2)"),
+                     resources=gpu, workdir=tmp_path / f"gpu{i}", log_path=tmp_path / f"gpu{i}.log")
+             for i in range(2)]  # fmt: skip
+    try:
+        ids = backend.submit(jobs)
+        deadline = time.monotonic() + 180
+        while not all(s.state.terminal for s in backend.status(ids).values()):
+            assert time.monotonic() < deadline, backend.status(ids)
+            time.sleep(0.2)
+        assert all(s.state is JobState.DONE for s in backend.status(ids).values()), backend.status(ids)
+        assert 0 < (backend.time_left_s() or 0) < 600  # the workers' jobs end after walltime_min
+    finally:
+        backend.close()
+    seen = {j.name: (tmp_path / f"{j.name}.log").read_text().split() for j in jobs}
+    cpu_jobs, gpu_jobs = {seen["cpu0"][0], seen["cpu1"][0]}, {seen["gpu0"][0], seen["gpu1"][0]}
+    assert len(cpu_jobs) == len(gpu_jobs) == 1 and cpu_jobs != gpu_jobs  # one Slurm job per executor
+    assert sorted(seen[f"gpu{i}"][1] for i in range(2)) == ["0", "1"]  # a GPU each, side by side
 
 
 @pytest.mark.slow
