@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import abc
 import importlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mummi.core.layout import CampaignLayout
 from mummi.core.spec import CampaignSpec, JobResources
-from mummi.core.states import JobState
+from mummi.core.states import JobKind, JobState
 
 #: Backend name (``resources.backend``) -> ``module:class``.
 BACKENDS: dict[str, str] = {
@@ -29,6 +30,7 @@ BACKENDS: dict[str, str] = {
     "flux": "mummi.adapters.flux:FluxBackend",
     "slurm": "mummi.adapters.slurm:SlurmBackend",
     "parsl": "mummi.adapters.parsl:ParslBackend",
+    "simulated": "mummi.adapters.simulated:SimulatedBackend",
 }
 
 
@@ -44,6 +46,8 @@ class JobSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     hosts: tuple[str, ...] = ()
     """Run on these nodes (an in situ analysis beside its sim); empty: wherever the scheduler likes."""
+    kind: JobKind | None = None
+    """What the job does (schedulers ignore it; the simulated backend models its duration by it)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,14 @@ class Backend(abc.ABC):
         Returns the new allocation's id; :class:`BackendError` where the backend cannot.
         """
         raise BackendError(f"the {self.label} backend cannot submit a follow-up allocation (campaign.chain)")
+
+    def now(self) -> float:
+        """The campaign's clock, in seconds (monotonic); the simulated backend's is virtual."""
+        return time.monotonic()
+
+    def wait(self, seconds: float) -> None:
+        """Pause the coordinator between turns; the simulated backend advances its clock instead."""
+        time.sleep(seconds)
 
     def node_of(self, job_id: str) -> list[str]:
         """The nodes a started job runs on (empty before it starts, or when the backend cannot tell)."""

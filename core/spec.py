@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Scheduler backends this version runs; each has a factory in ``mummi.adapters.backends``.
-Backend = Literal["local", "flux", "slurm", "parsl"]
+Backend = Literal["local", "flux", "slurm", "parsl", "simulated"]
 BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
 Device = Literal["auto", "cpu", "gpu"]
 SimEngine = Literal["gromacs", "ddcmd", "mock"]
@@ -149,14 +149,50 @@ class ParslSettings(Settings):
         return self
 
 
+class DurationModel(Settings):
+    """How long a simulated job runs: lognormal around ``mean_min`` with relative spread ``spread``."""
+
+    mean_min: PositiveFloat
+    spread: NonNegativeFloat = 0.0
+
+
+class SimulatedSettings(Settings):
+    """The ``simulated`` backend: jobs that run no process, on a virtual clock (DESIGN.md, "Replay")."""
+
+    createsim: DurationModel = DurationModel(mean_min=90.0, spread=0.2)
+    sim_ns_per_day: PositiveFloat = Field(
+        1020.0, description="Engine speed: a sim of sim.length_ns runs length / speed days (ddcMD: 1.02 µs/day)."
+    )
+    analysis_lag_min: NonNegativeFloat = Field(
+        1.0, description="An analysis ends this long after its sim (it follows the sim's frames)."
+    )
+    macro: DurationModel = Field(
+        DurationModel(mean_min=14 * 1440.0), description="The macro job (and the pre-campaign) until it ends."
+    )
+    train: DurationModel = DurationModel(mean_min=60.0)
+    fail_rate: NonNegativeFloat = Field(0.0, le=1.0, description="Fraction of jobs that exit non-zero part-way.")
+    hang_rate: NonNegativeFloat = Field(0.0, le=1.0, description="Fraction of jobs that hang until their walltime.")
+    node_mtbf_h: PositiveFloat | None = Field(
+        None, description="Mean time between losses of one node (all its jobs fail with it); none: nodes never fail."
+    )
+    node_repair_min: PositiveFloat = Field(60.0, description="A lost node is back this long after its loss.")
+    allocation_min: PositiveFloat | None = Field(
+        None, description="Length of each (virtual) allocation; none: one allocation with no end."
+    )
+    tick_s: PositiveFloat = Field(
+        60.0, description="The longest virtual time between two coordinator turns when no job ends sooner."
+    )
+    kill_grace_s: NonNegativeFloat = Field(30.0, description="From SIGTERM at the walltime to the kill.")
+
+
 class ResourceSettings(Settings):
     backend: Backend = Field(
         "local",
         description=(
             "'local': processes on this machine; 'flux': jobs in a Flux instance; "
             "'slurm': job steps in the Slurm allocation mummi-run runs in, or one sbatch job per job outside "
-            "one; 'parsl': bash apps on Parsl "
-            "HighThroughputExecutors on this node (see README)."
+            "one; 'parsl': bash apps on Parsl HighThroughputExecutors (see README); 'simulated': jobs that run "
+            "no process, on a virtual clock (resources.simulated)."
         ),
     )
     nodes: PositiveInt = 1
@@ -181,6 +217,7 @@ class ResourceSettings(Settings):
     flux: FluxSettings = FluxSettings()
     slurm: SlurmSettings = SlurmSettings()
     parsl: ParslSettings = ParslSettings()
+    simulated: SimulatedSettings = SimulatedSettings()
 
 
 # ------------------------------------------------------------------------ macro

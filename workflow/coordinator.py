@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
 
 from mummi.adapters.backend import Backend, BackendError, make_backend
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
@@ -57,9 +56,9 @@ class Coordinator:
         self.micro = MicroPipeline(spec, cdir, store, self.runner, self.policy)
         self.ingest: Ingest | None = None  # built once the encoder exists
         self.feedback: FeedbackStage | None = None
-        self._started = time.monotonic()
+        self._started = self.backend.now()
         self._wall_before = float(store.get_meta("wall_s", 0.0))
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = self.backend.now()
         self._stop_signal: str | None = None
         self.progress = Progress(cdir.root, self.policy.sim_slots)
 
@@ -75,7 +74,7 @@ class Coordinator:
                 self.progress.update(self.ingest.sampler if self.ingest else None)
                 if reason is not None:
                     return self._finish(reason)
-                time.sleep(self.backend.poll_interval_s)
+                self.backend.wait(self.backend.poll_interval_s)
         finally:
             self.progress.close()
             self._save_wall_time()
@@ -120,7 +119,7 @@ class Coordinator:
                 pretrain.advance(self.spec, self.cdir, self.runner)
                 return None
             self.ingest = Ingest(self.spec, self.cdir, self.store, pretrain.load_encoder(model))
-            self.feedback = FeedbackStage(self.spec, self.cdir, self.store, self.ingest)
+            self.feedback = FeedbackStage(self.spec, self.cdir, self.store, self.ingest, clock=self.backend.now)
         return self.ingest, self.feedback
 
     def _ensure_macro(self) -> None:
@@ -217,27 +216,27 @@ class Coordinator:
 
     def _drain(self, timeout_s: float = 120.0) -> None:
         """Wait for cancelled jobs to stop (sims write their checkpoints), recording how each ended."""
-        deadline = time.monotonic() + timeout_s
-        while self.runner.active() and time.monotonic() < deadline:
+        deadline = self.backend.now() + timeout_s
+        while self.runner.active() and self.backend.now() < deadline:
             for done in self.runner.poll():
                 self._on_finished(done)
             if not [j for j in self.runner.active() if j.state is not JobState.PENDING]:
                 break
-            time.sleep(self.backend.poll_interval_s)
+            self.backend.wait(self.backend.poll_interval_s)
 
     # ---------------------------------------------------------- bookkeeping
     def _maybe_checkpoint(self, ingest: Ingest) -> None:
-        if time.monotonic() - self._last_checkpoint >= self.spec.sampler.checkpoint_interval_s:
+        if self.backend.now() - self._last_checkpoint >= self.spec.sampler.checkpoint_interval_s:
             ingest.checkpoint()
             self._save_wall_time()
-            self._last_checkpoint = time.monotonic()
+            self._last_checkpoint = self.backend.now()
 
     def _wall_s(self) -> float:
-        return self._wall_before + time.monotonic() - self._started
+        return self._wall_before + self.backend.now() - self._started
 
     def _save_wall_time(self) -> None:
         self.store.set_meta("wall_s", self._wall_s())
-        self._wall_before, self._started = self._wall_s(), time.monotonic()
+        self._wall_before, self._started = self._wall_s(), self.backend.now()
 
     def _install_signal_handlers(self) -> None:
         def on_signal(signum: int, _frame: object) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,11 @@ class FeedbackStage:
     or any other job, and never changes a sim's state.
     """
 
-    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, ingest: Ingest) -> None:
+    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, ingest: Ingest,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.spec, self.cdir, self.store, self.ingest = spec, cdir, store, ingest
-        self._last_time = time.monotonic()
+        self._clock = clock
+        self._last_time = clock()
         abandoned = store.abandon_open_feedback_round()
         if abandoned is not None:
             # The round runs again from the start, on the latest parameter version.
@@ -68,7 +71,7 @@ class FeedbackStage:
         if (
             fb.interval_s is not None
             and len(sims) >= fb.min_sims
-            and time.monotonic() - self._last_time >= fb.interval_s
+            and self._clock() - self._last_time >= fb.interval_s
         ):
             due = True
         if not due:
@@ -78,7 +81,7 @@ class FeedbackStage:
         if version is None or g_macro is None:
             return  # no frame has used the latest parameters yet
         self._run_round(sims, version, g_macro)
-        self._last_time = time.monotonic()
+        self._last_time = self._clock()
 
     def _run_round(self, sims: list[tuple[str, str, Path]], version: int, g_macro: np.ndarray) -> None:
         fb = self.spec.feedback

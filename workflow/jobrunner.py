@@ -8,7 +8,6 @@ backend (and re-attaches to them) and which were only recorded (and submits them
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +39,9 @@ class JobRunner:
     for a job.
     """
 
-    def __init__(self, store: StateStore, backend: Backend, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: StateStore, backend: Backend, clock: Callable[[], float] | None = None) -> None:
         self.store, self.backend = store, backend
-        self._clock = clock
+        self._clock = clock or backend.now
         self._not_before: dict[int, float] = {}
 
     # ------------------------------------------------------------- submit
@@ -152,4 +151,5 @@ def _job_spec(job: JobRecord) -> JobSpec:
         workdir=Path(job.workdir or "."),
         log_path=Path(job.log_path or f"{job.kind.value}-{job.id}.log"),
         hosts=job.hosts,
+        kind=job.kind,
     )
