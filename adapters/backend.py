@@ -57,6 +57,8 @@ class JobStatus:
     state: JobState
     exit_code: int | None = None
     reason: str | None = None
+    lost: bool = False
+    """It ended with its node (lost, or taken back), through no fault of its own: run it again, retries unspent."""
 
 
 class BackendError(Exception):

@@ -6,10 +6,13 @@ duration drawn from ``resources.simulated`` (createsim about 90 minutes; a sim
 its ``sim.length_ns`` at the engine's speed, continued across walltimes from its
 checkpoint; an analysis until just after its sim; the macro model and the
 training), on a node with free cores and GPUs (first fit from a rotating cursor,
-``hosts`` honoured), so packing and fragmentation are real. Jobs may exit
+``hosts`` honoured), so packing and fragmentation are real. A job not pinned
+to a node leaves on it the cores each of its free GPUs needs for a sim and its
+in situ analysis, as MuMMI laid out its nodes: setups never strand a GPU. Jobs may exit
 non-zero part-way (``fail_rate``), hang until their walltime (``hang_rate``:
 SIGTERM, then the kill after ``kill_grace_s``), or vanish with their node
-(``node_mtbf_h``; the node is back ``node_repair_min`` later). A job of the
+(``node_mtbf_h``, reported ``lost``; a sim keeps the work up to its last
+checkpoint; the node is back ``node_repair_min`` later). A job of the
 micro scale leaves the status record the real one would (``done``; ``incomplete``
 with exit 75 for a sim stopped at its walltime or cancelled), so the
 coordinator's code path is the real one.
@@ -21,11 +24,15 @@ random comes from one generator seeded with the campaign's seed, and events at
 the same instant are handled in the order they were made: the same spec gives
 the same history. The backend's world (clock, generator, sims' remaining work,
 nodes down, jobs still active) is saved in its state folder when it closes, so
-the next ``mummi-run`` (the next allocation) continues it.
+the next ``mummi-run`` (the next allocation) continues it. Every submission, start, end
+and node event is appended to ``history.csv`` in that folder (virtual time, event,
+job, kind, subject (its folder's name), node, state, exit code, reason): the replay's record, byte for byte
+the same for the same spec.
 """
 
 from __future__ import annotations
 
+import csv
 import heapq
 import json
 import math
@@ -41,12 +48,14 @@ from mummi.core import simdir
 from mummi.core.atomic import atomic_write_text
 from mummi.core.exit_codes import EXIT_RESUMABLE
 from mummi.core.layout import CampaignLayout
-from mummi.core.spec import CampaignSpec, DurationModel, SimulatedSettings
+from mummi.core.spec import CampaignSpec, DurationModel, SimSettings, SimulatedSettings
 from mummi.core.states import SIM_STAGES, JobKind, JobState, Outcome
 
 #: A stopped sim writes its checkpoint and exits within this long of SIGTERM.
 _CHECKPOINT_S = 10.0
 _STATE_FILE = "simulated.json"
+HISTORY_FILE = "history.csv"
+HISTORY_COLUMNS = ("time_s", "event", "job", "kind", "subject", "node", "state", "exit_code", "reason")
 
 
 @dataclass
@@ -71,6 +80,7 @@ class _Job:
     """Events made for an earlier version of the job are stale."""
     exit_code: int | None = None
     reason: str | None = None
+    lost: bool = False
 
 
 @dataclass
@@ -96,17 +106,21 @@ class SimulatedBackend(Backend):
     @classmethod
     def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> SimulatedBackend:
         r = spec.resources
+        sim, analysis = spec.sim.resources, spec.analysis.resources
+        per_gpu = (sim.tasks * sim.cores_per_task + analysis.tasks * analysis.cores_per_task) // max(
+            1, sim.tasks * sim.gpus_per_task
+        )
         return cls(layout.logs / "simulated-backend", nodes=r.nodes, cores=r.cores_per_node, gpus=r.gpus_per_node,
-                   settings=r.simulated, seed=spec.campaign.seed, sim_length_ns=spec.sim.length_ns)  # fmt: skip
+                   settings=r.simulated, seed=spec.campaign.seed, sim=spec.sim, cores_per_gpu=per_gpu)  # fmt: skip
 
     def __init__(self, state_dir: str | Path, *, nodes: int, cores: int, gpus: int, settings: SimulatedSettings,
-                 seed: int = 0, sim_length_ns: float = 1000.0) -> None:  # fmt: skip
+                 seed: int = 0, sim: SimSettings | None = None, cores_per_gpu: int = 0) -> None:  # fmt: skip
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.settings, self.sim_length_ns = settings, sim_length_ns
+        self.settings, self.sim = settings, sim or SimSettings()
         self.names = [f"node{i:05d}" for i in range(nodes)]
         self._index = {name: i for i, name in enumerate(self.names)}
-        self.cores, self.gpus = cores, gpus
+        self.cores, self.gpus, self.cores_per_gpu = cores, gpus, cores_per_gpu
         self._free_cores = [cores] * nodes
         self._free_gpus = [gpus] * nodes
         self._jobs: dict[str, _Job] = {}
@@ -132,6 +146,11 @@ class SimulatedBackend(Backend):
             self._adopt(job)
         if settings.node_mtbf_h is not None:
             self._push(self._world.now + self._next_loss_in(), "node_loss", "", 0)
+        history = self.state_dir / HISTORY_FILE
+        self._history = open(history, "a", encoding="utf-8", newline="")  # kept open for the backend's life
+        self._history_rows = csv.writer(self._history)
+        if history.stat().st_size == 0:
+            self._history_rows.writerow(HISTORY_COLUMNS)
 
     # -------------------------------------------------------------- verbs
     def submit(self, jobs: Sequence[JobSpec]) -> list[str]:
@@ -147,6 +166,7 @@ class SimulatedBackend(Backend):
                        str(spec.workdir), cores, gpus, 60.0 * res.walltime_min, list(spec.hosts))  # fmt: skip
             self._jobs[job.id] = job
             self._queue.append(job.id)
+            self._log("submit", job)
             ids.append(job.id)
         self._schedule()
         return ids
@@ -158,7 +178,7 @@ class SimulatedBackend(Backend):
             if job is None:
                 result[job_id] = JobStatus(JobState.FAILED, reason="unknown to the simulated backend")
             else:
-                result[job_id] = JobStatus(job.state, job.exit_code, job.reason)
+                result[job_id] = JobStatus(job.state, job.exit_code, job.reason, lost=job.lost)
         return result
 
     def cancel(self, ids: Sequence[str]) -> None:
@@ -200,6 +220,7 @@ class SimulatedBackend(Backend):
         return [self.names[job.node]] if job is not None and job.node is not None else []
 
     def close(self) -> None:
+        self._history.close()
         self._world.rng = dict(self._rng.bit_generator.state)
         self._world.jobs = [asdict(j) | {"state": j.state.value} for j in self._jobs.values() if not j.state.terminal]
         atomic_write_text(self.state_dir / _STATE_FILE, json.dumps(asdict(self._world)))
@@ -226,14 +247,30 @@ class SimulatedBackend(Backend):
             n = len(self.names)
             candidates = [(self._cursor + i) % n for i in range(n)]
         for node in candidates:
-            if self._free_cores[node] >= job.cores and self._free_gpus[node] >= job.gpus:
+            cores, gpus = self._free_cores[node], self._free_gpus[node]
+            if gpus < job.gpus or cores < job.cores:
+                continue
+            # What the node's other free GPUs need (a pinned job is a GPU's companion: it may use their share).
+            reserved = 0 if job.hosts else (gpus - job.gpus) * self.cores_per_gpu
+            if job.gpus:
+                reserved += max(0, job.gpus * self.cores_per_gpu - job.cores)  # the GPU job's own analysis
+            if cores - job.cores >= reserved:
                 if not job.hosts:
                     self._cursor = node
                 return node
         return None
 
+    def _log(self, event: str, job: _Job | None = None, node: str = "") -> None:
+        row: tuple[object, ...] = (f"{self._world.now:.3f}", event, "", "", "", node, "", "", "")
+        if job is not None:
+            node = self.names[job.node] if job.node is not None else ""
+            subject = Path(job.key).name
+            row = (row[0], event, job.id, job.kind, subject, node, job.state.value, job.exit_code, job.reason)
+        self._history_rows.writerow(row)
+
     def _start(self, job: _Job, node: int) -> None:
         job.node, job.state, job.started_at = node, JobState.RUNNING, self._world.now
+        self._log("start", job)
         self._free_cores[node] -= job.cores
         self._free_gpus[node] -= job.gpus
         job.work_s, job.fails = self._draw_work(job)
@@ -251,7 +288,7 @@ class SimulatedBackend(Backend):
         if u < s.hang_rate:
             return math.inf, False
         if job.kind == JobKind.SIM.value:
-            work = self._world.remaining_s.get(job.key, 86400.0 * self.sim_length_ns / s.sim_ns_per_day)
+            work = self._world.remaining_s.get(job.key, 86400.0 * self.sim.length_ns / s.sim_ns_per_day)
         elif job.kind == JobKind.ANALYSIS.value:
             work = 60.0 * s.analysis_lag_min
         else:
@@ -266,11 +303,16 @@ class SimulatedBackend(Backend):
         return 60.0 * model.mean_min * float(self._rng.lognormal(-0.5 * sigma**2, sigma))
 
     def _push_end(self, job: _Job) -> None:
+        """Its end, its walltime, or (a sim) its own clean stop ``sim.stop_margin_min`` before the walltime."""
         assert job.started_at is not None
         ends = job.started_at + job.work_s
         deadline = job.started_at + job.walltime_s
-        if ends < deadline:
+        sim_runs = job.kind == JobKind.SIM.value and not job.fails and job.work_s < math.inf  # a hung one cannot stop
+        margin = 60 * self.sim.stop_margin_min if sim_runs else 0.0
+        if ends < deadline - margin:
             self._push(ends, "end", job.id, job.version)
+        elif margin and job.walltime_s > margin:
+            self._push(deadline - margin, "stop_self", job.id, job.version)
         else:
             self._push(deadline, "walltime", job.id, job.version)
 
@@ -298,6 +340,9 @@ class SimulatedBackend(Backend):
             self._end(job, *self._stopped(job), 128 + 9)
         elif what == "checkpointed":
             self._checkpointed(job)
+        elif what == "stop_self":
+            job.stopping = "margin"
+            self._push(self._world.now + _CHECKPOINT_S, "checkpointed", job.id, job.version)
 
     def _stop(self, job: _Job) -> None:
         """SIGTERM: a sim checkpoints and exits 75; a hung job is killed after the grace; others die at once."""
@@ -316,6 +361,8 @@ class SimulatedBackend(Backend):
         simdir.write_status(job.key, JobKind.SIM, Outcome.INCOMPLETE)
         if job.stopping == "cancelled":
             self._end(job, JobState.CANCELLED, "cancelled", EXIT_RESUMABLE)
+        elif job.stopping == "margin":
+            self._end(job, JobState.FAILED, "exit code 75 (stopped before its walltime)", EXIT_RESUMABLE)
         else:
             self._end(job, JobState.FAILED, f"walltime of {job.walltime_s / 60:.4g} min reached", EXIT_RESUMABLE)
 
@@ -340,6 +387,7 @@ class SimulatedBackend(Backend):
 
     def _end(self, job: _Job, state: JobState, reason: str | None, code: int | None) -> None:
         job.state, job.exit_code, job.reason = state, code, reason
+        self._log("end", job)
         job.version += 1
         if job.node is not None and job.started_at is not None:
             self._free_cores[job.node] += job.cores
@@ -364,8 +412,14 @@ class SimulatedBackend(Backend):
             node = up[int(self._rng.integers(len(up)))]
             name = self.names[node]
             for job in [j for j in self._jobs.values() if j.node == node and j.state is JobState.RUNNING]:
+                if job.kind == JobKind.SIM.value and job.started_at is not None:  # back to its last checkpoint
+                    every = 60 * self.sim.checkpoint_interval_min
+                    saved = every * math.floor((self._world.now - job.started_at) / every)
+                    self._world.remaining_s[job.key] = max(0.0, job.work_s - saved)
+                job.lost = True
                 self._end(job, JobState.FAILED, f"node {name} lost", None)
             self._take_down(node)
+            self._log("node_lost", node=name)
             until = self._world.now + 60 * self.settings.node_repair_min
             self._world.down_until[name] = until
             self._push(until, "node_back", name, 0)
@@ -377,6 +431,7 @@ class SimulatedBackend(Backend):
 
     def _bring_back(self, name: str) -> None:
         if self._world.down_until.pop(name, None) is not None:
+            self._log("node_back", node=name)
             node = self._index[name]
             self._free_cores[node] += self.cores
             self._free_gpus[node] += self.gpus

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _RUNNER = Path(__file__).with_name("job_runner.sh")
 _CANCELLED, _WALLTIME = "cancelled", "walltime"
+_LOST = {"NODE_FAIL", "PREEMPTED", "BOOT_FAIL"}
 _WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
 _RUNNING = {"RUNNING", "COMPLETING", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
 
@@ -63,6 +64,7 @@ class _BatchJob:
     state: JobState = JobState.SUBMITTED
     exit_code: int | None = None
     reason: str | None = None
+    lost: bool = False
 
 
 class SlurmBatchBackend(Backend):
@@ -155,7 +157,7 @@ class SlurmBatchBackend(Backend):
             if rec is None:
                 result[job_id] = JobStatus(JobState.FAILED, reason="unknown to the Slurm backend")
             else:
-                result[job_id] = JobStatus(rec.state, rec.exit_code, rec.reason)
+                result[job_id] = JobStatus(rec.state, rec.exit_code, rec.reason, lost=rec.lost)
         return result
 
     def cancel(self, ids: Sequence[str]) -> None:
@@ -233,6 +235,9 @@ class SlurmBatchBackend(Backend):
         rec.slurm_state, rec.exit_code = slurm_state, code
         if rec.stop == _CANCELLED:
             rec.state, rec.reason = JobState.CANCELLED, _CANCELLED
+        elif slurm_state in _LOST:
+            rec.state, rec.lost = JobState.FAILED, True
+            rec.reason = f"ended with its node (Slurm state {slurm_state}); log: {rec.log_path}"
         elif rec.stop == _WALLTIME or slurm_state == "TIMEOUT":
             rec.state = JobState.FAILED
             rec.reason = f"walltime of {rec.walltime_min:.4g} min exceeded; log: {rec.log_path}"

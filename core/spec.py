@@ -156,8 +156,24 @@ class DurationModel(Settings):
     spread: NonNegativeFloat = 0.0
 
 
+class SyntheticPatchSettings(Settings):
+    """The replay's macro model: frames of synthetic latent vectors at the paper's rates (seed 000)."""
+
+    per_frame: PositiveInt = Field(300, description="Patches per frame (one per RAS).")
+    frame_interval_min: PositiveFloat = Field(
+        2.933, description="Campaign time between frames (2,061,900 patches in 14 days at 300 per frame)."
+    )
+    total: PositiveInt = Field(2_061_900, description="Patches over the whole campaign; none arrive after.")
+    spread: PositiveFloat = Field(1.0, description="Spread of a frame's latents around the drifting centre.")
+    macro_ns_per_min: PositiveFloat = Field(
+        8.0, description="Macro time per minute of campaign time (the DDFT model's 11.5 µs/day)."
+    )
+
+
 class SimulatedSettings(Settings):
     """The ``simulated`` backend: jobs that run no process, on a virtual clock (DESIGN.md, "Replay")."""
+
+    patches: SyntheticPatchSettings = SyntheticPatchSettings()
 
     createsim: DurationModel = DurationModel(mean_min=90.0, spread=0.2)
     sim_ns_per_day: PositiveFloat = Field(

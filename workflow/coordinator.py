@@ -21,15 +21,15 @@ import signal
 from mummi.adapters.backend import Backend, BackendError, make_backend
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
 from mummi.core.layout import CampaignLayout
-from mummi.core.patch_input import PatchInput
 from mummi.core.resources import ResourcePolicy
 from mummi.core.spec import CampaignSpec
 from mummi.core.states import SIM_STAGES, JobKind, JobState, SimState
-from mummi.workflow import macro_link, pretrain
+from mummi.workflow import patch_source, pretrain
 from mummi.workflow.feedback_stage import FeedbackStage
 from mummi.workflow.ingest import Ingest
 from mummi.workflow.jobrunner import Finished, JobRunner
 from mummi.workflow.micro import MicroPipeline
+from mummi.workflow.patch_source import MacroPatches, PatchSource, SyntheticPatches
 from mummi.workflow.progress import Progress
 from mummi.workflow.store import StateStore
 
@@ -99,12 +99,12 @@ class Coordinator:
             return None
         ingest, feedback = stages
         self._ensure_macro()
-        for path in ingest.new_patch_files():
-            ingest.ingest(path)
+        for name in ingest.new_frames():
+            ingest.ingest(name)
         winding_down = self._near_end()
         if not winding_down:
             self._select(ingest)
-            self.micro.start_selected(self._patch_of)
+            self.micro.start_selected(ingest.patch_input)
         self.micro.start_ready(may_start=not winding_down)
         feedback.maybe_run()
         self._maybe_checkpoint(ingest)
@@ -114,13 +114,26 @@ class Coordinator:
     def _campaign_stages(self) -> tuple[Ingest, FeedbackStage] | None:
         """Pre-campaign macro run and encoder training, as jobs; the sampler and feedback once the encoder exists."""
         if self.ingest is None or self.feedback is None:
-            model = pretrain.encoder_dir(self.spec, self.cdir)
-            if not pretrain.model_exists(model):
-                pretrain.advance(self.spec, self.cdir, self.runner)
+            source = self._patch_source()
+            if source is None:
                 return None
-            self.ingest = Ingest(self.spec, self.cdir, self.store, pretrain.load_encoder(model))
+            self.ingest = Ingest(self.spec, self.cdir, self.store, source)
             self.feedback = FeedbackStage(self.spec, self.cdir, self.store, self.ingest, clock=self.backend.now)
         return self.ingest, self.feedback
+
+    def _patch_source(self) -> PatchSource | None:
+        """The macro model's patch files once the encoder is trained (None before); a replay's synthetic stream."""
+        if patch_source.synthetic(self.spec):
+            start = self.store.get_meta("synthetic_start_s")
+            if start is None:
+                start = self.backend.now()
+                self.store.set_meta("synthetic_start_s", start)
+            return SyntheticPatches(self.spec, self.backend.now, float(start))
+        model = pretrain.encoder_dir(self.spec, self.cdir)
+        if not pretrain.model_exists(model):
+            pretrain.advance(self.spec, self.cdir, self.runner)
+            return None
+        return MacroPatches(self.cdir, pretrain.load_encoder(model))
 
     def _ensure_macro(self) -> None:
         if self.runner.active(JobKind.MACRO):
@@ -147,16 +160,13 @@ class Coordinator:
         picks = ingest.select(want, first)
         log.info("selected %d patches (%s)", len(picks), ", ".join(s for _, s in picks))
 
-    def _patch_of(self, patch_id: str) -> PatchInput:
-        return macro_link.patch_input(self.store.patch_file(patch_id), patch_id)
-
     # ------------------------------------------------------------- finished
     def _on_finished(self, done: Finished) -> None:
         kind = done.job.kind
         if kind in SIM_STAGES:
             self.micro.on_finished(done)
         elif done.status.state is JobState.FAILED:  # the macro model, the pre-campaign or the training
-            if not self.runner.retry(done.job, self.spec.createsim.retry):
+            if not self.runner.retry(done.job, self.spec.createsim.retry, count_failure=not done.status.lost):
                 self._stop_signal = f"{kind.value} job failed; log: {done.job.log_path}"
 
     # ---------------------------------------------------------------- stop

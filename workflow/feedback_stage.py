@@ -68,11 +68,7 @@ class FeedbackStage:
         rounds = self.store.feedback_rounds()
         last_n = rounds[-1].n_sims if rounds else 0
         due = len(sims) >= max(fb.min_sims, last_n + fb.interval_sims)
-        if (
-            fb.interval_s is not None
-            and len(sims) >= fb.min_sims
-            and self._clock() - self._last_time >= fb.interval_s
-        ):
+        if fb.interval_s is not None and len(sims) >= fb.min_sims and self._clock() - self._last_time >= fb.interval_s:
             due = True
         if not due:
             return

@@ -3,7 +3,7 @@
 The sampler is deterministic given the sequence of its operations, so the store
 logs that sequence (``sampler.add`` of a patch file, ``sampler.select`` of n) in
 the same transactions that record the patches and selections. The latents of each
-patch file are cached beside it. A sampler checkpoint names the last operation it
+frame are cached. A sampler checkpoint names the last operation it
 contains; on resume the operations after it are replayed on the cached latents,
 and every replayed selection must equal the one in the store.
 """
@@ -19,11 +19,11 @@ import numpy as np
 
 from mummi.core.atomic import atomic_savez
 from mummi.core.layout import CampaignLayout
+from mummi.core.patch_input import PatchInput
 from mummi.core.spec import CampaignSpec
 from mummi.core.states import PatchState
-from mummi.macro.patches import list_patch_files, read_patches
 from mummi.sampler.dynim import DynimSampler, Selection
-from mummi.sampler.encoder import Encoder
+from mummi.workflow.patch_source import PatchSource
 from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class ReplayError(Exception):
 
 
 class Ingest:
-    """Patch files to candidates, and candidates to selections: the sampler and its log.
+    """Frames of patches to candidates, and candidates to selections: the sampler and its log.
 
     Owns the DynIm sampler, the latent caches, the patch rows and selections in
     the store, and the sampler's checkpoints; after a restart it replays the
@@ -44,8 +44,8 @@ class Ingest:
     how many patches to select (the coordinator asks).
     """
 
-    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, encoder: Encoder) -> None:
-        self.spec, self.cdir, self.store, self.encoder = spec, cdir, store, encoder
+    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, source: PatchSource) -> None:
+        self.spec, self.cdir, self.store, self.source = spec, cdir, store, source
         self.latents_dir = cdir.latents
         self.latents_dir.mkdir(parents=True, exist_ok=True)
         if spec.resources.wfm_cores:  # the sampler's compiled loops stay on the coordinator's cores
@@ -54,34 +54,34 @@ class Ingest:
         self._ingested = {Path(f).name for f in store.patch_files()}
 
     # --------------------------------------------------------------- ingest
-    def new_patch_files(self) -> list[Path]:
-        """Complete patch files not yet ingested, oldest frame first (names sort by frame time)."""
-        return [p for p in list_patch_files(self.cdir.patches) if p.name not in self._ingested]
+    def new_frames(self) -> list[str]:
+        """Frames ready and not yet ingested, oldest first."""
+        return self.source.due(len(self._ingested), self._ingested.__contains__)
 
-    def ingest(self, path: Path) -> int:
-        """Record, encode and offer to the sampler every patch of one frame file; returns the count."""
-        patches = read_patches(path, native=False)
-        ids = [str(i) for i in patches.ids]
-        latents = self._encode_once(path, ids, patches.coarse)
-        rows = [(pid, float(patches.time_ns), int(ras), str(path)) for pid, ras in zip(ids, patches.ras_ids)]
+    def ingest(self, name: str) -> int:
+        """Record, encode and offer to the sampler every patch of one frame; returns the count."""
+        frame = self.source.read(name)
+        self._cache_latents(name, frame.ids, frame.latents)
+        rows = [(pid, frame.time_ns, int(ras), name) for pid, ras in zip(frame.ids, frame.ras_ids)]
         # The sampler first: it refuses bad input without changing, so nothing unreplayable is recorded.
-        self.sampler.add_candidates(ids, latents)
+        self.sampler.add_candidates(frame.ids, frame.latents)
         with self.store.transaction():
             self.store.add_patches(rows)
-            self.store.set_patch_states(ids, PatchState.CANDIDATE)
-            self.store.record_event(ADD, path.name, n=len(ids))
-            self.store.set_meta("macro_time_ns", float(patches.time_ns))
-        self._ingested.add(path.name)
-        return len(ids)
+            self.store.set_patch_states(frame.ids, PatchState.CANDIDATE)
+            self.store.record_event(ADD, name, n=len(frame.ids))
+            self.store.set_meta("macro_time_ns", frame.time_ns)
+        self._ingested.add(name)
+        return len(frame.ids)
 
-    def _cache(self, path: Path) -> Path:
-        return self.latents_dir / f"{path.stem}.npz"
+    def patch_input(self, patch_id: str) -> PatchInput:
+        return self.source.patch_input(self.store.patch_file(patch_id).name, patch_id)
 
-    def _encode_once(self, path: Path, ids: list[str], coarse: np.ndarray) -> np.ndarray:
-        """Latents of a patch file, computed once and kept beside it so a replay sees the same numbers."""
-        latents = np.ascontiguousarray(self.encoder.encode(coarse), dtype=np.float32)
-        atomic_savez(self._cache(path), ids=np.array(ids, dtype=str), latents=latents)
-        return latents
+    def _cache(self, name: str) -> Path:
+        return self.latents_dir / f"{Path(name).stem}.npz"
+
+    def _cache_latents(self, name: str, ids: list[str], latents: np.ndarray) -> None:
+        """The latents of a frame, kept so that a replay of the sampler sees the same numbers."""
+        atomic_savez(self._cache(name), ids=np.array(ids, dtype=str), latents=latents)
 
     # ---------------------------------------------------------------- select
     def select(self, n: int, first_sim_number: int) -> list[tuple[Selection, str]]:
@@ -121,7 +121,7 @@ class Ingest:
         replayed = 0
         for event in self.store.events([ADD, SELECT], since_id=since):
             if event.kind == ADD:
-                self._replay_add(sampler, self.cdir.patches / str(event.subject))
+                self._replay_add(sampler, str(event.subject))
             else:
                 got = [p.id for p in sampler.select(event.data["n"])]
                 if got != event.data["ids"]:
@@ -131,6 +131,6 @@ class Ingest:
             log.info("replayed %d sampler operations recorded after its last checkpoint", replayed)
         return sampler
 
-    def _replay_add(self, sampler: DynimSampler, path: Path) -> None:
-        with np.load(self._cache(path), allow_pickle=False) as cached:
+    def _replay_add(self, sampler: DynimSampler, name: str) -> None:
+        with np.load(self._cache(name), allow_pickle=False) as cached:
             sampler.add_candidates(cached["ids"].tolist(), cached["latents"])

@@ -1,4 +1,4 @@
-"""What the coordinator needs of the macro model's files: patches, parameter versions, g(r) profiles.
+"""What the coordinator needs of the macro model's files: parameter versions and g(r) profiles.
 
 The one place where the workflow reads and writes the macro model's outputs, so
 the coordinator and the feedback stay independent of the model's internals.
@@ -6,25 +6,13 @@ the coordinator and the feedback stay independent of the model's internals.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from mummi.core.layout import CampaignLayout
 from mummi.core.lipids import leaflet_channels
-from mummi.core.patch_input import PatchInput
 from mummi.core.spec import CampaignSpec
 from mummi.macro import frames as macro_frames
 from mummi.macro import params as macro_params
-from mummi.macro.patches import read_patches
-
-
-def patch_input(path: Path, patch_id: str) -> PatchInput:
-    """The patch input of ``patch_id`` from the macro model's patch file ``path``."""
-    patches = read_patches(path, native=False)
-    p = patches.ids.index(patch_id)
-    offsets, states = patches.constellation(p)
-    return PatchInput(patch_id, patches.coarse[p], offsets, states, int(patches.central_states[p]))
 
 
 def latest_version(cdir: CampaignLayout) -> int | None:

@@ -5,8 +5,8 @@ Keeps every sim slot busy and a buffer of createsims running ahead of free slots
 in situ analysis runs on the node its sim landed on, as in MuMMI: it is submitted
 once the backend says where the sim started, pinned to that node. A job that
 fails is retried with backoff up to its retry count; a sim that stopped cleanly
-before its walltime (exit 75, status ``incomplete``) is continued without
-spending a retry.
+before its walltime (exit 75, status ``incomplete``), or a job lost with its
+node, is continued (or run again) without spending a retry.
 """
 
 from __future__ import annotations
@@ -138,8 +138,9 @@ class MicroPipeline:
         if job.kind is CREATESIM:
             if status.state is JobState.DONE and simdir.is_done(sim_dir, CREATESIM):
                 self.store.set_sim_state(sim_id, SimState.READY)
-            elif status.state is JobState.CANCELLED:
-                self.store.set_sim_state(sim_id, SimState.SELECTED, reason="setup cancelled; it starts again later")
+            elif status.state is JobState.CANCELLED or status.lost:
+                why = status.reason if status.lost else "setup cancelled"
+                self.store.set_sim_state(sim_id, SimState.SELECTED, reason=f"{why}; it starts again later")
             else:
                 self._retry_or_fail(done, self.spec.createsim.retry)
         elif job.kind is SIM:
@@ -150,8 +151,9 @@ class MicroPipeline:
                 status.exit_code == EXIT_RESUMABLE
                 or outcome is Outcome.INCOMPLETE
                 or status.state is JobState.CANCELLED
+                or status.lost
             ):
-                # Stopped cleanly at its walltime or at shutdown: continue from its checkpoint later.
+                # Stopped cleanly at its walltime or at shutdown, or lost with its node: continue from its checkpoint.
                 self.store.set_sim_state(
                     sim_id, SimState.READY, reason="stopped before the end; continues from its checkpoint"
                 )
@@ -159,14 +161,14 @@ class MicroPipeline:
                 self._retry_or_fail(done, self.spec.sim.retry)
         elif job.kind is ANALYSIS:
             if status.state is JobState.FAILED:
-                self.runner.retry(job, self.spec.sim.retry)
+                self.runner.retry(job, self.spec.sim.retry, count_failure=not status.lost)
 
     def _retry_or_fail(self, done: Finished, retry: RetrySettings) -> None:
         job = done.job
         if self.runner.retry(job, retry):
-            log.warning("%s of %s failed (%s); retrying", job.kind, job.subject, done.status.reason)
+            log.warning("%s of %s failed (%s); retrying", job.kind.value, job.subject, done.status.reason)
             return
-        reason = f"{job.kind} failed {job.failures + 1} times; log: {job.log_path}"
+        reason = f"{job.kind.value} failed {job.failures + 1} times; log: {job.log_path}"
         self.store.set_sim_state(job.subject or "", SimState.FAILED, reason=reason)
         self.runner.backend.cancel(
             [j.backend_id for j in self.runner.active(ANALYSIS) if j.subject == job.subject and j.backend_id]

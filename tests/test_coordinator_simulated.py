@@ -1,0 +1,127 @@
+"""The coordinator on the simulated backend: virtual days in seconds of wall time, faults injected, checked.
+
+Each test runs a whole (small) campaign in-process on a few virtual nodes and
+reads back the backend's history (``history.csv``) and the store.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
+from mummi.workflow.cli import run_main
+
+DAY = 86400.0
+
+
+def spec(tmp_path: Path, *, stop: dict[str, Any] | None = None, buffer: int = 4, **simulated: Any) -> Path:
+    data = {
+        "campaign": {"name": "replay", "workdir": "run", "seed": 3, "stop": stop or {"max_sims": 40}},
+        "resources": {
+            "backend": "simulated", "nodes": 4, "cores_per_node": 16, "gpus_per_node": 4,
+            "simulated": {"createsim": {"mean_min": 90.0}, "patches": {"per_frame": 20, "total": 20000},
+                          **simulated},
+        },
+        "macro": {"resources": {"cores_per_task": 4, "walltime_min": 30 * 1440}},
+        "sampler": {"warmup": 10, "checkpoint_interval_s": 3600},
+        "createsim": {"engine": "mock", "buffer": buffer, "resources": {"cores_per_task": 4, "walltime_min": 120}},
+        "sim": {"engine": "mock", "length_ns": 510.0,  # half a day at 1.02 µs/day
+                "resources": {"gpus_per_task": 1, "walltime_min": 1440}},
+        "analysis": {"resources": {"cores_per_task": 2, "walltime_min": 2 * 1440}},
+        "feedback": {"enabled": False},
+    }  # fmt: skip
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "replay.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def history(tmp_path: Path) -> list[dict[str, str]]:
+    with open(tmp_path / "run" / "logs" / "simulated-backend" / "history.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def sims_done_once(tmp_path: Path) -> list[str]:
+    """Every selection simulated exactly once (one successful sim job each), none made twice; their ids."""
+    con = sqlite3.connect(tmp_path / "run" / "campaign.db")
+    selections = con.execute("SELECT patch_id, sim_id, state FROM selections ORDER BY seq").fetchall()
+    con.close()
+    assert len({p for p, _, _ in selections}) == len(selections), "a patch was selected twice"
+    done = Counter(row["subject"] for row in history(tmp_path)
+                   if row["event"] == "end" and row["kind"] == "sim" and row["state"] == "done")  # fmt: skip
+    assert all(n == 1 for n in done.values()), "a sim ran to its end twice"
+    assert sorted(done) == sorted(s for _, s, state in selections if state == "done")
+    return sorted(done)
+
+
+def test_a_gpu_freed_by_a_sim_is_refilled_at_the_same_instant(tmp_path: Path) -> None:
+    assert run_main([str(spec(tmp_path, buffer=16))]) == EXIT_OK  # a set-up sim is always ready
+    assert len(sims_done_once(tmp_path)) == 40
+    rows = history(tmp_path)
+    sims = [r for r in rows if r["kind"] == "sim"]
+    last_submit = max(float(r["time_s"]) for r in sims if r["event"] == "submit")
+    submits = Counter(r["time_s"] for r in sims if r["event"] == "submit")
+    ends = [r["time_s"] for r in sims if r["event"] == "end" and float(r["time_s"]) < last_submit]
+    assert ends and all(submits[t] >= 1 for t in ends), "a sim slot was not refilled in the turn it was freed"
+    # The new sim starts once the old one's analysis has read its last frames and freed its cores.
+    lag = 60.0 * 1.0  # resources.simulated.analysis_lag_min
+    started = sorted(float(r["time_s"]) for r in sims if r["event"] == "start")
+    assert all(any(float(t) <= s <= float(t) + lag for s in started) for t in ends)
+    analyses = {r["subject"]: r["node"] for r in rows if r["kind"] == "analysis" and r["event"] == "start"}
+    assert all(analyses[r["subject"]] == r["node"] for r in sims if r["event"] == "start")  # in situ
+
+
+def test_a_lost_node_takes_its_jobs_and_they_run_again_elsewhere(tmp_path: Path) -> None:
+    assert run_main([str(spec(tmp_path, node_mtbf_h=48.0, node_repair_min=120.0))]) == EXIT_OK
+    rows = history(tmp_path)
+    lost = [r for r in rows if r["event"] == "end" and r["reason"].endswith("lost")]
+    assert lost and any(r["event"] == "node_lost" for r in rows)
+    assert len(sims_done_once(tmp_path)) == 40
+    for victim in lost:
+        later = [r for r in rows if r["subject"] == victim["subject"] and r["kind"] == victim["kind"]
+                 and r["event"] == "start" and float(r["time_s"]) >= float(victim["time_s"])]  # fmt: skip
+        assert later, f"{victim['kind']} of {victim['subject']} was not run again after its node was lost"
+
+
+def test_a_hung_job_is_stopped_at_its_walltime_and_retried(tmp_path: Path) -> None:
+    assert run_main([str(spec(tmp_path, hang_rate=0.1))]) == EXIT_OK
+    rows = history(tmp_path)
+    hung = [r for r in rows if r["event"] == "end" and "walltime" in r["reason"]]
+    assert hung
+    assert len(sims_done_once(tmp_path)) == 40
+
+
+def test_allocations_end_and_each_rerun_resumes_with_nothing_lost_or_run_twice(tmp_path: Path) -> None:
+    path = spec(tmp_path, allocation_min=720.0)
+    codes = [run_main([str(path)]) for _ in range(12)]
+    assert EXIT_OK in codes, codes
+    runs = codes.index(EXIT_OK) + 1
+    assert runs >= 3 and codes[: runs - 1] == [EXIT_RESUMABLE] * (runs - 1)
+    assert len(sims_done_once(tmp_path)) == 40
+    rows = history(tmp_path)
+    incomplete = [r for r in rows if r["kind"] == "sim" and r["exit_code"] == str(EXIT_RESUMABLE)]
+    assert incomplete, "no sim was stopped by an allocation's end"
+
+
+def test_the_stop_conditions_in_campaign_time(tmp_path: Path) -> None:
+    assert run_main([str(spec(tmp_path / "wall", stop={"wall_time_h": 6.0}))]) == EXIT_OK
+    ends = [float(r["time_s"]) for r in history(tmp_path / "wall")]
+    assert 6 * 3600 <= max(ends) < 6 * 3600 + 600  # virtual hours, in a second of wall time
+    assert run_main([str(spec(tmp_path / "macro", stop={"macro_time_us": 2.0}))]) == EXIT_OK
+    con = sqlite3.connect(tmp_path / "macro" / "run" / "campaign.db")
+    (time_ns,) = con.execute("SELECT MAX(frame_time_ns) FROM patches").fetchone()
+    con.close()
+    assert 2000.0 <= time_ns < 2100.0
+
+
+def test_the_same_spec_gives_the_same_history_byte_for_byte(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert run_main([str(spec(tmp_path / name, fail_rate=0.05, hang_rate=0.02, node_mtbf_h=72.0))]) == EXIT_OK
+    first, second = (tmp_path / n / "run" / "logs" / "simulated-backend" / "history.csv" for n in ("a", "b"))
+    assert first.read_bytes() == second.read_bytes()
