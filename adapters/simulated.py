@@ -5,8 +5,8 @@ store and feedback run for real; only the jobs are models. A job "runs" for a
 duration drawn from ``resources.simulated`` (createsim about 90 minutes; a sim
 its ``sim.length_ns`` at the engine's speed, continued across walltimes from its
 checkpoint; an analysis until just after its sim; the macro model and the
-training), on a node with free cores and GPUs (first fit from a rotating cursor,
-``hosts`` honoured), so packing and fragmentation are real. A job not pinned
+training), on a node with free cores and GPUs (first fit among the nodes with
+room, ``hosts`` honoured), so packing and fragmentation are real. A job not pinned
 to a node leaves on it the cores each of its free GPUs needs for a sim and its
 in situ analysis, as MuMMI laid out its nodes: setups never strand a GPU. Jobs may exit
 non-zero part-way (``fail_rate``), hang until their walltime (``hang_rate``:
@@ -123,14 +123,20 @@ class SimulatedBackend(Backend):
         self.cores, self.gpus, self.cores_per_gpu = cores, gpus, cores_per_gpu
         self._free_cores = [cores] * nodes
         self._free_gpus = [gpus] * nodes
+        # Nodes with room for an unpinned CPU job / GPU job: placement looks only at these.
+        self._cpu_room: set[int] = set()
+        self._gpu_room: set[int] = set()
+        self._full: set[tuple[int, int]] = set()
+        """Job shapes (cores, GPUs) no node could take since resources were last freed."""
         self._jobs: dict[str, _Job] = {}
         self._queue: list[str] = []
         self._events: list[tuple[float, int, str, str, int]] = []  # (time, seq, what, job id or node, version)
         self._seq = 0
         self._analysis_of: dict[str, str] = {}
         self._sim_of: dict[str, str] = {}
-        self._cursor = 0
         self._world = self._load_world()
+        for node in range(nodes):
+            self._update(node)
         self._rng = np.random.default_rng(seed)
         if self._world.rng:
             self._rng.bit_generator.state = self._world.rng
@@ -233,32 +239,44 @@ class SimulatedBackend(Backend):
         waiting = []
         for job_id in self._queue:
             job = self._jobs[job_id]
-            node = self._place(job)
+            shape = (job.cores, job.gpus)
+            node = None if not job.hosts and shape in self._full else self._place(job)
             if node is None:
+                if not job.hosts:
+                    self._full.add(shape)
                 waiting.append(job_id)
             else:
                 self._start(job, node)
         self._queue = waiting
 
     def _place(self, job: _Job) -> int | None:
-        if job.hosts:
-            candidates: Sequence[int] = [self._index[h] for h in job.hosts if h in self._index]
-        else:
-            n = len(self.names)
-            candidates = [(self._cursor + i) % n for i in range(n)]
-        for node in candidates:
-            cores, gpus = self._free_cores[node], self._free_gpus[node]
-            if gpus < job.gpus or cores < job.cores:
-                continue
-            # What the node's other free GPUs need (a pinned job is a GPU's companion: it may use their share).
-            reserved = 0 if job.hosts else (gpus - job.gpus) * self.cores_per_gpu
-            if job.gpus:
-                reserved += max(0, job.gpus * self.cores_per_gpu - job.cores)  # the GPU job's own analysis
-            if cores - job.cores >= reserved:
-                if not job.hosts:
-                    self._cursor = node
+        if job.hosts:  # a GPU's companion: it may use the cores kept for the node's GPUs
+            for node in (self._index[h] for h in job.hosts if h in self._index):
+                if self._free_cores[node] >= job.cores and self._free_gpus[node] >= job.gpus:
+                    return node
+            return None
+        for node in self._gpu_room if job.gpus else self._cpu_room:
+            if self._free_gpus[node] >= job.gpus and self._spare(node) >= job.cores - job.gpus * self.cores_per_gpu:
                 return node
         return None
+
+    def _spare(self, node: int) -> int:
+        """Free cores beyond those kept for the node's free GPUs (each a sim and its in situ analysis)."""
+        return self._free_cores[node] - self._free_gpus[node] * self.cores_per_gpu
+
+    def _update(self, node: int) -> None:
+        """After a change on ``node``: its room for unpinned jobs; freed resources may fit any shape again."""
+        spare, up = self._spare(node), self.names[node] not in self._world.down_until
+        for room, has in ((self._cpu_room, up and spare > 0), (self._gpu_room, up and self._free_gpus[node] > 0
+                                                                and spare >= 0)):  # fmt: skip
+            if has:
+                room.add(node)
+            else:
+                room.discard(node)
+
+    def _freed(self, node: int) -> None:
+        self._update(node)
+        self._full.clear()
 
     def _log(self, event: str, job: _Job | None = None, node: str = "") -> None:
         row: tuple[object, ...] = (f"{self._world.now:.3f}", event, "", "", "", node, "", "", "")
@@ -273,6 +291,7 @@ class SimulatedBackend(Backend):
         self._log("start", job)
         self._free_cores[node] -= job.cores
         self._free_gpus[node] -= job.gpus
+        self._update(node)
         job.work_s, job.fails = self._draw_work(job)
         if job.kind == JobKind.ANALYSIS.value:
             self._analysis_of[job.key] = job.id
@@ -392,6 +411,7 @@ class SimulatedBackend(Backend):
         if job.node is not None and job.started_at is not None:
             self._free_cores[job.node] += job.cores
             self._free_gpus[job.node] += job.gpus
+            self._freed(job.node)
         if job.kind == JobKind.SIM.value and self._sim_of.get(job.key) == job.id:
             del self._sim_of[job.key]
             analysis = self._jobs.get(self._analysis_of.get(job.key, ""))
@@ -428,6 +448,7 @@ class SimulatedBackend(Backend):
     def _take_down(self, node: int) -> None:
         self._free_cores[node] -= self.cores
         self._free_gpus[node] -= self.gpus
+        self._update(node)
 
     def _bring_back(self, name: str) -> None:
         if self._world.down_until.pop(name, None) is not None:
@@ -435,6 +456,7 @@ class SimulatedBackend(Backend):
             node = self._index[name]
             self._free_cores[node] += self.cores
             self._free_gpus[node] += self.gpus
+            self._freed(node)
 
     # ---------------------------------------------------------------- state
     def _load_world(self) -> _World:

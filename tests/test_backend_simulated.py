@@ -10,15 +10,15 @@ from mummi.adapters.backend import JobSpec
 from mummi.adapters.simulated import SimulatedBackend
 from mummi.core import simdir
 from mummi.core.exit_codes import EXIT_RESUMABLE
-from mummi.core.spec import JobResources, SimulatedSettings
+from mummi.core.spec import JobResources, SimSettings, SimulatedSettings
 from mummi.core.states import JobKind, JobState, Outcome
 
 DAY = 86400.0
 
 
 def backend(tmp_path: Path, nodes: int = 2, gpus: int = 2, seed: int = 1, **settings: object) -> SimulatedBackend:
-    return SimulatedBackend(tmp_path / "state", nodes=nodes, cores=8, gpus=gpus, seed=seed, sim_length_ns=1020.0,
-                            settings=SimulatedSettings.model_validate(settings))  # fmt: skip
+    sim, simulated = SimSettings(length_ns=1020.0), SimulatedSettings.model_validate(settings)
+    return SimulatedBackend(tmp_path / "state", nodes=nodes, cores=8, gpus=gpus, seed=seed, sim=sim, settings=simulated)
 
 
 def job(tmp_path: Path, kind: JobKind, key: str, *, gpus: int = 0, cores: int = 1, walltime_min: float = 2880.0,

@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "encoder": "mummi.sampler.bench_encoder",
     "analysis": "mummi.analysis.bench",
     "backend": "mummi.adapters.bench",
+    "replay": "mummi.workflow.bench_replay",
 }
 
 

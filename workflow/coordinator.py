@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 
 from mummi.adapters.backend import Backend, BackendError, make_backend
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
@@ -60,6 +61,7 @@ class Coordinator:
         self._wall_before = float(store.get_meta("wall_s", 0.0))
         self._last_checkpoint = self.backend.now()
         self._stop_signal: str | None = None
+        self._turn_wall_s: list[float] = []
         self.progress = Progress(cdir.root, self.policy.sim_slots)
 
     # ------------------------------------------------------------------ run
@@ -70,7 +72,9 @@ class Coordinator:
         self.micro.recover()
         try:
             while True:
+                began = time.perf_counter()
                 reason = self._turn()
+                self._turn_wall_s.append(time.perf_counter() - began)
                 self.progress.update(self.ingest.sampler if self.ingest else None)
                 if reason is not None:
                     return self._finish(reason)
@@ -136,7 +140,7 @@ class Coordinator:
         return MacroPatches(self.cdir, pretrain.load_encoder(model))
 
     def _ensure_macro(self) -> None:
-        if self.runner.active(JobKind.MACRO):
+        if self.runner.has_active(JobKind.MACRO, JobKind.MACRO.value):
             return
         done = self.store.jobs(states=[JobState.DONE], kind=JobKind.MACRO)
         if done:
@@ -207,6 +211,7 @@ class Coordinator:
         if self.feedback is not None and not resumable:
             self.feedback.final_report()
         self.store.record_event("campaign.stopped", None, reason=reason, resumable=resumable)
+        self._save_turn_costs()
         return EXIT_RESUMABLE if resumable else EXIT_OK
 
     def _chain(self) -> None:
@@ -247,6 +252,16 @@ class Coordinator:
     def _save_wall_time(self) -> None:
         self.store.set_meta("wall_s", self._wall_s())
         self._wall_before, self._started = self._wall_s(), self.backend.now()
+
+    def _save_turn_costs(self) -> None:
+        """The coordinator's own wall time per turn in this run (the latency of its decisions), kept per run."""
+        turns = sorted(self._turn_wall_s)
+        if not turns:
+            return
+        runs = list(self.store.get_meta("turn_wall_s", []))
+        runs.append({"turns": len(turns), "total": sum(turns), "p50": turns[len(turns) // 2],
+                     "p99": turns[min(len(turns) - 1, int(0.99 * len(turns)))], "max": turns[-1]})  # fmt: skip
+        self.store.set_meta("turn_wall_s", runs)
 
     def _install_signal_handlers(self) -> None:
         def on_signal(signum: int, _frame: object) -> None:

@@ -3,6 +3,8 @@
 Every transition is written to the store before the coordinator acts on it, so a
 coordinator killed at any moment finds on restart which jobs were handed to the
 backend (and re-attaches to them) and which were only recorded (and submits them).
+The jobs not yet ended are also kept in memory (read once from the store), so a
+turn costs what the live jobs cost, never what the campaign's history does.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mummi.workflow.store import JobRecord, StateStore
 log = logging.getLogger(__name__)
 
 ACTIVE = (JobState.SUBMITTED, JobState.RUNNING)
+LIVE = (JobState.PENDING, *ACTIVE)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,11 @@ class JobRunner:
         self.store, self.backend = store, backend
         self._clock = clock or backend.now
         self._not_before: dict[int, float] = {}
+        self._live: dict[int, JobRecord] = {j.id: j for j in store.jobs(states=LIVE)}
+        """Every job not yet ended (pending, submitted, running), as the store has it."""
+        self._by_subject: dict[tuple[JobKind, str | None], set[int]] = {}
+        for job in self._live.values():
+            self._by_subject.setdefault((job.kind, job.subject), set()).add(job.id)
 
     # ------------------------------------------------------------- submit
     def submit(
@@ -56,25 +64,28 @@ class JobRunner:
         hosts: Sequence[str] = (),
     ) -> int:
         """Record a job as pending; :meth:`flush` hands it to the backend with the others due. Returns its id."""
-        return self.store.add_job(kind, command, resources.model_dump(), subject=subject, workdir=workdir,
-                                  log_path=log_path, hosts=hosts)  # fmt: skip
+        job_id = self.store.add_job(kind, command, resources.model_dump(), subject=subject, workdir=workdir,
+                                    log_path=log_path, hosts=hosts)  # fmt: skip
+        self._keep(self.store.job(job_id))
+        return job_id
 
     def flush(self) -> None:
         """Hand every pending job that is due (new ones, retries past their backoff) to the backend in one call."""
         now = self._clock()
-        due = [job for job in self.store.jobs(states=[JobState.PENDING]) if self._not_before.get(job.id, 0.0) <= now]
+        due = [j for j in self._live.values() if j.state is JobState.PENDING and self._not_before.get(j.id, 0.0) <= now]
         if not due:
             return
+        due.sort(key=lambda j: j.id)
         backend_ids = self.backend.submit([_job_spec(job) for job in due])
         with self.store.transaction():
             for job, backend_id in zip(due, backend_ids):
                 self._not_before.pop(job.id, None)
-                self.store.set_job_state(job.id, JobState.SUBMITTED, backend_id=backend_id)
+                self._keep(self.store.set_job_state(job.id, JobState.SUBMITTED, backend_id=backend_id))
 
     # --------------------------------------------------------------- poll
     def poll(self) -> list[Finished]:
         """Ask the backend about every active job in one call; record and return those that ended."""
-        active = self.store.jobs(states=ACTIVE)
+        active = self._in(ACTIVE)
         if not active:
             return []
         statuses = self.backend.status([j.backend_id for j in active if j.backend_id])
@@ -86,12 +97,13 @@ class JobRunner:
         A recorded job pinned to nodes is dropped (CANCELLED) instead: its nodes were those of a job that
         may be gone, or of an earlier allocation; whoever pinned it plans it again (an analysis beside its sim).
         """
-        active = self.store.jobs(states=ACTIVE)
+        active = self._in(ACTIVE)
         statuses = self.backend.reattach([j.backend_id for j in active if j.backend_id])
         finished = self._record(active, statuses)
-        for job in self.store.jobs(states=[JobState.PENDING]):
+        for job in self._in([JobState.PENDING]):
             if job.hosts:
-                self.store.set_job_state(job.id, JobState.CANCELLED, reason="pinned to nodes before the restart")
+                self._keep(self.store.set_job_state(job.id, JobState.CANCELLED,
+                                                    reason="pinned to nodes before the restart"))  # fmt: skip
             else:
                 log.info("submitting %s job %d (%s), recorded before the restart", job.kind.value, job.id, job.subject)
         self.flush()
@@ -104,11 +116,12 @@ class JobRunner:
             if status.state is job.state:
                 continue
             if status.state is JobState.RUNNING and job.state is JobState.SUBMITTED:
-                self.store.set_job_state(job.id, JobState.RUNNING)
+                self._keep(self.store.set_job_state(job.id, JobState.RUNNING))
             elif status.state.terminal:
                 record = self.store.set_job_state(
                     job.id, status.state, exit_code=status.exit_code, reason=status.reason
                 )
+                self._keep(record)
                 finished.append(Finished(record, status))
         return finished
 
@@ -130,17 +143,35 @@ class JobRunner:
             )
             return False
         again = self.store.requeue_job(job.id, failed=count_failure)
+        self._keep(again)
         delay = retry.backoff_s * 2 ** (again.failures - 1) if count_failure else 0.0
         self._not_before[job.id] = self._clock() + delay
         return True
 
     def cancel_all(self, keep: Callable[[JobRecord], bool] = lambda job: False) -> None:
         """Cancel every active job but those ``keep`` spares."""
-        jobs = [j for j in self.store.jobs(states=ACTIVE) if not keep(j)]
+        jobs = [j for j in self._in(ACTIVE) if not keep(j)]
         self.backend.cancel([j.backend_id for j in jobs if j.backend_id])
 
     def active(self, kind: JobKind | None = None) -> list[JobRecord]:
-        return self.store.jobs(states=[*ACTIVE, JobState.PENDING], kind=kind)
+        """Jobs not yet ended (pending, submitted, running), of ``kind`` if given, oldest first."""
+        return [j for j in self._in(LIVE) if kind is None or j.kind is kind]
+
+    def has_active(self, kind: JobKind, subject: str | None) -> bool:
+        return bool(self._by_subject.get((kind, subject)))
+
+    def _in(self, states: Sequence[JobState]) -> list[JobRecord]:
+        return sorted((j for j in self._live.values() if j.state in states), key=lambda j: j.id)
+
+    def _keep(self, job: JobRecord) -> None:
+        """Track ``job``'s new record: kept while it lives, dropped once it has ended."""
+        ids = self._by_subject.setdefault((job.kind, job.subject), set())
+        if job.state in LIVE:
+            self._live[job.id] = job
+            ids.add(job.id)
+        else:
+            self._live.pop(job.id, None)
+            ids.discard(job.id)
 
 
 def _job_spec(job: JobRecord) -> JobSpec:

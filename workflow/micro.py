@@ -128,7 +128,7 @@ class MicroPipeline:
         return self.runner.submit(stage, sim_id, command, settings.resources, sim_dir, log_path, hosts)
 
     def _has_active(self, stage: JobKind, sim_id: str) -> bool:
-        return any(j.subject == sim_id for j in self.runner.active(stage))
+        return self.runner.has_active(stage, sim_id)
 
     # -------------------------------------------------------------- finished
     def on_finished(self, done: Finished) -> None:

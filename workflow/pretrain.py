@@ -54,7 +54,9 @@ def macro_command(
 
 def advance(spec: CampaignSpec, cdir: CampaignLayout, runner: JobRunner) -> None:
     """Submit the next pre-campaign job when the previous one is done (called every turn)."""
-    if runner.active(JobKind.PRECAMPAIGN) or runner.active(JobKind.TRAIN):
+    if runner.has_active(JobKind.PRECAMPAIGN, JobKind.PRECAMPAIGN.value) or runner.has_active(
+        JobKind.TRAIN, JobKind.TRAIN.value
+    ):
         return
     pre = cdir.precampaign
     if not runner.store.jobs(states=[JobState.DONE], kind=JobKind.PRECAMPAIGN):
