@@ -97,6 +97,13 @@ class Backend(abc.ABC):
     def time_left_s(self) -> float | None:
         """Seconds left in the allocation, or None when it has no end."""
 
+    def changed(self) -> set[str] | None:
+        """Ids of the jobs whose state changed since the last call; None when the backend cannot tell.
+
+        A backend that can (the simulated one) spares the coordinator a poll of every active job each turn.
+        """
+        return None
+
     def reattach(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         """Take charge again of jobs submitted before a coordinator restart.
 

@@ -129,6 +129,7 @@ class SimulatedBackend(Backend):
         self._full: set[tuple[int, int]] = set()
         """Job shapes (cores, GPUs) no node could take since resources were last freed."""
         self._jobs: dict[str, _Job] = {}
+        self._changed: set[str] = set()
         self._queue: list[str] = []
         self._events: list[tuple[float, int, str, str, int]] = []  # (time, seq, what, job id or node, version)
         self._seq = 0
@@ -278,6 +279,10 @@ class SimulatedBackend(Backend):
         self._update(node)
         self._full.clear()
 
+    def changed(self) -> set[str]:
+        changed, self._changed = self._changed, set()
+        return changed
+
     def _log(self, event: str, job: _Job | None = None, node: str = "") -> None:
         row: tuple[object, ...] = (f"{self._world.now:.3f}", event, "", "", "", node, "", "", "")
         if job is not None:
@@ -288,6 +293,7 @@ class SimulatedBackend(Backend):
 
     def _start(self, job: _Job, node: int) -> None:
         job.node, job.state, job.started_at = node, JobState.RUNNING, self._world.now
+        self._changed.add(job.id)
         self._log("start", job)
         self._free_cores[node] -= job.cores
         self._free_gpus[node] -= job.gpus
@@ -406,6 +412,7 @@ class SimulatedBackend(Backend):
 
     def _end(self, job: _Job, state: JobState, reason: str | None, code: int | None) -> None:
         job.state, job.exit_code, job.reason = state, code, reason
+        self._changed.add(job.id)
         self._log("end", job)
         job.version += 1
         if job.node is not None and job.started_at is not None:

@@ -46,11 +46,13 @@ class JobRunner:
         self.store, self.backend = store, backend
         self._clock = clock or backend.now
         self._not_before: dict[int, float] = {}
-        self._live: dict[int, JobRecord] = {j.id: j for j in store.jobs(states=LIVE)}
+        self._live: dict[int, JobRecord] = {}
         """Every job not yet ended (pending, submitted, running), as the store has it."""
+        self._pending: set[int] = set()
         self._by_subject: dict[tuple[JobKind, str | None], set[int]] = {}
-        for job in self._live.values():
-            self._by_subject.setdefault((job.kind, job.subject), set()).add(job.id)
+        self._by_backend_id: dict[str, int] = {}
+        for job in store.jobs(states=LIVE):
+            self._keep(job)
 
     # ------------------------------------------------------------- submit
     def submit(
@@ -72,10 +74,9 @@ class JobRunner:
     def flush(self) -> None:
         """Hand every pending job that is due (new ones, retries past their backoff) to the backend in one call."""
         now = self._clock()
-        due = [j for j in self._live.values() if j.state is JobState.PENDING and self._not_before.get(j.id, 0.0) <= now]
+        due = sorted(self._live[i] for i in self._pending if self._not_before.get(i, 0.0) <= now)
         if not due:
             return
-        due.sort(key=lambda j: j.id)
         backend_ids = self.backend.submit([_job_spec(job) for job in due])
         with self.store.transaction():
             for job, backend_id in zip(due, backend_ids):
@@ -84,8 +85,17 @@ class JobRunner:
 
     # --------------------------------------------------------------- poll
     def poll(self) -> list[Finished]:
-        """Ask the backend about every active job in one call; record and return those that ended."""
-        active = self._in(ACTIVE)
+        """Ask the backend about every active job in one call; record and return those that ended.
+
+        A backend that can tell which jobs changed since it was last asked (:meth:`Backend.changed`) is asked
+        about those only, so a turn costs what happened in it, not what runs.
+        """
+        changed = self.backend.changed()
+        if changed is None:
+            active = self._in(ACTIVE)
+        else:
+            live = (self._live.get(self._by_backend_id.get(b, -1)) for b in changed)
+            active = sorted(j for j in live if j is not None and j.state in ACTIVE)
         if not active:
             return []
         statuses = self.backend.status([j.backend_id for j in active if j.backend_id])
@@ -153,25 +163,37 @@ class JobRunner:
         jobs = [j for j in self._in(ACTIVE) if not keep(j)]
         self.backend.cancel([j.backend_id for j in jobs if j.backend_id])
 
-    def active(self, kind: JobKind | None = None) -> list[JobRecord]:
-        """Jobs not yet ended (pending, submitted, running), of ``kind`` if given, oldest first."""
+    def active(self, kind: JobKind | None = None, subject: str | None = None) -> list[JobRecord]:
+        """Jobs not yet ended (pending, submitted, running), of ``kind`` (and ``subject``) if given, oldest first."""
+        if kind is not None and subject is not None:
+            return sorted(self._live[i] for i in self._by_subject.get((kind, subject), ()))
         return [j for j in self._in(LIVE) if kind is None or j.kind is kind]
 
     def has_active(self, kind: JobKind, subject: str | None) -> bool:
         return bool(self._by_subject.get((kind, subject)))
 
     def _in(self, states: Sequence[JobState]) -> list[JobRecord]:
-        return sorted((j for j in self._live.values() if j.state in states), key=lambda j: j.id)
+        return sorted(j for j in self._live.values() if j.state in states)
 
     def _keep(self, job: JobRecord) -> None:
         """Track ``job``'s new record: kept while it lives, dropped once it has ended."""
-        ids = self._by_subject.setdefault((job.kind, job.subject), set())
+        key = (job.kind, job.subject)
+        ids = self._by_subject.setdefault(key, set())
+        old = self._live.pop(job.id, None)
+        if old is not None and old.backend_id:
+            self._by_backend_id.pop(old.backend_id, None)
+        self._pending.discard(job.id)
         if job.state in LIVE:
             self._live[job.id] = job
             ids.add(job.id)
+            if job.state is JobState.PENDING:
+                self._pending.add(job.id)
+            if job.backend_id:
+                self._by_backend_id[job.backend_id] = job.id
         else:
-            self._live.pop(job.id, None)
             ids.discard(job.id)
+            if not ids:
+                del self._by_subject[key]
 
 
 def _job_spec(job: JobRecord) -> JobSpec:

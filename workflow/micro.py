@@ -103,12 +103,11 @@ class MicroPipeline:
         """Submit each started sim's in situ analysis, pinned to the node its sim runs on."""
         if not self._analysis_due:
             return
-        sim_jobs = {j.subject: j for j in self.runner.active(SIM)}
         for sim_id in sorted(self._analysis_due):
             if self.store.selection(sim_id).state not in (SimState.RUNNING, SimState.DONE):
                 self._analysis_due.discard(sim_id)  # stopped early: its analysis comes with its next start
                 continue
-            sim_job = sim_jobs.get(sim_id)
+            sim_job = next(iter(self.runner.active(SIM, sim_id)), None)
             hosts: list[str] = []
             if sim_job is not None:
                 hosts = self.runner.backend.node_of(sim_job.backend_id) if sim_job.backend_id else []
@@ -170,6 +169,4 @@ class MicroPipeline:
             return
         reason = f"{job.kind.value} failed {job.failures + 1} times; log: {job.log_path}"
         self.store.set_sim_state(job.subject or "", SimState.FAILED, reason=reason)
-        self.runner.backend.cancel(
-            [j.backend_id for j in self.runner.active(ANALYSIS) if j.subject == job.subject and j.backend_id]
-        )
+        self.runner.backend.cancel([j.backend_id for j in self.runner.active(ANALYSIS, job.subject) if j.backend_id])

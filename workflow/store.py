@@ -106,7 +106,7 @@ class StoreError(Exception):
     """The store cannot do what was asked: a bad transition, an unknown row, a too-new schema."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class JobRecord:
     id: int
     kind: JobKind
