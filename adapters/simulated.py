@@ -130,7 +130,8 @@ class SimulatedBackend(Backend):
         """Job shapes (cores, GPUs) no node could take since resources were last freed."""
         self._jobs: dict[str, _Job] = {}
         self._changed: set[str] = set()
-        self._queue: list[str] = []
+        self._queues: dict[tuple[int, int] | None, dict[str, None]] = {}
+        """Jobs waiting for room, in submission order: by shape (cores, GPUs), pinned jobs under None."""
         self._events: list[tuple[float, int, str, str, int]] = []  # (time, seq, what, job id or node, version)
         self._seq = 0
         self._analysis_of: dict[str, str] = {}
@@ -172,7 +173,7 @@ class SimulatedBackend(Backend):
             job = _Job(f"{self.label}-{self._world.counter:08d}", (spec.kind or JobKind.MACRO).value,
                        str(spec.workdir), cores, gpus, 60.0 * res.walltime_min, list(spec.hosts))  # fmt: skip
             self._jobs[job.id] = job
-            self._queue.append(job.id)
+            self._queues.setdefault(None if job.hosts else (job.cores, job.gpus), {})[job.id] = None
             self._log("submit", job)
             ids.append(job.id)
         self._schedule()
@@ -194,7 +195,7 @@ class SimulatedBackend(Backend):
             if job is None or job.state.terminal:
                 continue
             if job.state is JobState.SUBMITTED:
-                self._queue.remove(job_id)
+                self._queues[None if job.hosts else (job.cores, job.gpus)].pop(job_id)
                 self._end(job, JobState.CANCELLED, "cancelled before it started", None)
             elif job.stopping is None:
                 job.stopping = "cancelled"
@@ -234,21 +235,22 @@ class SimulatedBackend(Backend):
 
     # ----------------------------------------------------------- scheduling
     def _schedule(self) -> None:
-        """Start every queued job that fits (first fit in submission order)."""
-        if not self._queue:
-            return
-        waiting = []
-        for job_id in self._queue:
-            job = self._jobs[job_id]
-            shape = (job.cores, job.gpus)
-            node = None if not job.hosts and shape in self._full else self._place(job)
-            if node is None:
-                if not job.hosts:
+        """Start every queued job that fits: first fit in submission order, shape by shape.
+
+        Once a shape finds no node, its later jobs wait unseen until resources are freed.
+        """
+        for shape, queue in self._queues.items():
+            if shape in self._full:
+                continue
+            for job_id in list(queue):
+                job = self._jobs[job_id]
+                node = self._place(job)
+                if node is not None:
+                    del queue[job_id]
+                    self._start(job, node)
+                elif shape is not None:
                     self._full.add(shape)
-                waiting.append(job_id)
-            else:
-                self._start(job, node)
-        self._queue = waiting
+                    break
 
     def _place(self, job: _Job) -> int | None:
         if job.hosts:  # a GPU's companion: it may use the cores kept for the node's GPUs
@@ -383,7 +385,7 @@ class SimulatedBackend(Backend):
         assert job.started_at is not None
         done = self._world.now - _CHECKPOINT_S - job.started_at
         self._world.remaining_s[job.key] = max(0.0, job.work_s - done)
-        simdir.write_status(job.key, JobKind.SIM, Outcome.INCOMPLETE)
+        simdir.write_status(job.key, JobKind.SIM, Outcome.INCOMPLETE, durable=False)
         if job.stopping == "cancelled":
             self._end(job, JobState.CANCELLED, "cancelled", EXIT_RESUMABLE)
         elif job.stopping == "margin":
@@ -395,14 +397,14 @@ class SimulatedBackend(Backend):
         kind = JobKind(job.kind)
         if job.fails:
             if kind in SIM_STAGES:
-                simdir.write_status(job.key, kind, Outcome.FAILED, error="simulated failure")
+                simdir.write_status(job.key, kind, Outcome.FAILED, error="simulated failure", durable=False)
             self._end(job, JobState.FAILED, "exit code 1 (simulated failure)", 1)
             return
         if kind is JobKind.SIM:
             self._world.remaining_s.pop(job.key, None)
-            simdir.write_status(job.key, kind, Outcome.DONE)
+            simdir.write_status(job.key, kind, Outcome.DONE, durable=False)
         elif kind is JobKind.CREATESIM or (kind is JobKind.ANALYSIS and simdir.is_done(job.key, JobKind.SIM)):
-            simdir.write_status(job.key, kind, Outcome.DONE)
+            simdir.write_status(job.key, kind, Outcome.DONE, durable=False)
         self._end(job, JobState.DONE, None, 0)
 
     def _stopped(self, job: _Job) -> tuple[JobState, str]:

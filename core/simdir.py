@@ -46,9 +46,10 @@ def status_path(sim_dir: str | Path, stage: JobKind | str) -> Path:
     return Path(sim_dir) / f"{JobKind(stage).value}.status.json"
 
 
-def write_status(sim_dir: str | Path, stage: JobKind | str, outcome: Outcome, **info: Any) -> Path:
+def write_status(sim_dir: str | Path, stage: JobKind | str, outcome: Outcome, *, durable: bool = True,
+                 **info: Any) -> Path:  # fmt: skip
     """Record the outcome of ``stage`` (written last by the job)."""
-    return write_status_record(status_path(sim_dir, stage), JobKind(stage).value, outcome, **info)
+    return write_status_record(status_path(sim_dir, stage), JobKind(stage).value, outcome, durable=durable, **info)
 
 
 def read_status(sim_dir: str | Path, stage: JobKind | str) -> dict[str, Any] | None:

@@ -171,7 +171,7 @@ class SyntheticPatchSettings(Settings):
 
 
 class SimulatedSettings(Settings):
-    """The ``simulated`` backend: jobs that run no process, on a virtual clock (DESIGN.md, "Replay")."""
+    """The ``simulated`` backend: jobs that run no process, on a virtual clock (README, "Sierra on a laptop")."""
 
     patches: SyntheticPatchSettings = SyntheticPatchSettings()
 

@@ -53,6 +53,7 @@ def run_createsim(spec: CampaignSpec, sim_dir: Path) -> dict[str, Any]:
         patch_id=membrane.patch_id,
         box_nm=membrane.box_nm,
         n_ras=len(membrane.ras_xy_nm),
+        durable=True,
         **facts,
     )
     log.info("createsim %s done (%s engine, %d lipids)", sim_dir.name, cs.engine, membrane.n_lipids)

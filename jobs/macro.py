@@ -91,7 +91,7 @@ def _run(spec: CampaignSpec, args: argparse.Namespace) -> int:
         "positivity_fixes": model.positivity_fixes,
     }
     write_status_record(
-        layout.macro_status, JobKind.MACRO.value, Outcome.DONE if reached else Outcome.INCOMPLETE, **info
+        layout.macro_status, JobKind.MACRO.value, Outcome.DONE if reached else Outcome.INCOMPLETE, durable=True, **info
     )
     return EXIT_OK if reached else EXIT_RESUMABLE
 

@@ -162,7 +162,10 @@ class Coordinator:
             return
         first = sum(self.store.sim_counts().values()) + 1
         picks = ingest.select(want, first)
-        log.info("selected %d patches (%s)", len(picks), ", ".join(s for _, s in picks))
+        names = [s for _, s in picks]
+        log.info(
+            "selected %d patches (%s)", len(names), ", ".join(names) if len(names) <= 4 else f"{names[0]} … {names[-1]}"
+        )
 
     # ------------------------------------------------------------- finished
     def _on_finished(self, done: Finished) -> None:
