@@ -125,3 +125,16 @@ def test_the_same_spec_gives_the_same_history_byte_for_byte(tmp_path: Path) -> N
         assert run_main([str(spec(tmp_path / name, fail_rate=0.05, hang_rate=0.02, node_mtbf_h=72.0))]) == EXIT_OK
     first, second = (tmp_path / n / "run" / "logs" / "simulated-backend" / "history.csv" for n in ("a", "b"))
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_the_replay_benchmark_reports_what_the_store_and_history_hold(tmp_path: Path) -> None:
+    from mummi.core.spec_loader import load_spec
+    from mummi.workflow.bench_replay import replay
+
+    path = spec(tmp_path, stop={"max_sims": None, "wall_time_h": 48.0}, allocation_min=1440.0)
+    figures = replay(path, load_spec(path))
+    assert figures["runs"] >= 2 and figures["finished"] and figures["exit_codes"] == [EXIT_OK, EXIT_RESUMABLE]
+    done = sims_done_once(tmp_path)
+    assert figures["sims_done"] == len(done) > 0
+    assert 0.9 < figures["gpu_occupancy_after_rampup"] <= 1.0
+    assert figures["turns"] > 0 and figures["turn_wall_ms"]["p50_worst_run"] <= figures["turn_wall_ms"]["max"]
