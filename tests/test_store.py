@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mummi.core.states import JobState, PatchState, SimState
-from mummi.workflow.store import SCHEMA_VERSION, StateStore, StoreError
+from mummi.workflow.store import SCHEMA_VERSION, StateStore, StoreError, count_by_state
 
 
 @pytest.fixture
@@ -94,6 +94,7 @@ def test_patches_are_idempotent_and_selection_is_recorded_once(store):
 
 def test_a_failed_transaction_leaves_no_trace(store):
     store.add_patches([("p1", 0.0, 0, "f.h5")])
+    assert store.sim_counts()["selected"] == 0  # counted, then kept as selections change
     with pytest.raises(RuntimeError):
         with store.transaction():
             store.record_selection("p1", "sim-1", 1.0)
@@ -101,6 +102,7 @@ def test_a_failed_transaction_leaves_no_trace(store):
     assert store.selections() == []
     assert store.patch_counts()["seen"] == 1
     assert store.events("selection") == []
+    assert store.sim_counts()["selected"] == 0
 
 
 def test_sim_states_follow_the_micro_pipeline(store):
@@ -108,8 +110,10 @@ def test_sim_states_follow_the_micro_pipeline(store):
     store.record_selection("p1", "sim-1", None)
     for state in (SimState.SETTING_UP, SimState.READY, SimState.RUNNING, SimState.DONE):
         store.set_sim_state("sim-1", state)
+        assert store.sim_counts() == count_by_state(store._db, "selections", SimState)  # kept = counted
     with pytest.raises(StoreError):
         store.set_sim_state("sim-1", SimState.RUNNING)
+    assert store.sim_counts()["done"] == 1 and sum(store.sim_counts().values()) == 1
 
 
 def test_feedback_rounds_open_and_close(store):

@@ -177,6 +177,8 @@ class StateStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._in_transaction = False
+        self._sim_counts: dict[str, int] | None = None
+        """Selections per sim state, kept as this store changes them (this process is their only writer)."""
         self._migrate()
 
     # ------------------------------------------------------------ lifecycle
@@ -229,6 +231,7 @@ class StateStore:
             yield self._db
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._sim_counts = None  # counted again from the database, as it now is
             raise
         else:
             self._db.execute("COMMIT")
@@ -401,8 +404,16 @@ class StateStore:
         return count_by_state(self._db, "patches", PatchState)
 
     def sim_counts(self) -> dict[str, int]:
-        """Selections per sim state, counted in the database (not by loading every row)."""
-        return count_by_state(self._db, "selections", SimState)
+        """Selections per sim state: counted in the database once, then kept up to date as they change."""
+        if self._sim_counts is None:
+            self._sim_counts = count_by_state(self._db, "selections", SimState)
+        return dict(self._sim_counts)
+
+    def _count_move(self, old: SimState | None, new: SimState) -> None:
+        if self._sim_counts is not None:
+            if old is not None:
+                self._sim_counts[old.value] -= 1
+            self._sim_counts[new.value] += 1
 
     # ------------------------------------------------------------ selections
     def record_selection(self, patch_id: str, sim_id: str, score: float | None) -> SelectionRecord:
@@ -422,6 +433,7 @@ class StateStore:
                 )
             except sqlite3.IntegrityError as err:
                 raise StoreError(f"sim id {sim_id!r} is already taken") from err
+            self._count_move(None, SimState.SELECTED)
             self._log("selection", patch_id, {"sim_id": sim_id, "score": score})
             return self.selection(sim_id)
 
@@ -432,6 +444,7 @@ class StateStore:
             db.execute(
                 "UPDATE selections SET state = ?, updated_at = ? WHERE sim_id = ?", (state.value, time.time(), sim_id)
             )
+            self._count_move(sel.state, state)
             data = {"from": sel.state.value, "to": state.value}
             if reason:
                 data["reason"] = reason
