@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "analysis": "mummi.analysis.bench",
     "backend": "mummi.adapters.bench",
     "replay": "mummi.workflow.bench_replay",
+    "scale": "mummi.workflow.bench_scale",
 }
 
 

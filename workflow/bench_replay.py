@@ -14,9 +14,11 @@ GPUs were busy), the state store's size, and the runs and their exit codes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import resource
 import sqlite3
+import sys
 import tempfile
 import time
 from importlib.resources import files
@@ -61,7 +63,8 @@ def replay(spec_path: Path, spec: CampaignSpec) -> dict[str, Any]:
     began = time.perf_counter()
     codes: list[int] = []
     while not codes or codes[-1] == EXIT_RESUMABLE:
-        codes.append(run_main([str(spec_path)]))
+        with contextlib.redirect_stdout(sys.stderr):  # each run's summary; stdout is for the JSON
+            codes.append(run_main([str(spec_path)]))
         if len(codes) > 1000:
             break
     wall = time.perf_counter() - began
