@@ -8,7 +8,8 @@ wall time (total and per simulated day), peak memory, its turns (count and wall
 time per turn: p50, p99, the latency of its decisions), totals (patches
 evaluated, sims selected, done, failed), GPU occupancy after ramp-up (the
 fraction of sim-GPU-hours held by a sim, from the first moment 98 % of the sim
-GPUs were busy), the state store's size, and the runs and their exit codes.
+GPUs were busy) with the idle time by cause and the GPU time lost to failed
+attempts, the state store's size, and the runs and their exit codes.
 """
 
 from __future__ import annotations
@@ -118,27 +119,59 @@ def _store_figures(db: Path) -> dict[str, Any]:
 
 
 def _occupancy(history: Path, slots: int) -> dict[str, Any]:
-    """Sim-GPU occupancy from the backend's history: busy GPU-seconds over ``slots`` GPUs after ramp-up."""
-    changes: list[tuple[float, int]] = []
+    """Sim-GPU occupancy after ramp-up from the backend's history, and where the idle GPU time went.
+
+    Ramp-up ends the first moment 98 % of the ``slots`` sim GPUs are busy. Idle GPU time after it is
+    "queued" while sims wait in the backend for room on a node (placement, an analysis still finishing)
+    and "none ready" otherwise (no set-up sim to start: setups or selection behind). "failed" is GPU time
+    held by sim attempts that ended failed or lost (their work is redone), counted inside the busy time.
+    """
+    changes: list[tuple[float, int, int]] = []  # (time, busy delta, queued delta)
+    started: dict[str, float] = {}
+    failed_s = 0.0
     with open(history, newline="") as fh:
         for row in csv.DictReader(fh):
-            if row["kind"] == "sim" and row["event"] in ("start", "end"):
-                changes.append((float(row["time_s"]), 1 if row["event"] == "start" else -1))
-    changes.sort()
+            if row["kind"] != "sim":
+                continue
+            t, event = float(row["time_s"]), row["event"]
+            if event == "submit":
+                changes.append((t, 0, 1))
+            elif event == "start":
+                changes.append((t, 1, -1))
+                started[row["job"]] = t
+            elif event == "end" and row["job"] in started:
+                changes.append((t, -1, 0))
+                if row["state"] == "failed" and row["exit_code"] != str(EXIT_RESUMABLE):
+                    failed_s += t - started[row["job"]]
+            elif event == "end":
+                changes.append((t, 0, -1))  # cancelled while queued
+    changes.sort(key=lambda c: c[0])
     if not changes:
         return {"gpu_occupancy_after_rampup": None}
-    busy, ramped_at, busy_s, last = 0, None, 0.0, 0.0
-    for t, delta in changes:
+    busy = queued = 0
+    ramped_at: float | None = None
+    busy_s = queued_s = idle_s = 0.0
+    last = changes[0][0]
+    for t, d_busy, d_queued in changes:
         if ramped_at is not None:
-            busy_s += busy * (t - last)
-        busy += delta
-        last = t
+            span = t - last
+            idle = slots - busy
+            busy_s += busy * span
+            idle_s += idle * span
+            queued_s += min(idle, queued) * span
+        busy, queued, last = busy + d_busy, queued + d_queued, t
         if ramped_at is None and busy >= 0.98 * slots:
             ramped_at = t
     end = changes[-1][0]
     if ramped_at is None or end <= ramped_at:
         return {"gpu_occupancy_after_rampup": None, "rampup_h": None}
+    total = slots * (end - ramped_at)
     return {
         "rampup_h": round(ramped_at / 3600, 2),
-        "gpu_occupancy_after_rampup": round(busy_s / (slots * (end - ramped_at)), 4),
+        "gpu_occupancy_after_rampup": round(busy_s / total, 4),
+        "idle_after_rampup": {
+            "queued_in_backend": round(queued_s / total, 4),
+            "none_ready": round((idle_s - queued_s) / total, 4),
+        },
+        "gpu_time_in_failed_attempts": round(failed_s / (slots * end), 4),
     }
