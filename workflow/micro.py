@@ -81,6 +81,8 @@ class MicroPipeline:
     # ----------------------------------------------------------------- start
     def start_selected(self, patch_of: Callable[[str], PatchInput]) -> None:
         """Write the patch input and submit the createsim of every sim in state SELECTED."""
+        if not self.counts()[SimState.SELECTED.value]:
+            return
         for sel in self.store.selections([SimState.SELECTED]):
             write_patch_input(self.cdir.sim(sel.sim_id) / simdir.PATCH_INPUT, patch_of(sel.patch_id))
             with self.store.transaction():
@@ -91,8 +93,11 @@ class MicroPipeline:
         """Start sims on free sim slots (their analyses follow in :meth:`start_analyses`)."""
         if not may_start:
             return
-        running = self.store.sim_counts()[SimState.RUNNING.value]
-        for sel in self.store.selections([SimState.READY])[: max(0, self.policy.sim_slots - running)]:
+        counts = self.counts()
+        free = self.policy.sim_slots - counts[SimState.RUNNING.value]
+        if free <= 0 or not counts[SimState.READY.value]:
+            return
+        for sel in self.store.selections([SimState.READY], limit=free):
             with self.store.transaction():
                 self._submit(SIM, sel.sim_id)
                 self.store.set_sim_state(sel.sim_id, SimState.RUNNING)

@@ -457,13 +457,14 @@ class StateStore:
             raise StoreError(f"no simulation with id {sim_id!r}")
         return _selection_record(row)
 
-    def selections(self, states: Sequence[SimState] | None = None) -> list[SelectionRecord]:
+    def selections(self, states: Sequence[SimState] | None = None, limit: int = -1) -> list[SelectionRecord]:
+        """Selections (in ``states``), oldest first; at most ``limit`` of them (-1: all)."""
         if states is None:
-            rows = self._db.execute("SELECT * FROM selections ORDER BY seq")
+            rows = self._db.execute("SELECT * FROM selections ORDER BY seq LIMIT ?", (limit,))
         else:
             rows = self._db.execute(
-                f"SELECT * FROM selections WHERE state IN ({','.join('?' * len(states))}) ORDER BY seq",
-                [s.value for s in states],
+                f"SELECT * FROM selections WHERE state IN ({','.join('?' * len(states))}) ORDER BY seq LIMIT ?",
+                [*(s.value for s in states), limit],
             )
         return [_selection_record(r) for r in rows]
 
