@@ -315,7 +315,11 @@ class SimulatedBackend(Backend):
         if u < s.hang_rate:
             return math.inf, False
         if job.kind == JobKind.SIM.value:
-            work = self._world.remaining_s.get(job.key, 86400.0 * self.sim.length_ns / s.sim_ns_per_day)
+            work = self._world.remaining_s.get(job.key, -1.0)
+            if work < 0:  # its first start: its whole length, at this sim's own speed
+                days = self.sim.length_ns / s.sim_ns_per_day
+                work = self._draw(DurationModel(mean_min=1440.0 * days, spread=s.sim_speed_spread))
+                self._world.remaining_s[job.key] = work
         elif job.kind == JobKind.ANALYSIS.value:
             work = 60.0 * s.analysis_lag_min
         else:

@@ -179,6 +179,9 @@ class SimulatedSettings(Settings):
     sim_ns_per_day: PositiveFloat = Field(
         1020.0, description="Engine speed: a sim of sim.length_ns runs length / speed days (ddcMD: 1.02 µs/day)."
     )
+    sim_speed_spread: NonNegativeFloat = Field(
+        0.0, description="Relative spread of the engine speed from sim to sim (lognormal, drawn once per sim)."
+    )
     analysis_lag_min: NonNegativeFloat = Field(
         1.0, description="An analysis ends this long after its sim (it follows the sim's frames)."
     )
