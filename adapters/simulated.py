@@ -18,7 +18,8 @@ with exit 75 for a sim stopped at its walltime or cancelled), so the
 coordinator's code path is the real one.
 
 Time is the backend's: :meth:`now` is virtual, and :meth:`wait` advances it to
-the next event (a job ending, a node lost), at most ``tick_s`` ahead, instead of
+the next event (a job ending, a node lost), at most ``tick_s`` ahead and at least
+``poll_s`` (the poll interval a real coordinator would have), instead of
 sleeping. The allocation lasts ``allocation_min`` of virtual time. Everything
 random comes from one generator seeded with the campaign's seed, and events at
 the same instant are handled in the order they were made: the same spec gives
@@ -211,10 +212,12 @@ class SimulatedBackend(Backend):
         return self._world.now
 
     def wait(self, seconds: float) -> None:
-        """Advance the clock to the next event (at most ``tick_s`` ahead, never past the allocation's end)."""
-        target = self._world.now + self.settings.tick_s
+        """Advance the clock to the next event (at least ``poll_s``, at most ``tick_s`` ahead; never past the end)."""
+        now, s = self._world.now, self.settings
+        target = now + s.tick_s
         if self._events:
             target = min(target, self._events[0][0])
+        target = max(target, now + s.poll_s)
         if self._alloc_end is not None:
             target = min(target, max(self._alloc_end, self._world.now))
         self._world.now = max(self._world.now, target)

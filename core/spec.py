@@ -201,6 +201,13 @@ class SimulatedSettings(Settings):
     tick_s: PositiveFloat = Field(
         60.0, description="The longest virtual time between two coordinator turns when no job ends sooner."
     )
+    poll_s: NonNegativeFloat = Field(
+        0.0,
+        description=(
+            "The coordinator's poll interval in virtual time: a turn handles every event of the next poll_s "
+            "together, as a real coordinator polling that often would (0: a turn per event instant)."
+        ),
+    )
     kill_grace_s: NonNegativeFloat = Field(30.0, description="From SIGTERM at the walltime to the kill.")
 
 

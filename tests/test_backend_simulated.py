@@ -118,3 +118,12 @@ def test_the_same_seed_gives_the_same_history_and_the_world_outlives_an_allocati
     assert {s for _, _, s in first} >= {"done", "failed"}
     later = backend(tmp_path / "a", nodes=3, gpus=2, seed=7, allocation_min=600)
     assert later.now() == first[-1][0] and later.time_left_s() == 600 * 60  # the next allocation starts then
+
+
+def test_with_a_poll_interval_one_wait_takes_in_every_event_within_it(tmp_path: Path) -> None:
+    b = backend(tmp_path, poll_s=600.0, createsim={"mean_min": 91.0}, train={"mean_min": 93.0})
+    ids = b.submit([job(tmp_path, JobKind.CREATESIM, "s1"), job(tmp_path, JobKind.TRAIN, "t")])  # end 2 min apart
+    while all(s.state is JobState.RUNNING for s in b.status(ids).values()):
+        b.wait(1.0)
+    assert all(s.state is JobState.DONE for s in b.status(ids).values())  # both in one turn
+    assert b.now() == 6000.0  # the first poll after both ends (5460 s, 5580 s)
