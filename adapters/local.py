@@ -74,11 +74,14 @@ class _LocalJob:
     """Epoch seconds (not monotonic: a re-attached coordinator reads it too)."""
     stop_sent_at: float | None = None
     """When it was asked to stop (walltime, cancel); killed ``kill_grace_s`` later if still running."""
+    term_sent: bool = False
     kill_sent: bool = False
     hosts: list[str] = field(default_factory=list)
 
 
 _CANCELLED, _WALLTIME = "cancelled", "walltime"
+_SETTLE_S = 0.5
+"""A job is signalled once it has run this long (its runner has started its command by then)."""
 _RUNNER = Path(__file__).with_name("job_runner.sh")
 
 
@@ -144,7 +147,6 @@ class LocalBackend(Backend):
         return result
 
     def cancel(self, ids: Sequence[str]) -> None:
-        running = []
         for job_id in ids:
             rec = self._jobs.get(job_id)
             if rec is None or rec.state.terminal:
@@ -155,9 +157,7 @@ class LocalBackend(Backend):
             else:
                 rec.reason, rec.stop_sent_at = _CANCELLED, time.time()
                 self._save(rec)
-                running.append(rec)
-        if running:
-            self._stop(running)
+        self._enforce_stops()
 
     def time_left_s(self) -> float | None:
         if self.walltime_s is None:
@@ -304,9 +304,14 @@ class LocalBackend(Backend):
                     log.warning("%s (%s) reached its walltime of %.4g min; stopping it", rec.id, rec.name,
                                 rec.walltime_s / 60)  # fmt: skip
                     rec.reason, rec.stop_sent_at = _WALLTIME, now
-                    self._save(rec)
-                    to_stop.append(rec)
-            elif rec.stop_sent_at is not None and not rec.kill_sent and now - rec.stop_sent_at >= self.kill_grace_s:
+            if rec.stop_sent_at is None:
+                continue
+            # A SIGTERM in a job's first instants could reach the runner before its command exists, and be lost.
+            if not rec.term_sent and now - (rec.started_at or 0.0) >= _SETTLE_S:
+                rec.term_sent = True
+                self._save(rec)
+                to_stop.append(rec)
+            elif not rec.kill_sent and now - rec.stop_sent_at >= self.kill_grace_s:
                 rec.kill_sent = True
                 to_kill.append(rec)
         if to_stop:
