@@ -205,9 +205,6 @@ class SimulatedBackend(Backend):
     def time_left_s(self) -> float | None:
         return None if self._alloc_end is None else max(0.0, self._alloc_end - self._world.now)
 
-    def reattach(self, ids: Sequence[str]) -> dict[str, JobStatus]:
-        return self.status(ids)
-
     def now(self) -> float:
         return self._world.now
 
