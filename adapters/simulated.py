@@ -14,8 +14,10 @@ SIGTERM, then the kill after ``kill_grace_s``), or vanish with their node
 (``node_mtbf_h``, reported ``lost``; a sim keeps the work up to its last
 checkpoint; the node is back ``node_repair_min`` later). A job of the
 micro scale leaves the status record the real one would (``done``; ``incomplete``
-with exit 75 for a sim stopped at its walltime or cancelled), so the
-coordinator's code path is the real one.
+with exit 75 for a sim stopped at its walltime or cancelled), and an analysis
+that follows its sim to the end leaves RDF counts drawn from the replay's hidden
+truth (:mod:`mummi.analysis.synthetic_rdf`), so the coordinator's code path,
+feedback included, is the real one.
 
 Time is the backend's: :meth:`now` is virtual, and :meth:`wait` advances it to
 the next event (a job ending, a node lost), at most ``tick_s`` ahead and at least
@@ -45,6 +47,8 @@ from typing import Any
 import numpy as np
 
 from mummi.adapters.backend import Backend, BackendError, JobSpec, JobStatus
+from mummi.analysis.rdf import bin_edges
+from mummi.analysis.synthetic_rdf import HiddenProfiles
 from mummi.core import simdir
 from mummi.core.atomic import atomic_write_text
 from mummi.core.exit_codes import EXIT_RESUMABLE
@@ -112,11 +116,15 @@ class SimulatedBackend(Backend):
             1, sim.tasks * sim.gpus_per_task
         )
         return cls(layout.logs / "simulated-backend", nodes=r.nodes, cores=r.cores_per_node, gpus=r.gpus_per_node,
-                   settings=r.simulated, seed=spec.campaign.seed, sim=spec.sim, cores_per_gpu=per_gpu)  # fmt: skip
+                   settings=r.simulated, seed=spec.campaign.seed, sim=spec.sim, cores_per_gpu=per_gpu,
+                   rdf_edges=bin_edges(spec.analysis.bin_nm, spec.analysis.r_max_nm))  # fmt: skip
 
     def __init__(self, state_dir: str | Path, *, nodes: int, cores: int, gpus: int, settings: SimulatedSettings,
-                 seed: int = 0, sim: SimSettings | None = None, cores_per_gpu: int = 0) -> None:  # fmt: skip
+                 seed: int = 0, sim: SimSettings | None = None, cores_per_gpu: int = 0,
+                 rdf_edges: np.ndarray | None = None) -> None:  # fmt: skip
         self.state_dir = Path(state_dir)
+        self.truth = HiddenProfiles(seed)
+        self.rdf_edges = bin_edges(0.1, 8.0) if rdf_edges is None else rdf_edges
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.settings, self.sim = settings, sim or SimSettings()
         self.names = [f"node{i:05d}" for i in range(nodes)]
@@ -407,7 +415,10 @@ class SimulatedBackend(Backend):
         if kind is JobKind.SIM:
             self._world.remaining_s.pop(job.key, None)
             simdir.write_status(job.key, kind, Outcome.DONE, durable=False)
-        elif kind is JobKind.CREATESIM or (kind is JobKind.ANALYSIS and simdir.is_done(job.key, JobKind.SIM)):
+        elif kind is JobKind.ANALYSIS and simdir.is_done(job.key, JobKind.SIM):
+            self.truth.counts(self._rng, self.rdf_edges).save(Path(job.key) / simdir.RDF_COUNTS, durable=False)
+            simdir.write_status(job.key, kind, Outcome.DONE, durable=False)
+        elif kind is JobKind.CREATESIM:
             simdir.write_status(job.key, kind, Outcome.DONE, durable=False)
         self._end(job, JobState.DONE, None, 0)
 

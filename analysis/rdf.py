@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mummi.core.atomic import atomic_savez
+from mummi.core.atomic import atomic_savez, atomic_savez_unsynced
 from mummi.core.lipids import CHANNEL_NAMES, N_CHANNELS
 
 
@@ -80,8 +80,8 @@ class RDFCounts:
     def gr(self) -> np.ndarray:
         return gr_from_counts(self.counts, self.edges_nm, self.pair_density)
 
-    def save(self, path: str | Path) -> Path:
-        return atomic_savez(
+    def save(self, path: str | Path, *, durable: bool = True) -> Path:
+        return (atomic_savez if durable else atomic_savez_unsynced)(
             path,
             counts=self.counts,
             pair_density=self.pair_density,

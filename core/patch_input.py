@@ -9,12 +9,13 @@ written.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mummi.core.atomic import atomic_savez
+from mummi.core.atomic import atomic_savez_unsynced
 from mummi.core.lipids import N_CHANNELS
 
 #: Cells per edge of a coarse patch (5 x 5 cells of 14 channels).
@@ -53,8 +54,12 @@ class PatchInput:
 
 
 def write_patch_input(path: str | Path, patch: PatchInput) -> Path:
-    """Write the createsim input of one patch atomically (the coordinator calls this)."""
-    return atomic_savez(
+    """Write the createsim input of one patch atomically (the coordinator calls this).
+
+    Not fsynced: it is derived from the patch, and written again when a createsim finds it unreadable
+    (a crash of the machine lost it).
+    """
+    return atomic_savez_unsynced(
         path,
         patch_id=np.array(patch.patch_id),
         coarse=patch.coarse,
@@ -62,6 +67,14 @@ def write_patch_input(path: str | Path, patch: PatchInput) -> Path:
         constellation_states=patch.states,
         central_state=patch.central_state,
     )
+
+
+def patch_input_readable(path: str | Path) -> bool:
+    try:
+        read_patch_input(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return False
+    return True
 
 
 def read_patch_input(path: str | Path) -> PatchInput:

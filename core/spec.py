@@ -165,6 +165,7 @@ class SyntheticPatchSettings(Settings):
     )
     total: PositiveInt = Field(2_061_900, description="Patches over the whole campaign; none arrive after.")
     spread: PositiveFloat = Field(1.0, description="Spread of a frame's latents around the drifting centre.")
+    jump: NonNegativeFloat = Field(2.0, description="Size of the centre's jump after each feedback round.")
     macro_ns_per_min: PositiveFloat = Field(
         8.0, description="Macro time per minute of campaign time (the DDFT model's 11.5 µs/day)."
     )
@@ -483,6 +484,7 @@ class FeedbackSettings(Settings):
         0.5, description="Fraction of the Boltzmann-inversion correction applied per round."
     )
     min_sims: PositiveInt = 4
+    start_h: NonNegativeFloat = Field(0.0, description="No round before this much campaign time (hours).")
     use_weights: bool = Field(True, description="Weight each sim's counts by its DynIm weight.")
     shell_nm: PositiveFloat | None = Field(
         None,

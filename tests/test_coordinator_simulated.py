@@ -7,6 +7,7 @@ reads back the backend's history (``history.csv``) and the store.
 from __future__ import annotations
 
 import csv
+import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -20,7 +21,8 @@ from mummi.workflow.cli import run_main
 DAY = 86400.0
 
 
-def spec(tmp_path: Path, *, stop: dict[str, Any] | None = None, buffer: int = 4, **simulated: Any) -> Path:
+def spec(tmp_path: Path, *, stop: dict[str, Any] | None = None, buffer: int = 4,
+         feedback: dict[str, Any] | None = None, **simulated: Any) -> Path:  # fmt: skip
     data = {
         "campaign": {"name": "replay", "workdir": "run", "seed": 3, "stop": stop or {"max_sims": 40}},
         "resources": {
@@ -34,7 +36,7 @@ def spec(tmp_path: Path, *, stop: dict[str, Any] | None = None, buffer: int = 4,
         "sim": {"engine": "mock", "length_ns": 510.0,  # half a day at 1.02 µs/day
                 "resources": {"gpus_per_task": 1, "walltime_min": 1440}},
         "analysis": {"resources": {"cores_per_task": 2, "walltime_min": 2 * 1440}},
-        "feedback": {"enabled": False},
+        "feedback": feedback or {"enabled": False},
     }  # fmt: skip
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "replay.yaml"
@@ -141,3 +143,40 @@ def test_the_replay_benchmark_reports_what_the_store_and_history_hold(tmp_path: 
     assert abs(figures["gpu_occupancy_after_rampup"] + idle["queued_in_backend"] + idle["none_ready"] - 1) < 1e-3
     assert 0 < figures["gpu_time_in_failed_attempts"] < 0.2
     assert figures["turns"] > 0 and figures["turn_wall_ms"]["p50_worst_run"] <= figures["turn_wall_ms"]["max"]
+
+
+def test_feedback_rounds_heal_the_macro_models_mismatch_with_the_hidden_truth(tmp_path: Path) -> None:
+    feedback = {"interval_sims": 10, "min_sims": 5, "start_h": 12.0, "damping": 0.5}
+    assert run_main([str(spec(tmp_path, stop={"max_sims": None, "wall_time_h": 96.0}, feedback=feedback))]) == EXIT_OK
+    con = sqlite3.connect(tmp_path / "run" / "campaign.db")
+    rounds = con.execute("SELECT round, details, n_sims, parameter_version, distance FROM feedback_rounds"
+                         " ORDER BY round").fetchall()  # fmt: skip
+    done = [r[0] for r in con.execute("SELECT sim_id FROM selections WHERE state = 'done'")]
+    con.close()
+    assert len(rounds) >= 5
+    assert json.loads(rounds[0][1])["campaign_time_s"] >= 12 * 3600  # feedback.start_h
+    assert [r[3] for r in rounds] == list(range(2, len(rounds) + 2)), "parameter versions not contiguous"
+    assert all(b[2] >= a[2] + 10 for a, b in zip(rounds, rounds[1:]))
+    distances = [r[4] for r in rounds]
+    assert distances[-1] < 0.5 * distances[0], distances
+    table = (tmp_path / "run" / "feedback" / "rdf-table" / "sims.txt").read_text().split()
+    assert set(table) <= set(done) and len(table) >= len(done) - 16  # all but those whose analysis was finishing
+
+
+def test_split_into_allocations_the_campaign_makes_the_same_selections_and_totals(tmp_path: Path) -> None:
+    figures = {}
+    for name, split in (("whole", {}), ("split", {"allocation_min": 720.0})):
+        path = spec(tmp_path / name, stop={"max_sims": None, "wall_time_h": 72.0},
+                    patches={"per_frame": 20, "total": 1_000_000}, **split)  # fmt: skip
+        codes = [run_main([str(path)])]
+        while codes[-1] == EXIT_RESUMABLE and len(codes) < 20:
+            codes.append(run_main([str(path)]))
+        assert codes[-1] == EXIT_OK and (len(codes) >= 6 if split else len(codes) == 1), codes
+        con = sqlite3.connect(tmp_path / name / "run" / "campaign.db")
+        figures[name] = (
+            con.execute("SELECT COUNT(*) FROM patches").fetchone()[0],
+            con.execute("SELECT state, COUNT(*) FROM selections GROUP BY state ORDER BY state").fetchall(),
+            [r[0] for r in con.execute("SELECT patch_id FROM selections ORDER BY seq")],
+        )
+        con.close()
+    assert figures["split"] == figures["whole"]

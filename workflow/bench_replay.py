@@ -5,7 +5,10 @@ Runs ``mummi-run`` (in this process) on ``--spec`` (default: the packaged
 or split into allocations of ``--allocation-h`` hours, each run ending with exit
 75 and resumed by the next, as on the real machine. Reported: the coordinator's
 wall time (total and per simulated day), peak memory, its turns (count and wall
-time per turn: p50, p99, the latency of its decisions), totals (patches
+time per turn: p50, p99), the latency of its decisions (the wall time a GPU freed
+by a sim waits on the coordinator's turn: p50, p99 over every freed GPU), the
+feedback rounds (count, distance first and last, wall time of the slowest at full
+size), totals (patches
 evaluated, sims selected, done, failed), GPU occupancy after ramp-up (the
 fraction of sim-GPU-hours held by a sim, from the first moment 98 % of the sim
 GPUs were busy) with the idle time by cause and the GPU time lost to failed
@@ -98,10 +101,13 @@ def _store_figures(db: Path) -> dict[str, Any]:
         by_state = dict(con.execute("SELECT state, COUNT(*) FROM selections GROUP BY state").fetchall())
         events = con.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         row = con.execute("SELECT value FROM meta WHERE key = 'turn_wall_s'").fetchone()
+        rounds = con.execute("SELECT distance, details FROM feedback_rounds WHERE finished_at IS NOT NULL"
+                             " ORDER BY round").fetchall()  # fmt: skip
     finally:
         con.close()
     runs = json.loads(row[0]) if row else []
     turns = sum(r["turns"] for r in runs)
+    details = [json.loads(d) for _, d in rounds]
     return {
         "patches_evaluated": patches,
         "sims_selected": sum(by_state.values()),
@@ -115,7 +121,23 @@ def _store_figures(db: Path) -> dict[str, Any]:
             "p99_worst_run": round(1000 * max((r["p99"] for r in runs), default=0.0), 3),
             "max": round(1000 * max((r["max"] for r in runs), default=0.0), 3),
         },
+        "decision_latency_ms": {
+            "gpus_freed": sum(r.get("gpus_freed", 0) for r in runs),
+            "p50_worst_run": _ms(max((r.get("decision_p50") or 0.0 for r in runs), default=None)),
+            "p99_worst_run": _ms(max((r.get("decision_p99") or 0.0 for r in runs), default=None)),
+        },
+        "feedback": {
+            "rounds": len(rounds),
+            "first_round_day": round(details[0]["campaign_time_s"] / 86400, 2) if details else None,
+            "distance_first_last": [rounds[0][0], rounds[-1][0]] if rounds else None,
+            "sims_in_last_round": details[-1].get("sims_with_counts") if details else None,
+            "round_wall_s_max": round(max(d.get("wall_s", 0.0) for d in details), 3) if details else None,
+        },
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(1000 * seconds, 3)
 
 
 def _occupancy(history: Path, slots: int) -> dict[str, Any]:

@@ -62,6 +62,9 @@ class Coordinator:
         self._last_checkpoint = self.backend.now()
         self._stop_signal: str | None = None
         self._turn_wall_s: list[float] = []
+        self._sims_ended = 0
+        self._decisions: list[tuple[float, int]] = []
+        """(wall time of a turn, sims whose end it handled): how long a freed GPU waited on the coordinator."""
         self.progress = Progress(cdir.root, self.policy.sim_slots)
 
     # ------------------------------------------------------------------ run
@@ -72,9 +75,12 @@ class Coordinator:
         self.micro.recover()
         try:
             while True:
-                began = time.perf_counter()
+                began, self._sims_ended = time.perf_counter(), 0
                 reason = self._turn()
-                self._turn_wall_s.append(time.perf_counter() - began)
+                spent = time.perf_counter() - began
+                self._turn_wall_s.append(spent)
+                if self._sims_ended:
+                    self._decisions.append((spent, self._sims_ended))
                 self.progress.update(self.ingest.sampler if self.ingest else None)
                 if reason is not None:
                     return self._finish(reason)
@@ -84,10 +90,15 @@ class Coordinator:
             self._save_wall_time()
 
     def _turn(self) -> str | None:
-        """One turn: poll every job, act; the jobs it made due go to the backend in one call at its end."""
-        for done in self.runner.poll():
-            self._on_finished(done)
-        self.micro.start_analyses()  # also in a last turn: a finished sim's analysis still runs
+        """One turn: poll every job, act; the jobs it made due go to the backend in one call at its end.
+
+        What the turn records commits in few transactions, each before anything it records is acted on
+        (handed to the backend, or reflected in a sampler checkpoint or a parameter version).
+        """
+        with self.store.transaction():
+            for done in self.runner.poll():
+                self._on_finished(done)
+            self.micro.start_analyses()  # also in a last turn: a finished sim's analysis still runs
         reason = self._act()
         self.runner.flush()
         return reason
@@ -102,14 +113,15 @@ class Coordinator:
         if stages is None:
             return None
         ingest, feedback = stages
-        self._ensure_macro()
-        for name in ingest.new_frames():
-            ingest.ingest(name)
         winding_down = self._near_end()
-        if not winding_down:
-            self._select(ingest)
-            self.micro.start_selected(ingest.patch_input)
-        self.micro.start_ready(may_start=not winding_down)
+        with self.store.transaction():
+            self._ensure_macro()
+            for name in ingest.new_frames():
+                ingest.ingest(name)
+            if not winding_down:
+                self._select(ingest)
+                self.micro.start_selected(ingest.patch_input)
+            self.micro.start_ready(may_start=not winding_down)
         feedback.maybe_run()
         self._maybe_checkpoint(ingest)
         return "allocation ending" if winding_down else None
@@ -122,7 +134,7 @@ class Coordinator:
             if source is None:
                 return None
             self.ingest = Ingest(self.spec, self.cdir, self.store, source)
-            self.feedback = FeedbackStage(self.spec, self.cdir, self.store, self.ingest, clock=self.backend.now)
+            self.feedback = FeedbackStage(self.spec, self.cdir, self.store, self.ingest, clock=self._wall_s)
         return self.ingest, self.feedback
 
     def _patch_source(self) -> PatchSource | None:
@@ -132,12 +144,12 @@ class Coordinator:
             if start is None:
                 start = self.backend.now()
                 self.store.set_meta("synthetic_start_s", start)
-            return SyntheticPatches(self.spec, self.backend.now, float(start))
+            return SyntheticPatches(self.spec, self.cdir, self.backend.now, float(start))
         model = pretrain.encoder_dir(self.spec, self.cdir)
         if not pretrain.model_exists(model):
             pretrain.advance(self.spec, self.cdir, self.runner)
             return None
-        return MacroPatches(self.cdir, pretrain.load_encoder(model))
+        return MacroPatches(self.spec, self.cdir, pretrain.load_encoder(model))
 
     def _ensure_macro(self) -> None:
         if self.runner.has_active(JobKind.MACRO, JobKind.MACRO.value):
@@ -170,8 +182,11 @@ class Coordinator:
     # ------------------------------------------------------------- finished
     def _on_finished(self, done: Finished) -> None:
         kind = done.job.kind
+        self._sims_ended += kind is JobKind.SIM
         if kind in SIM_STAGES:
             self.micro.on_finished(done)
+            if kind is JobKind.ANALYSIS and done.status.state is JobState.DONE and self.feedback is not None:
+                self.feedback.on_analysis_done(done.job.subject or "")
         elif done.status.state is JobState.FAILED:  # the macro model, the pre-campaign or the training
             if not self.runner.retry(done.job, self.spec.createsim.retry, count_failure=not done.status.lost):
                 self._stop_signal = f"{kind.value} job failed; log: {done.job.log_path}"
@@ -257,13 +272,21 @@ class Coordinator:
         self._wall_before, self._started = self._wall_s(), self.backend.now()
 
     def _save_turn_costs(self) -> None:
-        """The coordinator's own wall time per turn in this run (the latency of its decisions), kept per run."""
+        """The coordinator's own wall time per turn in this run, and per freed GPU (the latency of its decisions).
+
+        A sim's end is seen by a turn, which starts the next sim on the freed GPU before it ends: the GPU waits
+        on the coordinator for that turn's wall time (plus the poll interval, which is the backend's).
+        """
         turns = sorted(self._turn_wall_s)
         if not turns:
             return
+        decisions = sorted(self._decisions)
         runs = list(self.store.get_meta("turn_wall_s", []))
         runs.append({"turns": len(turns), "total": sum(turns), "p50": turns[len(turns) // 2],
-                     "p99": turns[min(len(turns) - 1, int(0.99 * len(turns)))], "max": turns[-1]})  # fmt: skip
+                     "p99": _percentile(turns, 0.99), "max": turns[-1],
+                     "gpus_freed": sum(n for _, n in decisions),
+                     "decision_p50": _weighted_percentile(decisions, 0.5),
+                     "decision_p99": _weighted_percentile(decisions, 0.99)})  # fmt: skip
         self.store.set_meta("turn_wall_s", runs)
 
     def _install_signal_handlers(self) -> None:
@@ -272,6 +295,21 @@ class Coordinator:
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _weighted_percentile(ordered: list[tuple[float, int]], q: float) -> float | None:
+    """The ``q`` quantile of values each counted ``n`` times; ``ordered`` by value."""
+    total = sum(n for _, n in ordered)
+    seen = 0
+    for value, n in ordered:
+        seen += n
+        if seen > q * total:
+            return value
+    return None
 
 
 def run_campaign(spec: CampaignSpec, cdir: CampaignLayout, store: StateStore) -> int:

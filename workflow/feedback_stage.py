@@ -1,9 +1,11 @@
 """The feedback round as the coordinator runs it: gather counts, weight, invert, write parameters, record.
 
-A round runs once ``feedback.interval_sims`` more sims have analysis counts than
-at the last round (or ``interval_s`` has passed), provided the macro model has
-written frames with the latest parameter version, so that each round measures the
-effect of the one before. Each round's tables go to ``feedback/round-NNN.npz``;
+A round runs once ``feedback.interval_sims`` more sims have run than at the last
+round (or ``interval_s`` has passed; none before ``start_h``), provided the macro
+model has written frames with the latest parameter version, so that each round
+measures the effect of the one before. It uses every sim's counts: the final
+counts of finished analyses from one table, the latest counts of the others from
+their files. Each round's tables go to ``feedback/round-NNN.npz``;
 the plot of the macro model's g(r) against the MD g(r), first round vs latest
 (like the paper's Fig. 5), and the distance per round go to
 ``feedback/feedback.png``.
@@ -12,34 +14,43 @@ the plot of the macro model's g(r) against the MD g(r), first round vs latest
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from mummi.analysis.feedback import correction_on, gr_distance, gr_rms, ibi_correction, rebin, weighted_gr
+from mummi.analysis.feedback import correction_on, gr_distance, gr_rms, ibi_correction
 from mummi.analysis.feedback_plot import plot_feedback
-from mummi.analysis.rdf import RDFCounts
+from mummi.analysis.rdf import RDFCounts, bin_edges
+from mummi.analysis.rdf_table import RdfShells, RdfTable
 from mummi.core import simdir
 from mummi.core.atomic import atomic_savez
 from mummi.core.layout import CampaignLayout
+from mummi.core.lipids import N_CHANNELS
 from mummi.core.spec import CampaignSpec
-from mummi.core.states import SimState
+from mummi.core.states import JobKind, SimState
 from mummi.workflow import macro_link
 from mummi.workflow.ingest import Ingest
 from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
 
+_RETRY_S = 60.0
+"""A round that was due but found too few sims with counts is tried again this much later."""
+
 
 class FeedbackStage:
     """Feedback rounds: when one is due, the weighted MD g(r) against the macro model's, a new parameter version.
 
-    Owns the feedback rounds in the store and the ``feedback/`` folder. It reads the
-    sims' RDF counts and the sampler's weights, and writes parameter versions the
-    macro model picks up at its next reload point; it never talks to the macro job
-    or any other job, and never changes a sim's state.
+    Owns the feedback rounds in the store, the ``feedback/`` folder and the table of
+    finished sims' RDF counts (:class:`~mummi.analysis.rdf_table.RdfTable`, fed by
+    :meth:`on_analysis_done`), so that a round at full size reads the files of the
+    running sims only. It reads the sampler's weights, and writes parameter versions
+    the macro model picks up at its next reload point; it never talks to the macro
+    job or any other job, and never changes a sim's state. ``clock`` is campaign time
+    in seconds (it continues across allocations).
     """
 
     def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, ingest: Ingest,
@@ -47,48 +58,77 @@ class FeedbackStage:
         self.spec, self.cdir, self.store, self.ingest = spec, cdir, store, ingest
         self._clock = clock
         self._last_time = clock()
+        self._last_try = -math.inf
+        self.shells = RdfShells(bin_edges(spec.analysis.bin_nm, spec.analysis.r_max_nm),
+                                macro_link.comparison_edges(spec))  # fmt: skip
+        self.table = RdfTable(cdir.feedback / "rdf-table", self.shells, N_CHANNELS)
         abandoned = store.abandon_open_feedback_round()
         if abandoned is not None:
             # The round runs again from the start, on the latest parameter version.
             log.warning("feedback round %d was cut short by a restart; it runs again when due", abandoned)
+        if spec.feedback.enabled:
+            for sel in store.selections([SimState.DONE]):  # finished while no coordinator ran, or cut short
+                if sel.sim_id not in self.table and simdir.is_done(cdir.sim(sel.sim_id), JobKind.ANALYSIS):
+                    self.on_analysis_done(sel.sim_id)
 
-    def _sims_with_counts(self) -> list[tuple[str, str, Path]]:
-        found = []
-        for sel in self.store.selections([SimState.RUNNING, SimState.DONE]):
-            path = self.cdir.sim(sel.sim_id) / simdir.RDF_COUNTS
-            if path.is_file():
-                found.append((sel.sim_id, sel.patch_id, path))
-        return found
+    def on_analysis_done(self, sim_id: str) -> None:
+        """A sim's analysis has finished: its final counts join the table."""
+        path = self.cdir.sim(sim_id) / simdir.RDF_COUNTS
+        if self.spec.feedback.enabled and path.is_file():
+            self.table.add(sim_id, RDFCounts.load(path))
 
     def maybe_run(self) -> None:
+        """Run a round when one is due (``interval_sims`` more sims have run, or ``interval_s`` has passed)."""
         fb = self.spec.feedback
-        if not fb.enabled:
+        now = self._clock()
+        if not fb.enabled or now < 3600 * fb.start_h or now - self._last_try < _RETRY_S:
             return
-        sims = self._sims_with_counts()
+        counts = self.store.sim_counts()
+        have_run = counts[SimState.RUNNING.value] + counts[SimState.DONE.value]
         rounds = self.store.feedback_rounds()
         last_n = rounds[-1].n_sims if rounds else 0
-        due = len(sims) >= max(fb.min_sims, last_n + fb.interval_sims)
-        if fb.interval_s is not None and len(sims) >= fb.min_sims and self._clock() - self._last_time >= fb.interval_s:
+        due = have_run >= max(fb.min_sims, last_n + fb.interval_sims)
+        if fb.interval_s is not None and have_run >= fb.min_sims and now - self._last_time >= fb.interval_s:
             due = True
         if not due:
             return
         version = macro_link.latest_version(self.cdir)
-        g_macro = None if version is None else macro_link.macro_gr(self.spec, self.cdir, version)
+        g_macro = None if version is None else self.ingest.source.macro_gr(version)
         if version is None or g_macro is None:
             return  # no frame has used the latest parameters yet
-        self._run_round(sims, version, g_macro)
-        self._last_time = self._clock()
+        began = time.perf_counter()
+        sims, rows = self._counts()
+        if len(sims) < fb.min_sims:
+            self._last_try = now
+            return
+        self._run_round(have_run, sims, rows, version, g_macro, began)
+        self._last_time = now
 
-    def _run_round(self, sims: list[tuple[str, str, Path]], version: int, g_macro: np.ndarray) -> None:
+    def _counts(self) -> tuple[list[str], np.ndarray]:
+        """Patches and rows of every sim with counts: the table's, then the latest of those still analysed."""
+        patch_of = {}
+        partial_sims, partial_rows = [], []
+        for sel in self.store.selections([SimState.RUNNING, SimState.DONE]):
+            patch_of[sel.sim_id] = sel.patch_id
+            if sel.sim_id in self.table:
+                continue
+            path = self.cdir.sim(sel.sim_id) / simdir.RDF_COUNTS
+            row = self.shells.row(RDFCounts.load(path)) if path.is_file() else None
+            if row is not None:
+                partial_sims.append(sel.sim_id)
+                partial_rows.append(row)
+        rows = np.concatenate([self.table.rows(), np.reshape(partial_rows, (-1, self.table.width))])
+        return [patch_of.get(s, "") for s in [*self.table.sim_ids, *partial_sims]], rows
+
+    def _run_round(self, have_run: int, patches: list[str], rows: np.ndarray, version: int, g_macro: np.ndarray,
+                   began: float) -> None:  # fmt: skip
         fb = self.spec.feedback
-        edges = macro_link.comparison_edges(self.spec)
-        r_nm = 0.5 * (edges[1:] + edges[:-1])
+        r_nm = 0.5 * (self.shells.edges[1:] + self.shells.edges[:-1])
         weights = self.ingest.sampler.weights() if fb.use_weights else {}
-        md = weighted_gr((RDFCounts.load(path), weights.get(patch_id, 1.0)) for _, patch_id, path in sims)
-        g_md = rebin(md, r_nm)
+        g_md = self.shells.gr(rows, np.array([weights.get(p, 1.0) for p in patches]))
         channels = macro_link.feedback_channels(self.spec)
         distance = gr_distance(g_macro, g_md, r_nm, channels)
-        round_no = self.store.start_feedback_round(len(sims))
+        round_no = self.store.start_feedback_round(have_run)
         params = macro_link.load(self.cdir, version)
         step = np.zeros_like(g_macro)
         step[channels] = ibi_correction(g_macro[channels], g_md[channels], self.spec.macro.temperature_K, fb.damping)
@@ -110,13 +150,15 @@ class FeedbackStage:
             new_version,
             distance,
             from_version=version,
-            sims=[s for s, _, _ in sims],
+            sims_with_counts=len(patches),
+            campaign_time_s=self._clock(),
+            wall_s=time.perf_counter() - began,
             g_rms=gr_rms(g_macro, g_md, r_nm, channels),
         )
         log.info(
             "feedback round %d: %d sims, g(r) distance %.4f kT at parameter version %d -> version %d",
             round_no,
-            len(sims),
+            len(patches),
             distance,
             version,
             new_version,

@@ -81,7 +81,7 @@ class JobRunner:
         with self.store.transaction():
             for job, backend_id in zip(due, backend_ids):
                 self._not_before.pop(job.id, None)
-                self._keep(self.store.set_job_state(job.id, JobState.SUBMITTED, backend_id=backend_id))
+                self._keep(self.store.set_job_state(job.id, JobState.SUBMITTED, backend_id=backend_id, current=job))
 
     # --------------------------------------------------------------- poll
     def poll(self) -> list[Finished]:
@@ -126,10 +126,10 @@ class JobRunner:
             if status.state is job.state:
                 continue
             if status.state is JobState.RUNNING and job.state is JobState.SUBMITTED:
-                self._keep(self.store.set_job_state(job.id, JobState.RUNNING))
+                self._keep(self.store.set_job_state(job.id, JobState.RUNNING, current=job))
             elif status.state.terminal:
                 record = self.store.set_job_state(
-                    job.id, status.state, exit_code=status.exit_code, reason=status.reason
+                    job.id, status.state, exit_code=status.exit_code, reason=status.reason, current=job
                 )
                 self._keep(record)
                 finished.append(Finished(record, status))

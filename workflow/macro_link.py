@@ -20,6 +20,18 @@ def latest_version(cdir: CampaignLayout) -> int | None:
     return versions[-1] if versions else None
 
 
+def first_version(spec: CampaignSpec, cdir: CampaignLayout) -> int:
+    """The first parameter version; written (from ``macro.parameters`` or the defaults) when there is none yet."""
+    versions = macro_params.parameter_versions(cdir.macro_params)
+    if versions:
+        return versions[0]
+    m = spec.macro
+    params = (
+        macro_params.load_parameters(m.parameters) if m.parameters else macro_params.default_parameters(m.temperature_K)
+    )
+    return macro_params.write_parameters(cdir.macro_params, params)
+
+
 def load(cdir: CampaignLayout, version: int) -> macro_params.MacroParameters:
     return macro_params.load_parameters(macro_params.parameters_path(cdir.macro_params, version))
 

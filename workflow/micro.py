@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from mummi.core import simdir
 from mummi.core.exit_codes import EXIT_RESUMABLE
 from mummi.core.layout import CampaignLayout
-from mummi.core.patch_input import PatchInput, write_patch_input
+from mummi.core.patch_input import PatchInput, patch_input_readable, write_patch_input
 from mummi.core.resources import ResourcePolicy
 from mummi.core.spec import CampaignSpec, RetrySettings
 from mummi.core.states import JobKind, JobState, Outcome, SimState
@@ -145,6 +145,8 @@ class MicroPipeline:
             elif status.state is JobState.CANCELLED or status.lost:
                 why = status.reason if status.lost else "setup cancelled"
                 self.store.set_sim_state(sim_id, SimState.SELECTED, reason=f"{why}; it starts again later")
+            elif not patch_input_readable(sim_dir / simdir.PATCH_INPUT):
+                self.store.set_sim_state(sim_id, SimState.SELECTED, reason="its patch input was lost; written again")
             else:
                 self._retry_or_fail(done, self.spec.createsim.retry)
         elif job.kind is SIM:

@@ -16,7 +16,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -313,16 +313,21 @@ class StateStore:
         backend_id: str | None = None,
         exit_code: int | None = None,
         reason: str | None = None,
+        current: JobRecord | None = None,
     ) -> JobRecord:
-        """Move a job to ``state``; a retry (FAILED/CANCELLED -> PENDING) starts a new attempt."""
+        """Move a job to ``state``; a retry (FAILED/CANCELLED -> PENDING) starts a new attempt.
+
+        ``current``: the job's record as this store last returned it, which spares reading it again.
+        """
         with self.transaction() as db:
-            job = self.job(job_id)
+            job = current if current is not None and current.id == job_id else self.job(job_id)
             _check_move("job", job_id, job.state, state, JOB_TRANSITIONS)
             attempt = job.attempt + 1 if state is JobState.PENDING else job.attempt
+            now = time.time()
             db.execute(
                 "UPDATE jobs SET state = ?, attempt = ?, backend_id = COALESCE(?, backend_id),"
                 " exit_code = ?, updated_at = ? WHERE id = ?",
-                (state.value, attempt, backend_id, exit_code, time.time(), job_id),
+                (state.value, attempt, backend_id, exit_code, now, job_id),
             )
             data = {"from": job.state.value, "to": state.value, "attempt": attempt}
             data.update(
@@ -333,7 +338,8 @@ class StateStore:
                 }
             )
             self._log("job.state", str(job_id), data)
-            return self.job(job_id)
+            return replace(job, state=state, attempt=attempt, backend_id=backend_id or job.backend_id,
+                           exit_code=exit_code, updated_at=now)  # fmt: skip
 
     def requeue_job(self, job_id: int, *, failed: bool) -> JobRecord:
         """A new attempt of an ended job (FAILED/CANCELLED -> PENDING); ``failed`` counts it as a failure."""
