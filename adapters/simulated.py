@@ -397,7 +397,7 @@ class SimulatedBackend(Backend):
         assert job.started_at is not None
         done = self._world.now - _CHECKPOINT_S - job.started_at
         self._world.remaining_s[job.key] = max(0.0, job.work_s - done)
-        simdir.write_status(job.key, JobKind.SIM, Outcome.INCOMPLETE, durable=False)
+        simdir.write_status_in_place(job.key, JobKind.SIM, Outcome.INCOMPLETE)
         if job.stopping == "cancelled":
             self._end(job, JobState.CANCELLED, "cancelled", EXIT_RESUMABLE)
         elif job.stopping == "margin":
@@ -409,17 +409,17 @@ class SimulatedBackend(Backend):
         kind = JobKind(job.kind)
         if job.fails:
             if kind in SIM_STAGES:
-                simdir.write_status(job.key, kind, Outcome.FAILED, error="simulated failure", durable=False)
+                simdir.write_status_in_place(job.key, kind, Outcome.FAILED, error="simulated failure")
             self._end(job, JobState.FAILED, "exit code 1 (simulated failure)", 1)
             return
         if kind is JobKind.SIM:
             self._world.remaining_s.pop(job.key, None)
-            simdir.write_status(job.key, kind, Outcome.DONE, durable=False)
+            simdir.write_status_in_place(job.key, kind, Outcome.DONE)
         elif kind is JobKind.ANALYSIS and simdir.is_done(job.key, JobKind.SIM):
             self.truth.counts(self._rng, self.rdf_edges).save(Path(job.key) / simdir.RDF_COUNTS, durable=False)
-            simdir.write_status(job.key, kind, Outcome.DONE, durable=False)
+            simdir.write_status_in_place(job.key, kind, Outcome.DONE)
         elif kind is JobKind.CREATESIM:
-            simdir.write_status(job.key, kind, Outcome.DONE, durable=False)
+            simdir.write_status_in_place(job.key, kind, Outcome.DONE)
         self._end(job, JobState.DONE, None, 0)
 
     def _stopped(self, job: _Job) -> tuple[JobState, str]:

@@ -22,6 +22,7 @@ The pre-campaign macro run uses the same layout rooted at ``ROOT/precampaign``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,7 @@ class CampaignLayout:
         """Where the campaign trains its encoder when the spec names none."""
         return self.sampler / "encoder"
 
-    @property
+    @functools.cached_property
     def sims(self) -> Path:
         return self.root / "sims"
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mummi.core.states import SIM_STAGES, JobKind, Outcome
-from mummi.core.status_record import outcome_of, read_status_record, write_status_record
+from mummi.core.status_record import outcome_of, read_status_record, status_text, write_status_record
 
 PATCH_INPUT = "patch_input.npz"
 MEMBRANE = "membrane.npz"
@@ -40,16 +40,32 @@ RDF_COUNTS = "rdf_counts.npz"
 FEATURES = "features.npz"
 
 
+_STATUS_FILES = {s.value: f"{s.value}.status.json" for s in SIM_STAGES}
+
+
 def status_path(sim_dir: str | Path, stage: JobKind | str) -> Path:
-    if stage not in {s.value for s in SIM_STAGES}:
-        raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(s.value for s in SIM_STAGES)}")
-    return Path(sim_dir) / f"{JobKind(stage).value}.status.json"
+    name = _STATUS_FILES.get(stage.value if isinstance(stage, JobKind) else stage)
+    if name is None:
+        raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(_STATUS_FILES)}")
+    return Path(sim_dir, name)
 
 
 def write_status(sim_dir: str | Path, stage: JobKind | str, outcome: Outcome, *, durable: bool = True,
                  **info: Any) -> Path:  # fmt: skip
     """Record the outcome of ``stage`` (written last by the job)."""
     return write_status_record(status_path(sim_dir, stage), JobKind(stage).value, outcome, durable=durable, **info)
+
+
+def write_status_in_place(sim_dir: str | Path, stage: JobKind | str, outcome: Outcome, **info: Any) -> Path:
+    """:func:`write_status`, not atomic: for a writer whose readers cannot run meanwhile (the simulated
+    backend's jobs, which run in the coordinator's own process)."""
+    path = status_path(sim_dir, stage)
+    try:
+        path.write_text(status_text(JobKind(stage).value, outcome, **info), encoding="utf-8")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True)
+        path.write_text(status_text(JobKind(stage).value, outcome, **info), encoding="utf-8")
+    return path
 
 
 def read_status(sim_dir: str | Path, stage: JobKind | str) -> dict[str, Any] | None:

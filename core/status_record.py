@@ -21,10 +21,16 @@ from mummi.core.states import Outcome
 log = logging.getLogger(__name__)
 
 
+def status_text(stage: str, outcome: Outcome, **info: Any) -> str:
+    """A status record's JSON."""
+    return (
+        json.dumps({"state": Outcome(outcome).value, "stage": str(stage), "time": time.time(), **info}, indent=1) + "\n"
+    )
+
+
 def write_status_record(path: str | Path, stage: str, outcome: Outcome, *, durable: bool = True, **info: Any) -> Path:
     """Record ``outcome`` of ``stage`` at ``path`` (the job's last write; ``durable``: fsynced)."""
-    record = {"state": Outcome(outcome).value, "stage": str(stage), "time": time.time(), **info}
-    return atomic_write_text(path, json.dumps(record, indent=1) + "\n", durable=durable)
+    return atomic_write_text(path, status_text(stage, outcome, **info), durable=durable)
 
 
 def read_status_record(path: str | Path) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import MDAnalysis as mda
@@ -130,3 +131,16 @@ def events(db: Path, kind: str) -> list[tuple[str | None, str]]:
         return []
     finally:
         con.close()
+
+
+def follow_chain(db: Path, cancel: Callable[[list[str]], object], timeout_s: float = 900) -> list[str]:
+    """Wait until a chained campaign stops for good, then ``cancel`` its allocations; their ids, follow-ups last."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not any('"resumable": false' in data for _, data in events(db, "campaign.stopped")):
+            assert time.monotonic() < deadline, f"the chain did not finish: {events(db, 'campaign.stopped')}"
+            time.sleep(2)
+    finally:
+        chained = [subject for subject, _ in events(db, "campaign.chained") if subject]
+        cancel(chained)
+    return chained

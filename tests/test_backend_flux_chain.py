@@ -6,11 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from campaign_helpers import SPEC, check_campaign, events
+from campaign_helpers import SPEC, check_campaign, events, follow_chain
 from conftest import FLUX_CORES_PER_NODE, FLUX_GPUS_PER_NODE
 
 pytestmark = [pytest.mark.external, pytest.mark.slow]
@@ -34,14 +33,9 @@ def test_a_campaign_chains_its_flux_batch_jobs_until_it_is_done(tmp_path: Path, 
         cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=60,
     ).stdout.strip()  # fmt: skip
     db = tmp_path / "run" / "campaign.db"
-    deadline = time.monotonic() + 900
-    try:
-        while not any('"resumable": false' in data for _, data in events(db, "campaign.stopped")):
-            assert time.monotonic() < deadline, f"the chain did not finish: {events(db, 'campaign.stopped')}"
-            time.sleep(2)
-    finally:
-        chained = [subject for subject, _ in events(db, "campaign.chained")]
-        subprocess.run([flux, "cancel", first, *[c for c in chained if c]], env=env, capture_output=True, timeout=60)
+    chained = follow_chain(
+        db, lambda ids: subprocess.run([flux, "cancel", first, *ids], env=env, capture_output=True, timeout=60)
+    )
     check_campaign(tmp_path / "run")
     stops = events(db, "campaign.stopped")
     assert len(stops) >= 2, "the campaign should have needed more than one batch job"

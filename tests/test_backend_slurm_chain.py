@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from campaign_helpers import SPEC, check_campaign, events
+from campaign_helpers import SPEC, check_campaign, events, follow_chain
 from conftest import SLURM_GPUS, require_program
 
 pytestmark = [pytest.mark.external, pytest.mark.slow]
@@ -29,14 +28,7 @@ def test_a_campaign_chains_its_allocations_until_it_is_done(tmp_path: Path) -> N
     first = subprocess.run([sbatch, "--parsable", str(script)], cwd=tmp_path, capture_output=True, text=True,
                            check=True, timeout=60).stdout.strip()  # fmt: skip
     db = tmp_path / "run" / "campaign.db"
-    deadline = time.monotonic() + 900
-    try:
-        while not any('"resumable": false' in data for _, data in events(db, "campaign.stopped")):
-            assert time.monotonic() < deadline, f"the chain did not finish: {events(db, 'campaign.stopped')}"
-            time.sleep(2)
-    finally:
-        chained = [subject for subject, _ in events(db, "campaign.chained")]
-        subprocess.run(["scancel", first, *[c for c in chained if c]], capture_output=True, timeout=60)
+    chained = follow_chain(db, lambda ids: subprocess.run(["scancel", first, *ids], capture_output=True, timeout=60))
     check_campaign(tmp_path / "run")
     stops = events(db, "campaign.stopped")
     assert len(stops) >= 2, "the campaign should have needed more than one allocation"

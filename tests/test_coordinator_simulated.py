@@ -137,7 +137,8 @@ def test_the_replay_benchmark_reports_what_the_store_and_history_hold(tmp_path: 
     figures = replay(path, load_spec(path))
     assert figures["runs"] >= 2 and figures["finished"] and figures["exit_codes"] == [EXIT_OK, EXIT_RESUMABLE]
     done = sims_done_once(tmp_path)
-    assert figures["sims_done"] == len(done) > 0
+    assert figures["sims_done"] == len(done) == figures["sims_run_to_end"] > 0
+    assert figures["sims_run_to_end_twice"] == 0
     assert 0.8 < figures["gpu_occupancy_after_rampup"] <= 1.0
     idle = figures["idle_after_rampup"]
     assert abs(figures["gpu_occupancy_after_rampup"] + idle["queued_in_backend"] + idle["none_ready"] - 1) < 1e-3

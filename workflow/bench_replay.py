@@ -151,6 +151,7 @@ def _occupancy(history: Path, slots: int) -> dict[str, Any]:
     changes: list[tuple[float, int, int]] = []  # (time, busy delta, queued delta)
     started: dict[str, float] = {}
     failed_s = 0.0
+    ran_to_end: dict[str, int] = {}
     with open(history, newline="") as fh:
         for row in csv.DictReader(fh):
             if row["kind"] != "sim":
@@ -165,11 +166,14 @@ def _occupancy(history: Path, slots: int) -> dict[str, Any]:
                 changes.append((t, -1, 0))
                 if row["state"] == "failed" and row["exit_code"] != str(EXIT_RESUMABLE):
                     failed_s += t - started[row["job"]]
+                elif row["state"] == "done":
+                    ran_to_end[row["subject"]] = ran_to_end.get(row["subject"], 0) + 1
             elif event == "end":
                 changes.append((t, 0, -1))  # cancelled while queued
     changes.sort(key=lambda c: c[0])
+    accounted = {"sims_run_to_end": len(ran_to_end), "sims_run_to_end_twice": sum(n > 1 for n in ran_to_end.values())}
     if not changes:
-        return {"gpu_occupancy_after_rampup": None}
+        return {"gpu_occupancy_after_rampup": None, **accounted}
     busy = queued = 0
     ramped_at: float | None = None
     busy_s = queued_s = idle_s = 0.0
@@ -186,9 +190,10 @@ def _occupancy(history: Path, slots: int) -> dict[str, Any]:
             ramped_at = t
     end = changes[-1][0]
     if ramped_at is None or end <= ramped_at:
-        return {"gpu_occupancy_after_rampup": None, "rampup_h": None}
+        return {"gpu_occupancy_after_rampup": None, "rampup_h": None, **accounted}
     total = slots * (end - ramped_at)
     return {
+        **accounted,
         "rampup_h": round(ramped_at / 3600, 2),
         "gpu_occupancy_after_rampup": round(busy_s / total, 4),
         "idle_after_rampup": {

@@ -168,6 +168,14 @@ class MicroPipeline:
         elif job.kind is ANALYSIS:
             if status.state is JobState.FAILED:
                 self.runner.retry(job, self.spec.sim.retry, count_failure=not status.lost)
+            elif (
+                not simdir.is_done(sim_dir, ANALYSIS)
+                and self.store.selection(sim_id).state in (SimState.RUNNING, SimState.DONE)
+                and not self._has_active(ANALYSIS, sim_id)
+            ):
+                # It followed a sim job that stopped early and was continued before it finished: the next
+                # analysis follows the continuation.
+                self._analysis_due.add(sim_id)
 
     def _retry_or_fail(self, done: Finished, retry: RetrySettings) -> None:
         job = done.job

@@ -432,7 +432,7 @@ class StateStore:
             _check_move("patch", patch_id, PatchState(row[0]), PatchState.SELECTED, PATCH_TRANSITIONS)
             db.execute("UPDATE patches SET state = ? WHERE id = ?", (PatchState.SELECTED.value, patch_id))
             try:
-                db.execute(
+                cur = db.execute(
                     "INSERT INTO selections (patch_id, sim_id, score, state, "
                     "selected_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (patch_id, sim_id, score, SimState.SELECTED.value, now, now),
@@ -441,7 +441,7 @@ class StateStore:
                 raise StoreError(f"sim id {sim_id!r} is already taken") from err
             self._count_move(None, SimState.SELECTED)
             self._log("selection", patch_id, {"sim_id": sim_id, "score": score})
-            return self.selection(sim_id)
+            return SelectionRecord(int(cur.lastrowid or 0), patch_id, sim_id, score, SimState.SELECTED, now)
 
     def set_sim_state(self, sim_id: str, state: SimState, reason: str | None = None) -> SelectionRecord:
         with self.transaction() as db:
@@ -455,7 +455,7 @@ class StateStore:
             if reason:
                 data["reason"] = reason
             self._log("sim.state", sim_id, data)
-            return self.selection(sim_id)
+            return replace(sel, state=state)
 
     def selection(self, sim_id: str) -> SelectionRecord:
         row = self._db.execute("SELECT * FROM selections WHERE sim_id = ?", (sim_id,)).fetchone()
