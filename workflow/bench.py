@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "backend": "mummi.adapters.bench",
     "replay": "mummi.workflow.bench_replay",
     "scale": "mummi.workflow.bench_scale",
+    "reliability": "mummi.workflow.bench_reliability",
 }
 
 

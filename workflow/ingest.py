@@ -50,7 +50,7 @@ class Ingest:
         self.latents_dir.mkdir(parents=True, exist_ok=True)
         if spec.resources.wfm_cores:  # the sampler's compiled loops stay on the coordinator's cores
             numba.set_num_threads(min(spec.resources.wfm_cores, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-        self.sampler = self._recover()
+        self.sampler = recover_sampler(spec, cdir, store)
         self._ingested = {Path(f).name for f in store.patch_files()}
 
     # --------------------------------------------------------------- ingest
@@ -77,7 +77,7 @@ class Ingest:
         return self.source.patch_input(self.store.patch_file(patch_id).name, patch_id)
 
     def _cache(self, name: str) -> Path:
-        return self.latents_dir / f"{Path(name).stem}.npz"
+        return latents_cache(self.cdir, name)
 
     def _cache_latents(self, name: str, ids: list[str], latents: np.ndarray) -> None:
         """The latents of a frame, kept so that a replay of the sampler sees the same numbers."""
@@ -107,30 +107,36 @@ class Ingest:
         if previous and previous["dir"] != target.name:
             shutil.rmtree(self.cdir.sampler / previous["dir"], ignore_errors=True)
 
-    def _recover(self) -> DynimSampler:
-        saved = self.store.get_meta("sampler_checkpoint")
-        history = self.cdir.sampler_history
-        if saved is None:
-            sampler = DynimSampler(
-                self.spec.encoder.latent_dim, self.spec.sampler, seed=self.spec.campaign.seed, history=history
-            )
-            since = 0
-        else:
-            sampler = DynimSampler.restore(self.cdir.sampler / saved["dir"], history=history)
-            since = saved["event_id"]
-        replayed = 0
-        for event in self.store.events([ADD, SELECT], since_id=since):
-            if event.kind == ADD:
-                self._replay_add(sampler, str(event.subject))
-            else:
-                got = [p.id for p in sampler.select(event.data["n"])]
-                if got != event.data["ids"]:
-                    raise ReplayError(f"replayed selection {got} differs from the recorded {event.data['ids']}")
-            replayed += 1
-        if replayed:
-            log.info("replayed %d sampler operations recorded after its last checkpoint", replayed)
-        return sampler
 
-    def _replay_add(self, sampler: DynimSampler, name: str) -> None:
-        with np.load(self._cache(name), allow_pickle=False) as cached:
-            sampler.add_candidates(cached["ids"].tolist(), cached["latents"])
+def latents_cache(cdir: CampaignLayout, frame: str) -> Path:
+    return cdir.latents / f"{Path(frame).stem}.npz"
+
+
+def recover_sampler(spec: CampaignSpec, cdir: CampaignLayout, store: StateStore,
+                    history: Path | None = None) -> DynimSampler:  # fmt: skip
+    """The sampler as the store's log has it: its last checkpoint, with the operations recorded after it replayed.
+
+    Raises :class:`ReplayError` when a replayed selection differs from the recorded one. The sampler's event
+    history continues in ``history`` (default: the campaign's; another file leaves the campaign's alone).
+    """
+    saved = store.get_meta("sampler_checkpoint")
+    history = history or cdir.sampler_history
+    if saved is None:
+        sampler = DynimSampler(spec.encoder.latent_dim, spec.sampler, seed=spec.campaign.seed, history=history)
+        since = 0
+    else:
+        sampler = DynimSampler.restore(cdir.sampler / saved["dir"], history=history)
+        since = saved["event_id"]
+    replayed = 0
+    for event in store.events([ADD, SELECT], since_id=since):
+        if event.kind == ADD:
+            with np.load(latents_cache(cdir, str(event.subject)), allow_pickle=False) as cached:
+                sampler.add_candidates(cached["ids"].tolist(), cached["latents"])
+        else:
+            got = [p.id for p in sampler.select(event.data["n"])]
+            if got != event.data["ids"]:
+                raise ReplayError(f"replayed selection {got} differs from the recorded {event.data['ids']}")
+        replayed += 1
+    if replayed:
+        log.info("replayed %d sampler operations recorded after its last checkpoint", replayed)
+    return sampler
