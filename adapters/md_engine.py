@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,17 @@ class MDEngine(Protocol):
     def trajectory(self, sim_dir: Path) -> tuple[Path, Path]:
         """(topology/coordinate file, trajectory file) that the in situ analysis reads."""
         ...
+
+
+def missing_executables(spec: CampaignSpec) -> list[str]:
+    """What the spec's engines would run that is not on PATH here, each with its key and the fix."""
+    wanted: dict[str, str] = {}
+    if "gromacs" in (spec.createsim.engine, spec.sim.engine) or spec.sim.engine == "ddcmd":
+        wanted["sim.gromacs.executable"] = spec.sim.gromacs.executable  # ddcMD sims are set up with GROMACS
+    if spec.sim.engine == "ddcmd":
+        wanted["sim.ddcmd.executable"] = spec.sim.ddcmd.executable
+    return [f"{key}: {exe!r} is not on PATH; install it, load its module, or give its full path"
+            for key, exe in wanted.items() if shutil.which(exe) is None]  # fmt: skip
 
 
 def get_engine(name: str) -> MDEngine:

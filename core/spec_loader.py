@@ -34,6 +34,7 @@ _PATH_FIELDS = (
 #: Path settings that must name an existing file, or folder (True), when set.
 _MUST_EXIST: dict[tuple[str, ...], bool] = {
     ("macro", "parameters"): False,
+    ("encoder", "model"): True,
     ("sim", "mock", "truth"): False,
     ("sim", "gromacs", "forcefield"): True,
 }
@@ -58,6 +59,7 @@ def load_spec(path: str | Path) -> CampaignSpec:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(err, "problem", None) or str(err)
         raise SpecError(f"{where}: not valid YAML: {problem}. Fix the syntax at that position.") from err
+    _refuse_duplicate_keys(path, root)
     if data is None:
         raise SpecError(
             f"{path}: the file is empty; a spec needs at least a 'campaign' section with 'name' and 'workdir'."
@@ -74,6 +76,21 @@ def load_spec(path: str | Path) -> CampaignSpec:
     spec = _resolve_paths(spec, path)
     _check_paths_exist(spec, path, root)
     return spec
+
+
+def _refuse_duplicate_keys(path: Path, node: yaml.Node | None) -> None:
+    """YAML lets a repeated key silently replace the first; a spec that repeats one is refused."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value in seen:
+                raise SpecError(f"{path}:{key.start_mark.line + 1}: the key '{key.value}' appears twice in one "
+                                "mapping; keep one (YAML would silently use the last)")  # fmt: skip
+            seen.add(str(key.value))
+            _refuse_duplicate_keys(path, value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(path, item)
 
 
 def _read(path: Path) -> str:
@@ -156,6 +173,16 @@ def _resolve_paths(spec: CampaignSpec, spec_file: Path) -> CampaignSpec:
 
 
 def _check_paths_exist(spec: CampaignSpec, spec_file: Path, root: yaml.Node | None) -> None:
+    workdir = spec.campaign.workdir
+    existing = next((p for p in (workdir, *workdir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        line = _line_of(root, ("campaign", "workdir"))
+        raise SpecError(f"{spec_file}:{line}: campaign.workdir: {existing} is a file; give a folder (made if missing)")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        line = _line_of(root, ("campaign", "workdir"))
+        raise SpecError(
+            f"{spec_file}:{line}: campaign.workdir: cannot write in {existing}; give a folder you may write"
+        )
     for field_path, folder in _MUST_EXIST.items():
         if field_path == ("sim", "gromacs", "forcefield") and spec.createsim.engine != "gromacs":
             continue  # read only by the GROMACS setup

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mummi.adapters.backend import BackendError, backend_class
+from mummi.adapters.md_engine import missing_executables
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE, EXIT_WORKDIR
 from mummi.core.spec import CampaignSpec
 from mummi.core.spec_loader import SpecError, load_spec
@@ -65,6 +66,10 @@ def run_main(argv: Sequence[str] | None = None) -> int:
         backend_class(spec).preflight(spec)
     except BackendError as err:
         sys.stderr.write(f"mummi-run: {args.spec}: {err}\n")
+        return EXIT_USAGE
+    missing = [] if spec.resources.backend == "simulated" else missing_executables(spec)
+    if missing:
+        sys.stderr.write("".join(f"mummi-run: {args.spec}: {problem}\n" for problem in missing))
         return EXIT_USAGE
     if args.validate:
         sys.stdout.write(f"# {args.spec}: valid. Resolved settings:\n{spec.to_yaml()}")

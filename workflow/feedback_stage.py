@@ -37,7 +37,7 @@ from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
 
-_RETRY_S = 60.0
+_RETRY_S = 5.0
 """A round that was due but found too few sims with counts is tried again this much later."""
 
 
