@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -379,9 +380,11 @@ def local_instance(nodes: int = 4, cores_per_node: int = 2, gpus_per_node: int =
             time.sleep(0.2)
         yield uri
     finally:
-        subprocess.run([flux, "shutdown", "--quiet"], env=env, capture_output=True, timeout=60)
         try:
+            subprocess.run([flux, "shutdown", "--quiet"], env=env, capture_output=True, timeout=60)
             broker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            broker.kill()
+        except subprocess.TimeoutExpired:  # a job that will not die holds the shutdown: end the instance's brokers
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(broker.pid, signal.SIGKILL)
+            broker.wait(timeout=60)
         shutil.rmtree(rundir, ignore_errors=True)

@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             campaigns += 1
             kills = min(args.kills_per_campaign, args.trials - totals["trials"])
             for _ in range(kills):
-                proc = _start(root)
-                killed = _kill_after(proc, rng.uniform(0.5, args.max_delay_s))
+                killed, out = _kill_after(_start(root), rng.uniform(0.5, args.max_delay_s))
+                totals["resumed"] += out.count("resuming campaign")
                 totals["trials"] += 1
                 faults["coordinator SIGKILL" if killed else "none (the campaign finished first)"] += 1
                 _tally(check(root / "run"), totals, problems)
@@ -96,16 +96,16 @@ def _start(root: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _kill_after(proc: subprocess.Popen[str], delay_s: float) -> bool:
-    """SIGKILL the coordinator ``delay_s`` after its start; False when it ended before."""
+def _kill_after(proc: subprocess.Popen[str], delay_s: float) -> tuple[bool, str]:
+    """SIGKILL the coordinator ``delay_s`` after its start (False: it ended before); and what it printed."""
     deadline = time.monotonic() + delay_s
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     killed = proc.poll() is None
     if killed:
         os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
-    return killed
+    out, _ = proc.communicate(timeout=60)
+    return killed, out
 
 
 def _tally(report: Report, totals: Counter[str], problems: list[str]) -> None:
