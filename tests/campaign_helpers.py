@@ -16,26 +16,11 @@ import numpy as np
 
 from mummi.analysis.rdf import RDFCounts
 from mummi.core import simdir
+from mummi.workflow.bench_reliability import TINY_SPEC
 
 MAX_SIMS = 8
 
-SPEC = f"""
-campaign:
-  name: tiny
-  workdir: run
-  seed: 11
-  stop: {{max_sims: {MAX_SIMS}, wall_time_h: 0.2}}
-resources: {{cores_per_node: 8, gpus_per_node: 2}}
-macro: {{output_interval_ns: 200.0, reload_interval_ns: 400.0, checkpoint_interval_ns: 400.0, pace_ns_per_s: 400.0}}
-encoder:
-  training: {{pre_campaign_ns: 2000.0, epochs: 4, patience: 2}}
-sampler: {{warmup: 2, checkpoint_interval_s: 2}}
-createsim: {{lipids_per_cell: 4, buffer: 1}}
-sim:
-  length_ns: 2.0
-  mock: {{frames: 40, steps_per_frame: 10}}
-feedback: {{interval_sims: 3, min_sims: 3}}
-"""
+SPEC = TINY_SPEC.format(name="tiny", seed=11, max_sims=MAX_SIMS, wall_time_h=0.2)
 
 
 def mummi(*args: str, cwd: Path) -> subprocess.Popen:

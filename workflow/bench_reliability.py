@@ -26,12 +26,12 @@ from typing import Any
 
 from mummi.workflow.invariants import Report, check
 
-SPEC = """
+TINY_SPEC = """
 campaign:
-  name: reliability
+  name: {name}
   workdir: run
   seed: {seed}
-  stop: {{max_sims: 8, wall_time_h: 0.5}}
+  stop: {{max_sims: {max_sims}, wall_time_h: {wall_time_h}}}
 resources: {{cores_per_node: 8, gpus_per_node: 2}}
 macro: {{output_interval_ns: 200.0, reload_interval_ns: 400.0, checkpoint_interval_ns: 400.0, pace_ns_per_s: 400.0}}
 encoder:
@@ -43,6 +43,8 @@ sim:
   mock: {{frames: 40, steps_per_frame: 10}}
 feedback: {{interval_sims: 3, min_sims: 3}}
 """
+"""A dry run of a few minutes: the pre-campaign, the encoder training, sims, analyses and feedback rounds (the tests'
+campaign too)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     while totals["trials"] < args.trials:
         with tempfile.TemporaryDirectory(prefix="mummi-reliability-") as tmp:
             root = Path(tmp)
-            (root / "campaign.yaml").write_text(SPEC.format(seed=args.seed + campaigns))
+            spec = TINY_SPEC.format(name="reliability", seed=args.seed + campaigns, max_sims=8, wall_time_h=0.5)
+            (root / "campaign.yaml").write_text(spec)
             campaigns += 1
             kills = min(args.kills_per_campaign, args.trials - totals["trials"])
             for _ in range(kills):

@@ -282,7 +282,7 @@ class Coordinator:
             return
         decisions = sorted(self._decisions)
         runs = list(self.store.get_meta("turn_wall_s", []))
-        runs.append({"turns": len(turns), "total": sum(turns), "p50": turns[len(turns) // 2],
+        runs.append({"turns": len(turns), "total": sum(turns), "p50": _percentile(turns, 0.5),
                      "p99": _percentile(turns, 0.99), "max": turns[-1],
                      "gpus_freed": sum(n for _, n in decisions),
                      "decision_p50": _weighted_percentile(decisions, 0.5),

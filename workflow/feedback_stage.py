@@ -68,14 +68,14 @@ class FeedbackStage:
             log.warning("feedback round %d was cut short by a restart; it runs again when due", abandoned)
         if spec.feedback.enabled:
             for sel in store.selections([SimState.DONE]):  # finished while no coordinator ran, or cut short
-                if sel.sim_id not in self.table and simdir.is_done(cdir.sim(sel.sim_id), JobKind.ANALYSIS):
+                if sel.sim_id not in self.table:
                     self.on_analysis_done(sel.sim_id)
 
     def on_analysis_done(self, sim_id: str) -> None:
-        """A sim's analysis has finished: its final counts join the table."""
-        path = self.cdir.sim(sim_id) / simdir.RDF_COUNTS
-        if self.spec.feedback.enabled and path.is_file():
-            self.table.add(sim_id, RDFCounts.load(path))
+        """A sim's analysis job ended well: once it has analysed the whole sim, the final counts join the table."""
+        sim_dir = self.cdir.sim(sim_id)
+        if self.spec.feedback.enabled and simdir.is_done(sim_dir, JobKind.ANALYSIS):
+            self.table.add(sim_id, RDFCounts.load(sim_dir / simdir.RDF_COUNTS))
 
     def maybe_run(self) -> None:
         """Run a round when one is due (``interval_sims`` more sims have run, or ``interval_s`` has passed)."""
