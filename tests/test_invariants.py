@@ -43,7 +43,10 @@ def test_a_truncated_file_is_reported_corrupted(finished: Path, tmp_path: Path) 
     report = check(run)
     assert {Path(c.split(":")[0]) for c in report.corrupted} == {victim, status}
     (run / "sims" / f".{victim.name}.tmp-123").write_bytes(b"half")  # an interrupted atomic write: not counted
-    assert len(check(run).corrupted) == 2
+    before = check(run)
+    assert len(before.corrupted) == 2
+    status.chmod(0o666)
+    assert set(check(run).violations) - set(before.violations) == {f"{status}: writable by any user"}
 
 
 def test_a_sim_run_twice_and_a_lost_selection_are_violations(finished: Path, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +48,7 @@ def _run_parser() -> argparse.ArgumentParser:
 def run_main(argv: Sequence[str] | None = None) -> int:
     args = _run_parser().parse_args(argv)
     _configure_logging(args.verbose)
+    os.umask(os.umask(0) | stat.S_IWOTH)  # nothing the campaign (or its local jobs) writes is writable by any user
     if args.force and not args.fresh:
         sys.stderr.write("mummi-run: --force only applies with --fresh\n")
         return EXIT_USAGE

@@ -14,7 +14,8 @@ end of a campaign:
 - the sampler recovered from its checkpoint and the store's log (as a resumed
   coordinator recovers it) selected exactly the store's selections, in order;
 - every npz, JSON and HDF5 file the campaign wrote reads back whole (temporary
-  files of an interrupted atomic write, never read as good, are not counted).
+  files of an interrupted atomic write, never read as good, are not counted), and
+  no file is writable by any user.
 
 :func:`check` reports violations instead of raising, so a benchmark can count them.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -151,7 +153,11 @@ def _check_sampler(cdir: CampaignLayout, report: Report) -> None:
 
 def _check_files(root: Path, report: Report) -> None:
     for path in sorted(root.rglob("*")):
-        if not path.is_file() or _TEMPORARY in path.name or path.suffix not in (".npz", ".json", ".h5"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        if path.stat().st_mode & stat.S_IWOTH:
+            report.violations.append(f"{path}: writable by any user")
+        if _TEMPORARY in path.name or path.suffix not in (".npz", ".json", ".h5"):
             continue
         report.files_checked += 1
         try:
