@@ -145,3 +145,15 @@ def test_status_table_and_json(tmp_path, capsys):
 def test_status_of_a_folder_without_a_campaign(tmp_path, capsys):
     assert status_main([str(tmp_path)]) == EXIT_USAGE
     assert "no campaign database" in capsys.readouterr().err
+
+
+def test_a_workdir_whose_store_is_not_a_campaigns_is_refused_and_left_as_it_is(tmp_path):
+    from mummi.workflow.cli import run_main
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "campaign.db").write_bytes(b"someone else's file\n")
+    spec = tmp_path / "c.yaml"
+    spec.write_text("campaign:\n  name: x\n  workdir: run\n")
+    assert run_main([str(spec), "--dry-run"]) == EXIT_WORKDIR
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["campaign.db"]
+    assert (tmp_path / "run" / "campaign.db").read_bytes() == b"someone else's file\n"

@@ -187,3 +187,18 @@ def test_a_round_cut_short_by_a_restart_is_abandoned_and_its_number_reused(tmp_p
         assert store.start_feedback_round(n_sims=9) == cut
         assert [r.round for r in store.feedback_rounds()] == [first, cut]
         assert [e.subject for e in store.events("feedback.abandoned")] == [str(cut)]
+
+
+def test_a_file_or_database_that_is_not_a_campaigns_is_refused_untouched(tmp_path):
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not sqlite at all\n" * 100)
+    foreign = tmp_path / "foreign.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE results (x)")
+    con.commit()
+    con.close()
+    for path, why in ((garbage, "not a campaign database"), (foreign, "not a campaign's")):
+        before = path.read_bytes()
+        with pytest.raises(StoreError, match=why):
+            StateStore(path)
+        assert path.read_bytes() == before

@@ -11,7 +11,7 @@ from mummi import __version__
 from mummi.core.atomic import atomic_write_text
 from mummi.core.layout import DB_NAME, SPEC_NAME, SUBDIRS, CampaignLayout
 from mummi.core.spec import CampaignSpec
-from mummi.workflow.store import StateStore
+from mummi.workflow.store import StateStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,15 @@ def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> 
         _remove_campaign(cdir)
         resuming = False
 
-    cdir.create()
-    store = StateStore(cdir.db)
+    try:
+        if resuming:
+            store = StateStore(cdir.db)  # before anything is made: it may not be a campaign's
+            cdir.create()
+        else:
+            cdir.create()
+            store = StateStore(cdir.db)
+    except StoreError as err:
+        raise CampaignError(str(err)) from err
     spec_text = spec.to_yaml()
     digest = hashlib.sha256(spec_text.encode()).hexdigest()
     if resuming:

@@ -173,6 +173,7 @@ class StateStore:
         self.path = Path(path)
         self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         self._db.row_factory = sqlite3.Row
+        self._refuse_foreign()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -204,6 +205,21 @@ class StateStore:
     @property
     def schema_version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _refuse_foreign(self) -> None:
+        """Refuse, before changing a byte, a file that is not a database or a database that is not a campaign's."""
+        try:
+            version = self.schema_version
+            tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise StoreError(f"{self.path}: not a campaign database ({err}); it is left as it is: move it away "
+                             "or choose another campaign.workdir") from err  # fmt: skip
+        if version == 0 and tables:
+            self._db.close()
+            raise StoreError(f"{self.path}: an SQLite database that is not a campaign's (it has tables but no "
+                             "mummi schema version); it is left as it is: move it away or choose another "
+                             "campaign.workdir")  # fmt: skip
 
     def _migrate(self) -> None:
         version = self.schema_version
