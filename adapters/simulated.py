@@ -53,7 +53,7 @@ from mummi.core import simdir
 from mummi.core.atomic import atomic_write_text
 from mummi.core.exit_codes import EXIT_RESUMABLE
 from mummi.core.layout import CampaignLayout
-from mummi.core.spec import CampaignSpec, DurationModel, SimSettings, SimulatedSettings
+from mummi.core.spec import AnalysisSettings, CampaignSpec, DurationModel, SimSettings, SimulatedSettings
 from mummi.core.states import SIM_STAGES, JobKind, JobState, Outcome
 
 #: A stopped sim writes its checkpoint and exits within this long of SIGTERM.
@@ -124,7 +124,8 @@ class SimulatedBackend(Backend):
                  rdf_edges: np.ndarray | None = None) -> None:  # fmt: skip
         self.state_dir = Path(state_dir)
         self.truth = HiddenProfiles(seed)
-        self.rdf_edges = bin_edges(0.1, 8.0) if rdf_edges is None else rdf_edges
+        analysis = AnalysisSettings()
+        self.rdf_edges = bin_edges(analysis.bin_nm, analysis.r_max_nm) if rdf_edges is None else rdf_edges
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.settings, self.sim = settings, sim or SimSettings()
         self.names = [f"node{i:05d}" for i in range(nodes)]

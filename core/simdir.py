@@ -59,12 +59,12 @@ def write_status(sim_dir: str | Path, stage: JobKind | str, outcome: Outcome, *,
 def write_status_in_place(sim_dir: str | Path, stage: JobKind | str, outcome: Outcome, **info: Any) -> Path:
     """:func:`write_status`, not atomic: for a writer whose readers cannot run meanwhile (the simulated
     backend's jobs, which run in the coordinator's own process)."""
-    path = status_path(sim_dir, stage)
+    path, text = status_path(sim_dir, stage), status_text(JobKind(stage).value, outcome, **info)
     try:
-        path.write_text(status_text(JobKind(stage).value, outcome, **info), encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
     except FileNotFoundError:
         path.parent.mkdir(parents=True)
-        path.write_text(status_text(JobKind(stage).value, outcome, **info), encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
     return path
 
 
