@@ -354,19 +354,22 @@ class DynimSampler:
         return w
 
     def _update_discarded(self) -> None:
-        """Bring the nearest selected point of every discarded point up to date."""
+        """Bring the nearest selected point of every discarded point up to date.
+
+        Exact whatever the index: each point is only compared with the points
+        selected since its nearest one was last known (:func:`grouped_knn`).
+        """
         n_sel = len(self._sel)
         todo = np.flatnonzero((self._status.view == DISCARDED) & (self._nn_epoch.view < n_sel))
         if len(todo) == 0:
             return
-        if not self._index.exact:
-            dist, pos = self._index.search(self._x[todo], 1)
-            better = dist[:, 0] < self._nn_dist[todo]
-            self._nn_dist[todo[better]], self._nn_pos[todo[better]] = dist[better, 0], pos[better, 0]
-        else:
-            dist, pos = self._nn_dist[todo][:, None], self._nn_pos[todo][:, None]
-            grouped_knn(self._x[todo], self._index.points, 1, dist, pos, self._nn_epoch[todo])
-            self._nn_dist[todo], self._nn_pos[todo] = dist[:, 0], pos[:, 0]
+        epoch = self._nn_epoch[todo]
+        first = int(epoch.min())
+        # Positions relative to S[first:]: the known neighbours become negative, so
+        # they stay first among equal distances.
+        dist, pos = self._nn_dist[todo][:, None], self._nn_pos[todo][:, None] - first
+        grouped_knn(self._x[todo], self._index.points[first:], 1, dist, pos, epoch - first)
+        self._nn_dist[todo], self._nn_pos[todo] = dist[:, 0], pos[:, 0] + first
         self._nn_epoch[todo] = n_sel
 
     # ------------------------------------------------------------- inspection
