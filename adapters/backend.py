@@ -70,6 +70,8 @@ class Backend(abc.ABC):
 
     label: str = "backend"
     poll_interval_s: float = 1.0
+    jobs_write_files: bool = True
+    """Its jobs run and write their outputs, which the coordinator may watch (a simulated backend's do not)."""
 
     @classmethod
     @abc.abstractmethod

@@ -429,7 +429,7 @@ class DdcmdEngine:
             return True
         point_restart(workdir, restart)
         log.info("ddcMD %s: starting at loop %d of %d", sim_dir.name, loop, nsteps)
-        timeout = None if deadline is None else max(1.0, deadline - time.time())
+        timeout = None if deadline is None else max(1.0, deadline - time.monotonic())
         with open(workdir / f"ddcmd.{len(list(workdir.glob('ddcmd.*.log')))}.log", "w") as out:  # one log per launch
             proc = subprocess.Popen(
                 command(spec), cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -317,7 +317,7 @@ class GromacsEngine:
             *g.mdrun_args,
         ]
         if deadline is not None:
-            args += ["-maxh", f"{max(MIN_MAXH, (deadline - time.time()) / 3600):.6f}"]
+            args += ["-maxh", f"{max(MIN_MAXH, (deadline - time.monotonic()) / 3600):.6f}"]
         run_gmx(gmx, args, sim_dir, f"md.mdrun.{len(list(sim_dir.glob('md.mdrun.*.log')))}.log")  # one log per launch
         done = checkpoint_step(gmx, cpt) >= int(mdp["nsteps"])
         if not done:

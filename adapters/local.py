@@ -71,7 +71,8 @@ class _LocalJob:
     reason: str | None = None
     walltime_s: float | None = None
     started_at: float | None = None
-    """Epoch seconds (not monotonic: a re-attached coordinator reads it too)."""
+    """On ``time.monotonic``: system-wide on Linux, so a re-attached coordinator reads the same clock
+    (the jobs themselves do not outlive a reboot), and a wall clock that jumps changes nothing."""
     stop_sent_at: float | None = None
     """When it was asked to stop (walltime, cancel); killed ``kill_grace_s`` later if still running."""
     term_sent: bool = False
@@ -155,7 +156,7 @@ class LocalBackend(Backend):
                 self._queue.remove(job_id)
                 self._finish(rec, JobState.CANCELLED, None, "cancelled before it started")
             else:
-                rec.reason, rec.stop_sent_at = _CANCELLED, time.time()
+                rec.reason, rec.stop_sent_at = _CANCELLED, time.monotonic()
                 self._save(rec)
         self._enforce_stops()
 
@@ -187,9 +188,11 @@ class LocalBackend(Backend):
 
     # ------------------------------------------------------------- hooks
     def _stop(self, recs: Sequence[_LocalJob]) -> None:
-        """Ask running jobs to stop (SIGTERM: a sim checkpoints and exits 75)."""
+        """Ask running jobs to stop (SIGTERM: a sim checkpoints and exits 75); SIGCONT, as Slurm sends, lets a
+        stopped process act on it."""
         for rec in recs:
             _signal_group(rec.pid, signal.SIGTERM)
+            _signal_group(rec.pid, signal.SIGCONT)
 
     def _kill(self, recs: Sequence[_LocalJob]) -> None:
         """End jobs that did not stop when asked."""
@@ -287,14 +290,14 @@ class LocalBackend(Backend):
                 return
         self._children[rec.id] = child
         rec.pid, rec.start_ticks = child.pid, _start_ticks(child.pid)
-        rec.state, rec.started_at = JobState.RUNNING, time.time()
+        rec.state, rec.started_at = JobState.RUNNING, time.monotonic()
         self._save(rec)
         log.debug("started %s (%s) pid %d on %s cores %s gpus %s", rec.id, rec.name, child.pid, rec.node, rec.cores,
                   rec.gpus)  # fmt: skip
 
     def _enforce_stops(self) -> None:
         """Stop jobs past their walltime; kill those asked to stop ``kill_grace_s`` ago that are still there."""
-        now = time.time()
+        now = time.monotonic()
         to_stop, to_kill = [], []
         for rec in self._jobs.values():
             if rec.state is not JobState.RUNNING:

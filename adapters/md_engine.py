@@ -41,7 +41,7 @@ class MDEngine(Protocol):
 
     def production(self, sim_dir: Path, spec: CampaignSpec, seed: int, deadline: float | None) -> bool:
         """Sim: run or resume production; True when it is complete, False when it
-        stopped cleanly (checkpoint written) because ``deadline`` (epoch seconds) neared."""
+        stopped cleanly (checkpoint written) because ``deadline`` (on the ``time.monotonic`` clock) neared."""
         ...
 
     def trajectory(self, sim_dir: Path) -> tuple[Path, Path]:

@@ -285,7 +285,7 @@ class MockEngine:
         z = system.z_nm()
         frame_ps = 1000 * spec.sim.length_ns / ms.frames
         while frame < ms.frames:
-            if deadline is not None and time.time() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 log.info("mock sim %s: stopping at frame %d before the deadline", sim_dir.name, frame)
                 return False
             block = np.empty((min(ms.checkpoint_every_frames, ms.frames - frame), system.n_particles, 2))

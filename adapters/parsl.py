@@ -31,6 +31,7 @@ import os
 import shlex
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -91,7 +92,7 @@ class ParslBackend(Backend):
         self._apps: dict[str, Any] = {}
         self._futures: dict[str, Future[Any]] = {}
         self._lost: set[str] = set()
-        self._run = f"{int(time.time() * 1000):x}"  # ids never repeat those of an earlier coordinator
+        self._run = uuid.uuid4().hex[:12]  # ids never repeat those of an earlier coordinator
         self._counter = 0
 
     # -------------------------------------------------------------- verbs

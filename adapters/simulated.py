@@ -107,6 +107,7 @@ class SimulatedBackend(Backend):
 
     label = "simulated"
     poll_interval_s = 0.0
+    jobs_write_files = False
 
     @classmethod
     def from_spec(cls, spec: CampaignSpec, layout: CampaignLayout) -> SimulatedBackend:

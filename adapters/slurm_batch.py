@@ -6,7 +6,8 @@ Used when ``mummi-run`` runs on a login node (no ``SLURM_JOB_ID``, no
 (no shell line is built from data: the command travels as the script's
 arguments) with the coordinator's environment plus the job's. Slurm runs it when
 and where it likes and sets ``CUDA_VISIBLE_DEVICES``. The walltime is enforced
-as by the other backends, from the moment the job is seen running: SIGTERM to
+as by the other backends, on the run time Slurm reports (``squeue %M``; no clock
+of ours, so a wall clock that jumps changes nothing): SIGTERM to
 all its processes (``scancel --full --signal=TERM``; a sim checkpoints and exits
 75), ``scancel`` after ``kill_grace_s``; the job's own ``--time`` (walltime plus
 grace, in minutes) is Slurm's backstop. ``scancel`` cancels (SIGTERM, SIGKILL
@@ -55,11 +56,12 @@ class _BatchJob:
     walltime_min: float
     slurm_state: str = "PENDING"
     node: str = ""
-    started_at: float | None = None
-    """Epoch seconds when first seen running (a re-attached coordinator reads it too)."""
+    elapsed_s: float = 0.0
+    """Its run time as Slurm last reported it."""
     stop: str | None = None
     """Why it was asked to stop (cancelled, walltime)."""
     stop_sent_at: float | None = None
+    """On this coordinator's ``time.monotonic``; a re-attaching one starts the grace again."""
     kill_sent: bool = False
     state: JobState = JobState.SUBMITTED
     exit_code: int | None = None
@@ -164,7 +166,7 @@ class SlurmBatchBackend(Backend):
         """``scancel``: SIGTERM to the job's processes, SIGKILL ``KillWait`` later (a pending job just ends)."""
         live = [self._jobs[i] for i in ids if i in self._jobs and not self._jobs[i].state.terminal]
         for rec in live:
-            rec.stop, rec.stop_sent_at, rec.kill_sent = _CANCELLED, time.time(), True
+            rec.stop, rec.stop_sent_at, rec.kill_sent = _CANCELLED, time.monotonic(), True
             self._save(rec)
         if live:
             slurm_command(["scancel", *(rec.id for rec in live)], check=False)
@@ -177,7 +179,10 @@ class SlurmBatchBackend(Backend):
             path = self._record_path(job_id)
             if job_id not in self._jobs and path.is_file():
                 record = json.loads(path.read_text())
-                self._jobs[job_id] = _BatchJob(**{**record, "state": JobState(record["state"])})
+                known = {key: record[key] for key in _BatchJob.__dataclass_fields__ if key in record}
+                rec = _BatchJob(**{**known, "state": JobState(record["state"])})
+                rec.stop_sent_at = None if rec.stop_sent_at is None else time.monotonic()
+                self._jobs[job_id] = rec
         return self.status(ids)
 
     def node_of(self, job_id: str) -> list[str]:
@@ -187,12 +192,12 @@ class SlurmBatchBackend(Backend):
     # ------------------------------------------------------------ helpers
     def _enforce_stops(self) -> None:
         """SIGTERM to jobs past their walltime, in one call; ``scancel`` to those still there after the grace."""
-        now = time.time()
+        now = time.monotonic()
         to_stop, to_kill = [], []
         for rec in self._jobs.values():
-            if rec.state is not JobState.RUNNING or rec.started_at is None:
+            if rec.state is not JobState.RUNNING:
                 continue
-            if rec.stop is None and now - rec.started_at >= 60 * rec.walltime_min:
+            if rec.stop is None and rec.elapsed_s >= 60 * rec.walltime_min:
                 log.warning("%s (%s) reached its walltime of %.4g min; stopping it", rec.id, rec.name, rec.walltime_min)
                 rec.stop, rec.stop_sent_at = _WALLTIME, now
                 to_stop.append(rec)
@@ -209,24 +214,24 @@ class SlurmBatchBackend(Backend):
         """Slurm's view of these jobs in one ``squeue`` call (``sacct`` for those it no longer lists)."""
         if not ids:
             return
-        seen = _parse(slurm_command(["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %N"], check=False))
+        seen = _parse(slurm_command(["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %M %N"], check=False))
         gone = [i for i in ids if i not in seen]
         if gone:
+            fields = "JobID,State,Elapsed,NodeList"
             seen.update(_parse(slurm_command(
-                ["sacct", "-n", "-X", "-P", "--delimiter= ", "-j", ",".join(gone), "-o", "JobID,State,NodeList"],
-                check=False,
+                ["sacct", "-n", "-X", "-P", "--delimiter= ", "-j", ",".join(gone), "-o", fields], check=False,
             )))  # fmt: skip
         for job_id in ids:
             rec = self._jobs[job_id]
-            slurm_state, node = seen.get(job_id, (None, ""))
-            rec.node = node or rec.node
+            slurm_state, elapsed_s, node = seen.get(job_id, (None, 0.0, ""))
+            rec.node, rec.elapsed_s = node or rec.node, max(rec.elapsed_s, elapsed_s)
             if slurm_state in _WAITING:
                 rec.slurm_state = slurm_state
                 continue
             code = _read_exit(Path(rec.exit_file))
             if slurm_state in _RUNNING and code is None:
                 if rec.state is not JobState.RUNNING:
-                    rec.state, rec.slurm_state, rec.started_at = JobState.RUNNING, slurm_state, time.time()
+                    rec.state, rec.slurm_state = JobState.RUNNING, slurm_state
                     self._save(rec)
                 continue
             self._finish(rec, slurm_state or rec.slurm_state, code)
@@ -266,14 +271,33 @@ def _sbatch_options(spec: CampaignSpec) -> list[str]:
     return [*options, *s.sbatch_args]
 
 
-def _parse(listing: str) -> dict[str, tuple[str, str]]:
-    """``ID STATE [NODES]`` lines -> {id: (state, nodes)}; "CANCELLED by 123" is CANCELLED."""
+def _parse(listing: str) -> dict[str, tuple[str, float, str]]:
+    """``ID STATE ELAPSED [NODES]`` lines -> {id: (state, elapsed seconds, nodes)}; "CANCELLED by 123" is CANCELLED."""
     seen = {}
     for line in listing.splitlines():
         fields = line.split()
-        if len(fields) >= 2:
-            seen[fields[0]] = (fields[1], fields[2] if len(fields) > 2 and fields[2] != "(null)" else "")
+        if fields[2:3] == ["by"]:
+            del fields[2:4]
+        if len(fields) >= 3:
+            nodes = fields[3] if len(fields) > 3 and fields[3] not in ("(null)", "None") else ""
+            seen[fields[0]] = (fields[1], slurm_duration_s(fields[2]), nodes)
     return seen
+
+
+def slurm_duration_s(text: str) -> float:
+    """Seconds in Slurm's ``[days-][hours:]minutes:seconds`` (``INVALID`` or anything else unreadable: 0)."""
+    days, _, clock = text.rpartition("-")
+    try:
+        parts = [int(part) for part in clock.split(":")]
+        whole_days = int(days) if days else 0
+    except ValueError:
+        return 0.0
+    if not 1 <= len(parts) <= 3:
+        return 0.0
+    seconds = 0
+    for part in parts:
+        seconds = 60 * seconds + part
+    return float(86400 * whole_days + seconds)
 
 
 def _gpus_in(gres: str) -> int:

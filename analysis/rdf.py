@@ -19,6 +19,7 @@ import numpy as np
 
 from mummi.core.atomic import atomic_savez, atomic_savez_unsynced
 from mummi.core.lipids import CHANNEL_NAMES, N_CHANNELS
+from mummi.core.unreadable import reading
 
 
 def bin_edges(bin_nm: float, r_max_nm: float) -> np.ndarray:
@@ -93,7 +94,7 @@ class RDFCounts:
 
     @classmethod
     def load(cls, path: str | Path) -> RDFCounts:
-        with np.load(path, allow_pickle=False) as d:
+        with reading(path, "RDF counts file"), np.load(path, allow_pickle=False) as d:
             return cls(
                 d["edges_nm"],
                 d["counts"].astype(np.int64),

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mummi.analysis.rdf import RDFCounts
+from mummi.core.unreadable import reading
 
 
 class RdfShells:
@@ -67,7 +68,8 @@ class RdfTable:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.shells, self.width = shells, channels * (shells.n_shells + 1)
         self._rows_path, self._ids_path = self.directory / "rows.f64", self.directory / "sims.txt"
-        ids = self._ids_path.read_text().splitlines() if self._ids_path.exists() else []
+        with reading(self._ids_path, "list of sim ids (one per line)"):
+            ids = self._ids_path.read_text(encoding="utf-8").splitlines() if self._ids_path.exists() else []
         row_bytes = 8 * self.width
         stored = self._rows_path.stat().st_size // row_bytes if self._rows_path.exists() else 0
         ids = ids[: min(len(ids), stored)]

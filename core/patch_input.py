@@ -9,7 +9,6 @@ written.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from mummi.core.atomic import atomic_savez_unsynced
 from mummi.core.lipids import N_CHANNELS
+from mummi.core.unreadable import UnreadableFileError, reading
 
 #: Cells per edge of a coarse patch (5 x 5 cells of 14 channels).
 COARSE_CELLS = 5
@@ -72,13 +72,13 @@ def write_patch_input(path: str | Path, patch: PatchInput) -> Path:
 def patch_input_readable(path: str | Path) -> bool:
     try:
         read_patch_input(path)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except (OSError, UnreadableFileError):
         return False
     return True
 
 
 def read_patch_input(path: str | Path) -> PatchInput:
-    with np.load(path, allow_pickle=False) as data:
+    with reading(path, "patch input"), np.load(path, allow_pickle=False) as data:
         central = int(data["central_state"]) if "central_state" in data else 0
         return PatchInput(
             str(data["patch_id"]),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Scheduler backends this version runs; each has a factory in ``mummi.adapters.backends``.
 Backend = Literal["local", "flux", "slurm", "parsl", "simulated"]
@@ -74,6 +74,13 @@ class CampaignSettings(Settings):
     workdir: Path = Field(description="Campaign directory; everything the campaign writes lives under it.")
     seed: NonNegativeInt = Field(0, description="Seed from which all randomness of the campaign flows.")
     stop: StopSettings = StopSettings()
+    min_free_mb: NonNegativeFloat = Field(
+        1024.0,
+        description=(
+            "Stop resumably (exit 75) while the workdir's file system has less free space than this, before a "
+            "full disk fails jobs; run again once space is freed. 0: never check."
+        ),
+    )
     chain: NonNegativeInt = Field(
         0,
         description=(
@@ -81,6 +88,13 @@ class CampaignSettings(Settings):
             "resumably) until the campaign is done: the same sbatch script (Slurm) or flux batch jobspec (Flux)."
         ),
     )
+
+    @field_validator("workdir")
+    @classmethod
+    def _printable(cls, workdir: Path) -> Path:
+        if any(ord(c) < 32 or ord(c) == 127 for c in str(workdir)):
+            raise ValueError("the path holds a newline or another control character; choose one without")
+        return workdir
 
 
 # -------------------------------------------------------------------- resources
@@ -443,6 +457,13 @@ class SimSettings(Settings):
         5.0, description="Stop cleanly (checkpoint and exit) this long before the job's walltime."
     )
     resources: JobResources = JobResources(cores_per_task=1, gpus_per_task=1, walltime_min=24 * 60.0)
+    stall_min: PositiveFloat | None = Field(
+        30.0,
+        description=(
+            "Cancel and retry a running sim whose trajectory has not grown for this long (a hung engine); "
+            "None: only the walltime stops it. Larger than the wall time between two frames."
+        ),
+    )
     retry: RetrySettings = RetrySettings()
     gromacs: GromacsSettings = GromacsSettings()
     ddcmd: DdcmdSettings = DdcmdSettings()

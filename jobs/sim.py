@@ -54,7 +54,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(spec: CampaignSpec, sim_dir: Path, args: argparse.Namespace) -> int:
     walltime = args.walltime_min if args.walltime_min is not None else spec.sim.resources.walltime_min
-    deadline = time.time() + 60 * max(0.0, walltime - spec.sim.stop_margin_min)
+    deadline = time.monotonic() + 60 * max(0.0, walltime - spec.sim.stop_margin_min)
     return EXIT_OK if run_sim(spec, sim_dir, deadline) is Outcome.DONE else EXIT_RESUMABLE
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from mummi.core.atomic import atomic_path
 from mummi.core.lipids import CHANNEL_NAMES
+from mummi.core.unreadable import reading
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def write_frame(directory: str | Path, frame: Frame) -> Path:
 
 
 def read_frame(path: str | Path) -> Frame:
-    with h5py.File(path, "r") as f:
+    with reading(path, "macro frame"), h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT:
             raise ValueError(f"{path}: not a macro frame (format {f.attrs.get('format')!r}, expected {FORMAT!r})")
         a = f.attrs

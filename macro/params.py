@@ -55,6 +55,7 @@ import numpy as np
 
 from mummi.core.atomic import atomic_savez
 from mummi.core.lipids import CHANNEL_NAMES, CHANNELS, N_CHANNELS, leaflet_of
+from mummi.core.unreadable import reading
 
 log = logging.getLogger(__name__)
 
@@ -296,11 +297,8 @@ def save_parameters(path: str | Path, params: MacroParameters) -> Path:
 
 
 def load_parameters(path: str | Path) -> MacroParameters:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return MacroParameters.from_arrays(data)
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"{path}: cannot read macro parameters: {err}") from err
+    with reading(path, "macro parameter file"), np.load(path, allow_pickle=False) as data:
+        return MacroParameters.from_arrays(data)
 
 
 def parameters_path(directory: str | Path, version: int) -> Path:

@@ -26,6 +26,7 @@ import numpy as np
 
 from mummi.core.atomic import atomic_path
 from mummi.core.spec import PatchSettings
+from mummi.core.unreadable import reading
 from mummi.macro.frames import Frame
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def write_patches(directory: str | Path, patches: PatchSet, native: bool = True)
 
 def read_patches(path: str | Path, native: bool = True) -> PatchSet:
     """A patch file back as a :class:`PatchSet` (``native`` False, or absent in the file: an empty native array)."""
-    with h5py.File(path, "r") as f:
+    with reading(path, "patch file"), h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT:
             raise ValueError(f"{path}: not a patch file (format {f.attrs.get('format')!r}, expected {FORMAT!r})")
         arrays = {

@@ -383,14 +383,21 @@ class DynimSampler:
         if self._history is not None:
             self._history.append(event, patch_id, score, count, self.n_candidates, self.n_selected, self.n_seen)
 
-    def checkpoint(self, directory: str | Path) -> Path:
-        """Write the whole state to ``directory`` atomically (no pickle); flush the history first."""
+    def checkpoint(
+        self, directory: str | Path, generation: int | None = None, base: int | None = None, prune: bool = True
+    ) -> int:
+        """Write the state to ``directory`` as a new generation (no pickle); flush the history first.
+
+        Every point's latent and id is written once, by the first generation that holds it
+        (:mod:`mummi.sampler.checkpoint`; ``base``: the generation whose rows are reused).
+        ``prune`` removes the other generations; a caller that records the current one
+        elsewhere prunes after moving its record. Returns the generation.
+        """
         if self._history is not None:
             self._history.flush()
         arrays = {
-            "x": self._x.view, "ids": np.array(self._ids, dtype=str), "status": self._status.view,
-            "nn_dist": self._nn_dist.view, "nn_pos": self._nn_pos.view, "nn_epoch": self._nn_epoch.view,
-            "sel": self._sel.view,
+            "status": self._status.view, "nn_dist": self._nn_dist.view, "nn_pos": self._nn_pos.view,
+            "nn_epoch": self._nn_epoch.view, "sel": self._sel.view,
         }  # fmt: skip
         alive = self._alive()
         for name in ("c", "c_dist", "c_pos", "c_score"):
@@ -402,17 +409,23 @@ class DynimSampler:
             "rng": self._rng.bit_generator.state,
             "history": None if self._history is None else {"path": str(self._history.path), "size": self._history.size},
         }
-        return ckpt.save(directory, arrays, meta)
+        saved = ckpt.save(directory, arrays, meta, rows={"x": self._x.view, "ids": self._ids}, generation=generation,
+                          base=base)  # fmt: skip
+        if prune:
+            ckpt.prune(directory, saved)
+        return saved
 
     @classmethod
-    def restore(cls, directory: str | Path, history: str | Path | None = None) -> DynimSampler:
-        """The sampler saved in ``directory`` by :meth:`checkpoint`.
+    def restore(
+        cls, directory: str | Path, history: str | Path | None = None, generation: int | None = None
+    ) -> DynimSampler:
+        """The sampler saved in ``directory`` by :meth:`checkpoint` (``generation``; default: the newest).
 
         The history continues in ``history`` (default: the file recorded in the
         checkpoint). The recorded file is cut back to its length at checkpoint time:
         later events belong to a run that is lost.
         """
-        arrays, meta = ckpt.load(directory)
+        arrays, meta = ckpt.load(directory, generation)
         recorded = meta["history"]
         if recorded is not None:
             history = history or recorded["path"]
@@ -420,7 +433,7 @@ class DynimSampler:
                 EventHistory.truncate(history, recorded["size"])
         self = cls(meta["dim"], SamplerSettings.model_validate(meta["settings"]), meta["seed"], history)
         self._rng.bit_generator.state = meta["rng"]
-        self._x = Growing.of(arrays["x"])
+        self._x = Growing.of(arrays["x"].astype(np.float32, copy=False).reshape(-1, self.dim))
         self._ids = arrays["ids"].tolist()
         self._known = set(self._ids)
         for name in ("status", "nn_dist", "nn_pos", "nn_epoch", "sel"):

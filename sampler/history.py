@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mummi.core.unreadable import reading
+
 COLUMNS = ("time", "event", "patch_id", "score", "count", "n_candidates", "n_selected", "n_seen")
 _FLUSH_ROWS = 10_000
 
@@ -68,20 +70,20 @@ class EventHistory:
 
 def read_history(path: str | Path) -> dict[str, np.ndarray]:
     """The history as columns: ``time``/``score`` float, counts int, ``event``/``patch_id`` str."""
-    with open(path, encoding="utf-8", newline="") as fh:
+    with reading(path, "sampler event history"), open(path, encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
-    header, body = rows[0], rows[1:]
-    cols = dict(zip(header, zip(*body))) if body else {name: () for name in header}
-    out: dict[str, np.ndarray] = {}
-    for name in COLUMNS:
-        values = cols[name]
-        if name in ("time", "score"):
-            out[name] = np.array(values, dtype=np.float64)
-        elif name in ("event", "patch_id"):
-            out[name] = np.array(values, dtype=str)
-        else:
-            out[name] = np.array(values, dtype=np.int64)
-    return out
+        header, body = rows[0], rows[1:]
+        cols = dict(zip(header, zip(*body))) if body else {name: () for name in header}
+        out: dict[str, np.ndarray] = {}
+        for name in COLUMNS:
+            values = cols[name]
+            if name in ("time", "score"):
+                out[name] = np.array(values, dtype=np.float64)
+            elif name in ("event", "patch_id"):
+                out[name] = np.array(values, dtype=str)
+            else:
+                out[name] = np.array(values, dtype=np.int64)
+        return out
 
 
 def plot_history(path: str | Path, out: str | Path) -> Path:

@@ -10,6 +10,7 @@ allocation, by a module that runs these tests with a ``harness`` of its own).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -162,6 +163,45 @@ def test_walltime_is_enforced(harness: Harness, tmp_path: Path) -> None:
         assert status[job_id].state is JobState.FAILED
         assert "walltime" in (status[job_id].reason or "")
     assert status[ids[1]].exit_code == 75  # a job that stops cleanly at its walltime says so
+    backend.close()
+
+
+def test_a_wall_clock_that_jumps_changes_nothing(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Walltimes run on monotonic clocks: a day forward kills nothing early, a day back delays no stop."""
+    backend = harness.make()
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+    ids = backend.submit([
+        py_job(tmp_path, "short", "import time; time.sleep(3)", walltime_min=0.1),
+        py_job(tmp_path, "stubborn", stubborn, walltime_min=0.1),
+    ])  # fmt: skip
+    real, jump = time.time, [86400.0]
+    monkeypatch.setattr(time, "time", lambda: real() + jump[0])
+    assert wait_for(backend, ids[:1])[ids[0]].state is JobState.DONE
+    jump[0] = -86400.0
+    started = time.monotonic()
+    status = wait_for(backend, ids[1:], timeout_s=90)[ids[1]]
+    assert status.state is JobState.FAILED and "walltime" in (status.reason or "")
+    assert time.monotonic() - started < 60
+    backend.close()
+
+
+HOSTILE = ("two words", "it's", 'say "hi"', "a;b", "$(touch pwned)", "`touch pwned`", "../..", "/etc/passwd",
+           "line\nbreak", "*", "-n")  # fmt: skip
+
+
+def test_hostile_strings_stay_arguments(harness: Harness, tmp_path: Path) -> None:
+    """Commands are argument lists end to end: no shell reads a job's arguments, paths or environment."""
+    backend = harness.make()
+    code = "import json, os, sys; print(json.dumps({'argv': sys.argv[1:], 'env': os.environ['MUMMI_TEST_FLAG']}))"
+    spec = py_job(tmp_path, "odd name; $(touch pwned) 'q'", code, env={"MUMMI_TEST_FLAG": "$(touch pwned); `x`"})
+    spec = dataclasses.replace(spec, command=(*spec.command, *HOSTILE))
+    (job_id,) = backend.submit([spec])
+    assert wait_for(backend, [job_id])[job_id].state is JobState.DONE
+    facts = json.loads(spec.log_path.read_text().splitlines()[0])
+    assert facts == {"argv": list(HOSTILE), "env": "$(touch pwned); `x`"}
+    assert not list(tmp_path.rglob("pwned")) and not Path("pwned").exists()
     backend.close()
 
 

@@ -139,3 +139,49 @@ def test_a_failing_job_is_retried_then_its_sim_fails_with_its_log(campaign):
         if json.loads(d).get("to") == "failed"
     ]
     assert reasons and all(".log" in r and "failed 2 times" in r for r in reasons)
+
+
+def _sim_processes(run: Path) -> dict[str, int]:
+    """Running mock sim processes of this campaign: sim id -> pid."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"mummi.jobs.sim" in argv and b"--sim-dir" in argv:
+            sim_dir = Path(argv[argv.index(b"--sim-dir") + 1].decode())
+            if sim_dir.parent == run / "sims":
+                found[sim_dir.name] = int(proc.name)
+    return found
+
+
+@pytest.mark.slow
+def test_a_hung_sim_is_cancelled_once_its_trajectory_stops_growing_and_retried(campaign):
+    spec = SPEC.replace("stop: {max_sims: 8", "stop: {max_sims: 2")
+    spec = spec.replace(
+        "  mock: {frames: 40, steps_per_frame: 10}",
+        "  mock: {frames: 400, steps_per_frame: 10}\n  stall_min: 0.25\n  retry: {max_retries: 2, backoff_s: 0.2}",
+    )
+    (campaign / "tiny.yaml").write_text(spec)
+    run = campaign / "run"
+    proc = mummi("tiny.yaml", "--dry-run", cwd=campaign)
+    deadline, hung = time.monotonic() + 300, None
+    while hung is None and time.monotonic() < deadline and proc.poll() is None:
+        for sim_id, pid in _sim_processes(run).items():
+            trajectory = run / "sims" / sim_id / "md.xtc"
+            if trajectory.exists() and trajectory.stat().st_size > 0:
+                os.kill(pid, signal.SIGSTOP)  # hung: alive, holding its GPU, writing nothing
+                hung = sim_id
+                break
+        time.sleep(0.1)
+    assert hung is not None, "no sim was caught running"
+    code, out = finish(proc)
+    assert code == 0, out[-3000:]
+    assert f"sim {hung} stalled" in out
+    check_campaign(run, n_sims=2, feedback=False)
+    con = sqlite3.connect(run / "campaign.db")
+    assert con.execute("SELECT COUNT(*) FROM events WHERE kind = 'sim.stalled' AND subject = ?", (hung,)).fetchone()[0]
+    (failures,) = con.execute("SELECT failures FROM jobs WHERE kind = 'sim' AND subject = ?", (hung,)).fetchone()
+    assert failures == 1, "a stalled sim is retried as a failure"
+    assert con.execute("SELECT state FROM selections WHERE sim_id = ?", (hung,)).fetchone()[0] == "done"

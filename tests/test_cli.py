@@ -157,3 +157,29 @@ def test_a_workdir_whose_store_is_not_a_campaigns_is_refused_and_left_as_it_is(t
     assert run_main([str(spec), "--dry-run"]) == EXIT_WORKDIR
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["campaign.db"]
     assert (tmp_path / "run" / "campaign.db").read_bytes() == b"someone else's file\n"
+
+
+def test_a_second_coordinator_on_a_running_campaign_is_refused(tmp_path, capsys):
+    path = spec_file(tmp_path)
+    cdir, store, _ = prepare(load_spec(path))
+    store.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from mummi.workflow.run_lock import hold; hold(sys.argv[1]); "
+         "print('held', flush=True); time.sleep(120)", str(cdir.root)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = (cdir.db.stat().st_mtime_ns, cdir.db.stat().st_size)
+        assert run_main([str(path)]) == EXIT_WORKDIR
+        message = capsys.readouterr().err
+        assert f"pid {holder.pid}" in message and "another mummi-run" in message and str(cdir.root) in message
+        assert (cdir.db.stat().st_mtime_ns, cdir.db.stat().st_size) == before
+        assert run_main([str(path), "--fresh", "--force"]) == EXIT_WORKDIR  # nor deleted under its feet
+        assert cdir.db.is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    _, store, resuming = prepare(load_spec(path))  # a killed holder's lock dies with it
+    store.close()
+    assert resuming

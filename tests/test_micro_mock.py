@@ -154,7 +154,7 @@ def test_deadline_stops_cleanly_and_the_rerun_finishes(reference, tmp_path) -> N
         == EXIT_RESUMABLE
     )
     assert read_status(sim_dir, "sim")["state"] == Outcome.INCOMPLETE  # margin 5 min > walltime: stop at once
-    run_sim(spec, sim_dir, deadline=time.time() + 0.5)  # most likely stops mid-run; any stop must resume exactly
+    run_sim(spec, sim_dir, deadline=time.monotonic() + 0.5)  # most likely stops mid-run; any stop must resume exactly
     assert run_sim(spec, sim_dir) == Outcome.DONE
     _assert_same_run(spec, sim_dir, reference)
 

@@ -97,7 +97,7 @@ def test_half_written_checkpoint_keeps_the_previous_one(tmp_path: Path) -> None:
     (tmp_path / "state-000002.npz").write_bytes(b"partial")
     assert DynimSampler.restore(tmp_path).n_selected == n_selected
     sampler.checkpoint(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "state-000002.npz"]
+    assert sorted(p.name for p in tmp_path.glob("[ms]*")) == ["manifest-000002.json", "state-000002.npz"]
     assert DynimSampler.restore(tmp_path).n_selected == sampler.n_selected
 
 
@@ -118,3 +118,18 @@ def test_checkpoints_never_unpickle(tmp_path: Path) -> None:
     ckpt.save(tmp_path, {"x": np.array([{"a": 1}], dtype=object)}, {})
     with pytest.raises(ValueError, match="allow_pickle"):
         ckpt.load(tmp_path)
+
+
+def test_a_generation_writes_only_the_rows_added_since_the_one_before(tmp_path: Path) -> None:
+    sampler = DynimSampler(6, SETTINGS, seed=1)
+    play(sampler, steps(2))
+    sampler.checkpoint(tmp_path)
+    first = sorted(tmp_path.glob("rows-*.npz"))
+    play(sampler, steps(3)[2:])
+    sampler.checkpoint(tmp_path)
+    segments = sorted(tmp_path.glob("rows-*.npz"))
+    assert first == segments[:1] and len(segments) == 2
+    with np.load(segments[1]) as new_rows:
+        assert len(new_rows["x"]) == sampler.n_seen - len(np.load(first[0])["x"])
+    restored = DynimSampler.restore(tmp_path)
+    assert restored.selected_ids == sampler.selected_ids and restored.weights() == sampler.weights()

@@ -6,11 +6,13 @@ import hashlib
 import logging
 import shutil
 import time
+from collections.abc import Callable
 
 from mummi import __version__
 from mummi.core.atomic import atomic_write_text
 from mummi.core.layout import DB_NAME, SPEC_NAME, SUBDIRS, CampaignLayout
 from mummi.core.spec import CampaignSpec
+from mummi.workflow.run_lock import CampaignBusy, hold
 from mummi.workflow.store import StateStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,8 @@ def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> 
 
     Returns the directory, the open store and whether an existing campaign is resumed.
     ``fresh`` starts over and refuses to touch an existing campaign unless ``force``,
-    in which case only the campaign's own files are removed.
+    in which case only the campaign's own files are removed. The campaign's lock
+    (:mod:`~mummi.workflow.run_lock`) is held from here until the store is closed.
     """
     cdir = CampaignLayout(spec.campaign.workdir)
     if cdir.root.exists() and not cdir.root.is_dir():
@@ -38,18 +41,26 @@ def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> 
                 "Run without --fresh to resume it, add --force to delete "
                 "it and start over, or choose another campaign.workdir"
             )
+        release = _lock(cdir)
         _remove_campaign(cdir)
         resuming = False
+    else:
+        release = None
 
     try:
         if resuming:
             store = StateStore(cdir.db)  # before anything is made: it may not be a campaign's
+            release = _lock(cdir, store)
             cdir.create()
         else:
             cdir.create()
+            release = release or _lock(cdir)
             store = StateStore(cdir.db)
     except StoreError as err:
+        if release is not None:
+            release()
         raise CampaignError(str(err)) from err
+    store.on_close(release)
     spec_text = spec.to_yaml()
     digest = hashlib.sha256(spec_text.encode()).hexdigest()
     if resuming:
@@ -78,6 +89,15 @@ def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> 
             store.record_event("campaign.created", spec.campaign.name)
     atomic_write_text(cdir.spec_copy, spec_text)
     return cdir, store, resuming
+
+
+def _lock(cdir: CampaignLayout, store: StateStore | None = None) -> Callable[[], None]:
+    try:
+        return hold(cdir.root)
+    except CampaignBusy as err:
+        if store is not None:
+            store.close()
+        raise CampaignError(str(err)) from err
 
 
 def _remove_campaign(cdir: CampaignLayout) -> None:

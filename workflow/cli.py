@@ -8,9 +8,11 @@ and a refused spec leaves nothing behind.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import sqlite3
 import stat
 import sys
 from collections.abc import Sequence
@@ -18,9 +20,10 @@ from pathlib import Path
 
 from mummi.adapters.backend import BackendError, backend_class
 from mummi.adapters.md_engine import missing_executables
-from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE, EXIT_WORKDIR
+from mummi.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE, EXIT_WORKDIR
 from mummi.core.spec import CampaignSpec
 from mummi.core.spec_loader import SpecError, load_spec
+from mummi.core.unreadable import UnreadableFileError
 
 log = logging.getLogger("mummi.run")
 
@@ -97,10 +100,28 @@ def _run_campaign(spec: CampaignSpec, *, fresh: bool, force: bool) -> int:
         except BackendError as err:
             sys.stderr.write(f"mummi-run: {err}\n")
             return EXIT_USAGE
+        except UnreadableFileError as err:
+            sys.stderr.write(f"mummi-run: {err}; the campaign stopped and changed nothing more; remove or restore the "
+                             "file, then run the same command again\n")  # fmt: skip
+            return EXIT_FAILED
+        except (OSError, sqlite3.OperationalError) as err:
+            if not _disk_full(err):
+                raise
+            where = getattr(err, "filename", None) or cdir.root
+            sys.stderr.write(f"mummi-run: no space left writing {where} ({err}); free space under {cdir.root}, "
+                             "then run the same command again\n")  # fmt: skip
+            return EXIT_RESUMABLE
     sys.stdout.write(summary(cdir.root) + "\n")
     if code == EXIT_RESUMABLE:
         sys.stdout.write("  stopped early but resumable: run the same command again to continue\n")
     return code
+
+
+def _disk_full(err: Exception) -> bool:
+    """Whether ``err`` says the disk (or the user's quota) is full."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return getattr(err, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_FULL", 13) or "disk is full" in str(err)
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -8,14 +8,16 @@ time left in the allocation; hand every job the turn made due to the backend in
 one call. Phases before the campaign proper (the uncoupled
 pre-campaign macro run and the encoder training) are jobs too.
 
-Near the end of the allocation, or on SIGTERM, the coordinator stops starting
-work, cancels its jobs (sims stop at their checkpoints), checkpoints the sampler
-and exits with :data:`~mummi.core.exit_codes.EXIT_RESUMABLE`.
+Near the end of the allocation, on SIGTERM, or when the workdir's disk is nearly
+full (``campaign.min_free_mb``), the coordinator stops starting work, cancels its
+jobs (sims stop at their checkpoints), checkpoints the sampler and exits with
+:data:`~mummi.core.exit_codes.EXIT_RESUMABLE`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 
@@ -36,7 +38,9 @@ from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
 
-RESUMABLE_REASONS = ("allocation ending", "SIGTERM", "SIGINT")
+RESUMABLE_REASONS = ("allocation ending", "SIGTERM", "SIGINT", "disk nearly full")
+"""How the reasons for a stop that a later run resumes begin."""
+_DISK_CHECK_S = 10.0
 
 
 class Coordinator:
@@ -60,6 +64,7 @@ class Coordinator:
         self._started = self.backend.now()
         self._wall_before = float(store.get_meta("wall_s", 0.0))
         self._last_checkpoint = self.backend.now()
+        self._next_disk_check = self.backend.now()
         self._stop_signal: str | None = None
         self._turn_wall_s: list[float] = []
         self._sims_ended = 0
@@ -99,6 +104,7 @@ class Coordinator:
             for done in self.runner.poll():
                 self._on_finished(done)
             self.micro.start_analyses()  # also in a last turn: a finished sim's analysis still runs
+            self.micro.cancel_stalled()
         reason = self._act()
         self.runner.flush()
         return reason
@@ -106,7 +112,7 @@ class Coordinator:
     def _act(self) -> str | None:
         if self._stop_signal:
             return self._stop_signal
-        reason = self._stop_reason()
+        reason = self._stop_reason() or self._disk_nearly_full()
         if reason is not None:
             return reason
         stages = self._campaign_stages()
@@ -208,16 +214,30 @@ class Coordinator:
             return f"{stop.feedback_rounds} feedback rounds done"
         return None
 
+    def _disk_nearly_full(self) -> str | None:
+        """A stop reason while the workdir's file system has less than ``campaign.min_free_mb`` free."""
+        reserve = self.spec.campaign.min_free_mb
+        if reserve <= 0 or self.backend.now() < self._next_disk_check:
+            return None
+        self._next_disk_check = self.backend.now() + _DISK_CHECK_S
+        fs = os.statvfs(self.cdir.root)
+        free_mb = fs.f_bavail * fs.f_frsize / 2**20
+        if free_mb >= reserve:
+            return None
+        return (f"disk nearly full: {free_mb:.0f} MB free under {self.cdir.root} (campaign.min_free_mb: "
+                f"{reserve:g}); free space, then run the same command again")  # fmt: skip
+
     def _near_end(self) -> bool:
         left = self.backend.time_left_s()
         return left is not None and left < 60 * self.spec.checkpoint.end_margin_min
 
     def _finish(self, reason: str) -> int:
-        resumable = reason in RESUMABLE_REASONS
-        log.info("stopping: %s", reason)
+        resumable = reason.startswith(RESUMABLE_REASONS)
+        log.log(logging.ERROR if reason.startswith("disk") else logging.INFO, "stopping: %s", reason)
         self.store.record_event("campaign.stopping", None, reason=reason, resumable=resumable)
         if resumable:
-            self._chain()
+            if not reason.startswith("disk"):  # a follow-up allocation would find the same full disk
+                self._chain()
             self.runner.cancel_all()
         else:
             # The analyses of finished sims are finishing their last frames: let them.

@@ -22,6 +22,8 @@ from mummi.core.layout import CampaignLayout
 from mummi.core.patch_input import PatchInput
 from mummi.core.spec import CampaignSpec
 from mummi.core.states import PatchState
+from mummi.core.unreadable import reading
+from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.dynim import DynimSampler, Selection
 from mummi.workflow.patch_source import PatchSource
 from mummi.workflow.store import StateStore
@@ -29,6 +31,8 @@ from mummi.workflow.store import StateStore
 log = logging.getLogger(__name__)
 
 ADD, SELECT = "sampler.add", "sampler.select"
+CHECKPOINT_DIR = "checkpoint"
+"""The sampler's checkpoint folder under ``sampler/``, its generations inside."""
 
 
 class ReplayError(Exception):
@@ -96,16 +100,22 @@ class Ingest:
 
     # ------------------------------------------------------------ checkpoint
     def checkpoint(self) -> None:
-        """Save the sampler with the id of the last store event it reflects."""
+        """Save the sampler as a new generation, with the id of the last store event it reflects.
+
+        The store names the current generation; the older ones go once it does, so a crash at
+        any moment leaves the one the store names.
+        """
         last = self.store.last_event_id()
-        target = self.cdir.sampler / f"checkpoint-{last:012d}"
-        if target.exists():
+        saved = self.store.get_meta("sampler_checkpoint")
+        if saved is not None and saved["event_id"] == last:
             return
-        self.sampler.checkpoint(target)
-        previous = self.store.get_meta("sampler_checkpoint")
-        self.store.set_meta("sampler_checkpoint", {"dir": target.name, "event_id": last})
-        if previous and previous["dir"] != target.name:
-            shutil.rmtree(self.cdir.sampler / previous["dir"], ignore_errors=True)
+        target = self.cdir.sampler / CHECKPOINT_DIR
+        base = saved.get("generation") if saved is not None and saved["dir"] == CHECKPOINT_DIR else None
+        generation = self.sampler.checkpoint(target, generation=(base or 0) + 1, base=base, prune=False)
+        self.store.set_meta("sampler_checkpoint", {"dir": CHECKPOINT_DIR, "generation": generation, "event_id": last})
+        ckpt.prune(target, generation)
+        if saved is not None and saved["dir"] != CHECKPOINT_DIR:  # one folder per checkpoint, as before
+            shutil.rmtree(self.cdir.sampler / saved["dir"], ignore_errors=True)
 
 
 def latents_cache(cdir: CampaignLayout, frame: str) -> Path:
@@ -125,13 +135,15 @@ def recover_sampler(spec: CampaignSpec, cdir: CampaignLayout, store: StateStore,
         sampler = DynimSampler(spec.encoder.latent_dim, spec.sampler, seed=spec.campaign.seed, history=history)
         since = 0
     else:
-        sampler = DynimSampler.restore(cdir.sampler / saved["dir"], history=history)
+        sampler = DynimSampler.restore(cdir.sampler / saved["dir"], history=history, generation=saved.get("generation"))
         since = saved["event_id"]
     replayed = 0
     for event in store.events([ADD, SELECT], since_id=since):
         if event.kind == ADD:
-            with np.load(latents_cache(cdir, str(event.subject)), allow_pickle=False) as cached:
-                sampler.add_candidates(cached["ids"].tolist(), cached["latents"])
+            cache = latents_cache(cdir, str(event.subject))
+            with reading(cache, "latent cache"), np.load(cache, allow_pickle=False) as cached:
+                ids, latents = cached["ids"].tolist(), cached["latents"]
+            sampler.add_candidates(ids, latents)
         else:
             got = [p.id for p in sampler.select(event.data["n"])]
             if got != event.data["ids"]:

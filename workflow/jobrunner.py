@@ -54,6 +54,10 @@ class JobRunner:
         for job in store.jobs(states=LIVE):
             self._keep(job)
 
+    def now(self) -> float:
+        """The campaign's clock (the backend's)."""
+        return self._clock()
+
     # ------------------------------------------------------------- submit
     def submit(
         self,

@@ -6,15 +6,19 @@ in situ analysis runs on the node its sim landed on, as in MuMMI: it is submitte
 once the backend says where the sim started, pinned to that node. A job that
 fails is retried with backoff up to its retry count; a sim that stopped cleanly
 before its walltime (exit 75, status ``incomplete``), or a job lost with its
-node, is continued (or run again) without spending a retry.
+node, is continued (or run again) without spending a retry. A running sim whose
+trajectory stops growing for ``sim.stall_min`` is cancelled and retried as a
+failure (:mod:`~mummi.workflow.stall_watch`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from mummi.adapters.md_engine import get_engine
 from mummi.core import simdir
 from mummi.core.exit_codes import EXIT_RESUMABLE
 from mummi.core.layout import CampaignLayout
@@ -23,6 +27,7 @@ from mummi.core.resources import ResourcePolicy
 from mummi.core.spec import CampaignSpec, RetrySettings
 from mummi.core.states import JobKind, JobState, Outcome, SimState
 from mummi.workflow.jobrunner import Finished, JobRunner
+from mummi.workflow.stall_watch import StallWatch
 from mummi.workflow.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,22 @@ class MicroPipeline:
         self.spec, self.cdir, self.store, self.runner, self.policy = spec, cdir, store, runner, policy
         self._analysis_due: set[str] = set()
         """Started sims whose analysis waits to learn the sim's node."""
+        self._stall_watch = self._make_stall_watch()
+        self._stalled: dict[int, str] = {}
+        """Sim jobs cancelled because they stalled, and why."""
+
+    def _make_stall_watch(self) -> StallWatch | None:
+        stall_min = self.spec.sim.stall_min
+        if stall_min is None or not self.runner.backend.jobs_write_files:
+            return None
+        engine = get_engine(self.spec.sim.engine)
+        try:
+            engine.trajectory(self.cdir.sims)
+        except NotImplementedError:
+            log.info("sim.stall_min: the %s engine names no trajectory to watch; only walltimes stop hung sims",
+                     engine.name)  # fmt: skip
+            return None
+        return StallWatch(60 * stall_min, lambda sim_id: engine.trajectory(self.cdir.sim(sim_id))[1])
 
     # ---------------------------------------------------------------- counts
     def counts(self) -> dict[str, int]:
@@ -121,6 +142,21 @@ class MicroPipeline:
             self._submit(ANALYSIS, sim_id, hosts)
             self._analysis_due.discard(sim_id)
 
+    def cancel_stalled(self) -> None:
+        """Cancel every running sim whose trajectory stopped growing ``sim.stall_min`` ago (retried as a failure)."""
+        now = self.runner.now()
+        if self._stall_watch is None or not self._stall_watch.due(now):
+            return
+        running = [job for job in self.runner.active(SIM) if job.state is JobState.RUNNING]
+        stalled = self._stall_watch.stalled(running, now)
+        for job in stalled:
+            why = f"stalled: its trajectory did not grow for {self.spec.sim.stall_min:g} min"
+            log.warning("sim %s %s; cancelling it", job.subject, why)
+            self.store.record_event("sim.stalled", job.subject, job=job.id, stall_min=self.spec.sim.stall_min)
+            self._stalled[job.id] = why
+        if stalled:
+            self.runner.backend.cancel([job.backend_id for job in stalled if job.backend_id])
+
     def _submit(self, stage: JobKind, sim_id: str, hosts: Sequence[str] = ()) -> int:
         settings = getattr(self.spec, stage.value)
         sim_dir = self.cdir.sim(sim_id)
@@ -151,8 +187,12 @@ class MicroPipeline:
                 self._retry_or_fail(done, self.spec.createsim.retry)
         elif job.kind is SIM:
             outcome = simdir.outcome(sim_dir, SIM)
+            stalled = self._stalled.pop(job.id, None)
             if status.state is JobState.DONE and outcome is Outcome.DONE:
                 self.store.set_sim_state(sim_id, SimState.DONE)
+            elif stalled is not None:
+                self._retry_or_fail(dataclasses.replace(done, status=dataclasses.replace(status, reason=stalled)),
+                                    self.spec.sim.retry)  # fmt: skip
             elif (
                 status.exit_code == EXIT_RESUMABLE
                 or outcome is Outcome.INCOMPLETE
@@ -182,6 +222,6 @@ class MicroPipeline:
         if self.runner.retry(job, retry):
             log.warning("%s of %s failed (%s); retrying", job.kind.value, job.subject, done.status.reason)
             return
-        reason = f"{job.kind.value} failed {job.failures + 1} times; log: {job.log_path}"
+        reason = f"{job.kind.value} failed {job.failures + 1} times (last: {done.status.reason}); log: {job.log_path}"
         self.store.set_sim_state(job.subject or "", SimState.FAILED, reason=reason)
         self.runner.backend.cancel([j.backend_id for j in self.runner.active(ANALYSIS, job.subject) if j.backend_id])

@@ -15,7 +15,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,7 @@ class StateStore:
 
     def __init__(self, path: str | Path, timeout_s: float = 30.0) -> None:
         self.path = Path(path)
+        self._on_close: list[Callable[[], None]] = []
         self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._refuse_foreign()
@@ -195,6 +196,12 @@ class StateStore:
 
     def close(self) -> None:
         self._db.close()
+        while self._on_close:
+            self._on_close.pop()()
+
+    def on_close(self, release: Callable[[], None]) -> None:
+        """Call ``release`` once the store is closed (the campaign's run lock)."""
+        self._on_close.append(release)
 
     def __enter__(self) -> StateStore:
         return self

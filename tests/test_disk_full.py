@@ -1,0 +1,66 @@
+"""A campaign whose disk fills: it stops resumably (exit 75) naming the path, loses nothing, and resumes once freed.
+
+The campaign runs in a small tmpfs of its own (mounting one needs root, as in CI);
+a file filling the disk arrives while sims run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from campaign_helpers import SPEC, check_campaign, db_count, finish, mummi
+
+from mummi.core.exit_codes import EXIT_RESUMABLE
+from mummi.workflow.invariants import check
+
+RESERVE_MB, HEADROOM_MB = 60, 30
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _free_mb(path: Path) -> float:
+    fs = os.statvfs(path)
+    return fs.f_bavail * fs.f_frsize / 2**20
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_campaign_resumably_and_it_resumes_once_space_is_freed(small_disk: Path) -> None:
+    spec = SPEC.replace("  workdir: run\n", f"  workdir: run\n  min_free_mb: {RESERVE_MB}\n")
+    (small_disk / "tiny.yaml").write_text(spec)
+    run = small_disk / "run"
+    proc = mummi("tiny.yaml", "--dry-run", cwd=small_disk)
+    deadline = time.monotonic() + 300
+    while db_count(run / "campaign.db", "SELECT COUNT(*) FROM jobs WHERE kind = 'sim' AND state = 'running'") < 1:
+        assert proc.poll() is None and time.monotonic() < deadline, finish(proc)[1][-3000:]
+        time.sleep(0.2)
+    filler = small_disk / "filler"
+    with open(filler, "wb") as fh:  # leaves HEADROOM_MB free: below the reserve, room for the jobs to stop
+        fh.truncate(0)
+        os.posix_fallocate(fh.fileno(), 0, int((_free_mb(small_disk) - HEADROOM_MB) * 2**20))
+    code, out = finish(proc)
+    assert code == EXIT_RESUMABLE, out[-3000:]
+    assert "disk nearly full" in out and str(run) in out and "min_free_mb" in out
+    report = check(run)
+    assert not report.violations and not report.corrupted, report
+    filler.unlink()
+    code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=small_disk))
+    assert code == 0, out[-3000:]
+    assert "resuming campaign" in out
+    check_campaign(run)
+    assert not check(run).violations
