@@ -58,7 +58,13 @@ class JobStatus:
     exit_code: int | None = None
     reason: str | None = None
     lost: bool = False
-    """It ended with its node (lost, or taken back), through no fault of its own: run it again, retries unspent."""
+    """It ended with its node (lost, or taken back), or the scheduler forgot it, through no fault of its own: its
+    outputs say what it finished; run it again for the rest, retries unspent."""
+
+    @classmethod
+    def forgotten(cls, backend: str) -> JobStatus:
+        """A job the backend knows nothing of (its records or its scheduler's are gone): lost; its outputs decide."""
+        return cls(JobState.FAILED, reason=f"unknown to the {backend} backend (its scheduler forgot it)", lost=True)
 
 
 class BackendError(Exception):

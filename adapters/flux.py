@@ -286,10 +286,10 @@ class FluxBackend(Backend):
     def _status_of(self, job_id: str) -> JobStatus:
         tracked = self._jobs.get(int(job_id))
         if tracked is None:
-            return JobStatus(JobState.FAILED, reason="unknown to the flux backend")
+            return JobStatus.forgotten("flux")
         if not tracked.state.terminal:
             return JobStatus(tracked.state)
-        return JobStatus(tracked.state, tracked.exit_code, _reason(tracked))
+        return JobStatus(tracked.state, tracked.exit_code, _reason(tracked), lost=_node_lost(tracked))
 
 
 def _parent_of(flux: ModuleType, handle: Any) -> tuple[Any, str]:
@@ -315,6 +315,12 @@ def _final_state(tracked: _Tracked) -> JobState:
     if kind is None and tracked.exit_code == 0:
         return JobState.DONE
     return JobState.FAILED
+
+
+def _node_lost(tracked: _Tracked) -> bool:
+    """Whether the job ended with a node (a broker) that went away: Flux notes "node failure on HOST (rank N)"."""
+    kind, note = tracked.exception or ("", "")
+    return tracked.state is JobState.FAILED and (kind == "node-failure" or "node failure" in note)
 
 
 def _reason(tracked: _Tracked) -> str | None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mummi.adapters.md_engine import build_universe, open_universe, write_gro
+from mummi.adapters.md_engine import DeterministicFailure, build_universe, open_universe, write_gro
 from mummi.adapters.membrane import Membrane
 from mummi.core.atomic import atomic_write_text
 from mummi.core.lipids import CHANNELS, N_INNER
@@ -318,11 +318,31 @@ class GromacsEngine:
         ]
         if deadline is not None:
             args += ["-maxh", f"{max(MIN_MAXH, (deadline - time.monotonic()) / 3600):.6f}"]
-        run_gmx(gmx, args, sim_dir, f"md.mdrun.{len(list(sim_dir.glob('md.mdrun.*.log')))}.log")  # one log per launch
+        log_name = f"md.mdrun.{len(list(sim_dir.glob('md.mdrun.*.log')))}.log"  # one log per launch
+        try:
+            run_gmx(gmx, args, sim_dir, log_name)
+        except RuntimeError as err:
+            raise _unstable(sim_dir / log_name) or err from err
         done = checkpoint_step(gmx, cpt) >= int(mdp["nsteps"])
         if not done:
             log.info("gromacs sim %s stopped before the deadline at step %d", sim_dir.name, checkpoint_step(gmx, cpt))
         return done
+
+
+UNSTABLE = ("Too many LINCS warnings", "LINCS WARNING", "SETTLE", "moved more than", "coordinate is NaN",
+            "is not finite")  # fmt: skip
+"""What mdrun prints when the system blows up: a rerun from the same checkpoint blows up the same way."""
+
+
+def _unstable(log_path: Path) -> DeterministicFailure | None:
+    text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+    found = next((signature for signature in UNSTABLE if signature in text), None)
+    if found is None:
+        return None
+    return DeterministicFailure(
+        f"the system is unstable (mdrun: {found!r}); a rerun from the same checkpoint fails the same way: check the "
+        f"setup (createsim) or lower sim.dt_fs; log: {log_path}"
+    )
 
 
 def _gro_atoms(path: Path) -> int:

@@ -142,7 +142,7 @@ class LocalBackend(Backend):
         for job_id in ids:
             rec = self._jobs.get(job_id)
             if rec is None:
-                result[job_id] = JobStatus(JobState.FAILED, reason=f"unknown to the {self.label} backend")
+                result[job_id] = JobStatus.forgotten(self.label)
             else:
                 result[job_id] = JobStatus(rec.state, rec.exit_code, rec.reason)
         return result
@@ -170,8 +170,12 @@ class LocalBackend(Backend):
             path = self._record_path(job_id)
             if job_id in self._jobs or not path.is_file():
                 continue
-            record = json.loads(path.read_text())
-            rec = _LocalJob(**{**record, "state": JobState(record["state"])})
+            try:
+                record = json.loads(path.read_text())
+                rec = _LocalJob(**{**record, "state": JobState(record["state"])})
+            except (ValueError, TypeError, KeyError) as err:
+                log.warning("%s: not a job record (%s); the job counts as forgotten", path, err)
+                continue
             self._jobs[job_id] = rec
             if rec.state is JobState.SUBMITTED:
                 self._queue.append(job_id)

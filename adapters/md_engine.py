@@ -29,6 +29,11 @@ ENGINES: dict[str, str] = {
 }
 
 
+class DeterministicFailure(RuntimeError):
+    """A failure that a retry of the same inputs repeats (an unstable system: LINCS errors, atoms flying off):
+    the job says so in its status record, and the sim fails at once instead of spending its retries."""
+
+
 class MDEngine(Protocol):
     name: str
 

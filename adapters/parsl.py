@@ -223,8 +223,10 @@ class ParslBackend(Backend):
             return JobStatus(JobState.DONE if code == 0 else JobState.FAILED, code,
                              None if code == 0 else f"exit code {code}")  # fmt: skip
         future = self._futures.get(job_id)
-        if job_id in self._lost or future is None:
-            return JobStatus(JobState.FAILED, reason=_LOST if job_id in self._lost else "unknown to the parsl backend")
+        if job_id in self._lost:
+            return JobStatus(JobState.FAILED, reason=_LOST, lost=True)
+        if future is None:
+            return JobStatus.forgotten("parsl")
         if future.done():
             error = future.exception()
             if not self._path(job_id, "exit").exists():  # the runner never ran, or died

@@ -195,7 +195,7 @@ class SimulatedBackend(Backend):
         for job_id in ids:
             job = self._jobs.get(job_id)
             if job is None:
-                result[job_id] = JobStatus(JobState.FAILED, reason="unknown to the simulated backend")
+                result[job_id] = JobStatus.forgotten("simulated")
             else:
                 result[job_id] = JobStatus(job.state, job.exit_code, job.reason, lost=job.lost)
         return result

@@ -157,7 +157,7 @@ class SlurmBatchBackend(Backend):
         for job_id in ids:
             rec = self._jobs.get(job_id)
             if rec is None:
-                result[job_id] = JobStatus(JobState.FAILED, reason="unknown to the Slurm backend")
+                result[job_id] = JobStatus.forgotten("Slurm")
             else:
                 result[job_id] = JobStatus(rec.state, rec.exit_code, rec.reason, lost=rec.lost)
         return result
@@ -178,9 +178,13 @@ class SlurmBatchBackend(Backend):
         for job_id in ids:
             path = self._record_path(job_id)
             if job_id not in self._jobs and path.is_file():
-                record = json.loads(path.read_text())
-                known = {key: record[key] for key in _BatchJob.__dataclass_fields__ if key in record}
-                rec = _BatchJob(**{**known, "state": JobState(record["state"])})
+                try:
+                    record = json.loads(path.read_text())
+                    known = {key: record[key] for key in _BatchJob.__dataclass_fields__ if key in record}
+                    rec = _BatchJob(**{**known, "state": JobState(record["state"])})
+                except (ValueError, TypeError, KeyError, AttributeError) as err:
+                    log.warning("%s: not a job record (%s); the job counts as forgotten", path, err)
+                    continue
                 rec.stop_sent_at = None if rec.stop_sent_at is None else time.monotonic()
                 self._jobs[job_id] = rec
         return self.status(ids)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mummi.adapters.md_engine import DeterministicFailure
 from mummi.core.exit_codes import EXIT_FAILED, EXIT_USAGE
 from mummi.core.simdir import write_status
 from mummi.core.spec import CampaignSpec
@@ -87,7 +88,8 @@ def sim_job_main(
         return run(spec, args.sim_dir, args)
 
     def record_failure(_spec: CampaignSpec, args: argparse.Namespace, err: Exception) -> None:
-        write_status(args.sim_dir, stage.value, Outcome.FAILED, error=f"{type(err).__name__}: {err}")
+        write_status(args.sim_dir, stage.value, Outcome.FAILED, error=f"{type(err).__name__}: {err}",
+                     retry=not isinstance(err, DeterministicFailure))  # fmt: skip
 
     return job_main(stage, argv, run_in_sim_dir, description=f"the {stage.value} job of one sim",
                     add_arguments=arguments, on_failure=record_failure)  # fmt: skip

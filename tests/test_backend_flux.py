@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -69,3 +70,31 @@ def assert_analyses_ran_beside_their_sims(uri: str) -> None:
     assert len({n for nodes in sim_nodes.values() for n in nodes}) > 1, "the sims all ran on one node"
     for sim_id, node in analysis_nodes.items():
         assert node in sim_nodes.get(sim_id, set()), f"{sim_id}: analysis on {node}, sim on {sim_nodes.get(sim_id)}"
+
+
+def test_a_lost_node_takes_its_jobs_which_are_reported_lost(tmp_path) -> None:
+    """A broker (a node) dies under a running job: Flux raises a node-failure exception; the job is lost, not failed
+    through its own fault, so the coordinator runs it again without spending a retry."""
+    import signal
+    import time
+
+    from test_backend_conformance import py_job, wait_for
+
+    from mummi.adapters.flux import FluxBackend, local_instance
+    from mummi.core.states import JobState
+
+    with local_instance(2, 2, 0) as uri:
+        backend = FluxBackend(uri, kill_grace_s=1.0)
+        job = py_job(tmp_path, "doomed", "import time; time.sleep(300)")
+        (job_id,) = backend.submit([dataclasses.replace(job, hosts=("node1",))])
+        deadline = time.monotonic() + 60
+        while backend.status([job_id])[job_id].state is not JobState.RUNNING:
+            assert time.monotonic() < deadline, backend.status([job_id])
+            time.sleep(0.1)
+        env = {**os.environ, "FLUX_URI": uri}
+        pid = subprocess.run(["flux", "exec", "-r", "1", "flux", "getattr", "broker.pid"], env=env,
+                             capture_output=True, text=True, timeout=60, check=True).stdout.strip()  # fmt: skip
+        os.kill(int(pid), signal.SIGKILL)
+        status = wait_for(backend, [job_id], timeout_s=120)[job_id]
+        backend.close()
+    assert status.state is JobState.FAILED and status.lost, status

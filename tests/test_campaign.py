@@ -7,9 +7,11 @@ campaign; every selected patch is simulated exactly once and no file is corrupt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -185,3 +187,48 @@ def test_a_hung_sim_is_cancelled_once_its_trajectory_stops_growing_and_retried(c
     (failures,) = con.execute("SELECT failures FROM jobs WHERE kind = 'sim' AND subject = ?", (hung,)).fetchone()
     assert failures == 1, "a stalled sim is retried as a failure"
     assert con.execute("SELECT state FROM selections WHERE sim_id = ?", (hung,)).fetchone()[0] == "done"
+
+
+def _processes_of(run: Path) -> list[int]:
+    """Every process whose command line names the campaign's folder (the jobs and their runners)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if str(run).encode() in (proc / "cmdline").read_bytes() and int(proc.name) != os.getpid():
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_a_hard_kill_whose_scheduler_forgot_the_jobs_is_resumed_from_the_outputs(campaign):
+    """The allocation dies without warning and the backend's records with it: a restarted coordinator knows
+    nothing of its jobs; a sim folder with a valid done record is done, everything else runs again."""
+    (campaign / "tiny.yaml").write_text(SPEC.replace("stop: {max_sims: 8", "stop: {max_sims: 4"))
+    run, db = campaign / "run", campaign / "run" / "campaign.db"
+    first = mummi("tiny.yaml", "--dry-run", cwd=campaign)
+    deadline = time.monotonic() + 300
+    while db_count(db, "SELECT COUNT(*) FROM jobs WHERE kind = 'sim' AND state = 'running'") < 2:
+        assert first.poll() is None and time.monotonic() < deadline, finish(first)[1][-3000:]
+        time.sleep(0.1)
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate(timeout=60)
+    con = sqlite3.connect(db)
+    running = [s for (s,) in con.execute("SELECT subject FROM jobs WHERE kind = 'sim' AND state = 'running'")]
+    con.close()
+    deadline = time.monotonic() + 120  # a sim finishes while nobody watches
+    while not any((run / "sims" / s / "sim.status.json").exists() for s in running):
+        assert time.monotonic() < deadline, "no running sim finished"
+        time.sleep(0.1)
+    for pid in _processes_of(run):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(run / "logs" / "local-backend")
+    code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=campaign))
+    assert code == 0, out[-4000:]
+    check_campaign(run, n_sims=4, feedback=False)
+    con = sqlite3.connect(db)
+    from_outputs = [s for (s,) in con.execute("SELECT subject FROM events WHERE kind = 'job.done_from_outputs'")]
+    assert set(from_outputs) & set(running), "a forgotten sim whose folder says done is done"
+    assert con.execute("SELECT MAX(failures) FROM jobs").fetchone()[0] == 0, "forgotten jobs spend no retry"

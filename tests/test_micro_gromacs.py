@@ -94,3 +94,17 @@ def test_killed_sim_restarts_from_its_checkpoint(reference, tmp_path) -> None:
     assert 0 < checkpoint_step("gmx", sim_dir / "md.cpt") < 20_000, "the kill must land mid-run"
     assert subprocess.run(job("sim", spec_path, sim_dir), capture_output=True).returncode == 0
     _assert_same_run(spec, sim_dir, reference)
+
+
+def test_an_unstable_system_gives_up_at_once_and_says_why(reference, tmp_path) -> None:
+    """A time step far too long blows the system up: a rerun would fail the same way, so the job's record says
+    not to retry (the coordinator then fails the sim at once, with this reason)."""
+    _, _, _, setup, _ = reference
+    sections = {**SECTIONS, "sim": {**SECTIONS["sim"], "dt_fs": 400.0}}
+    _, spec_path = make_spec(tmp_path, sections)
+    sim_dir = copy_setup(setup, tmp_path / "sims" / setup.name)
+    proc = subprocess.run(job("sim", spec_path, sim_dir), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    record = read_status(sim_dir, "sim")
+    assert record["state"] == Outcome.FAILED and record["retry"] is False, record
+    assert "unstable" in record["error"] and "sim.dt_fs" in record["error"]

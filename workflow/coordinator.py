@@ -191,7 +191,8 @@ class Coordinator:
         self._sims_ended += kind is JobKind.SIM
         if kind in SIM_STAGES:
             self.micro.on_finished(done)
-            if kind is JobKind.ANALYSIS and done.status.state is JobState.DONE and self.feedback is not None:
+            ended = done.status.state is JobState.DONE or done.status.lost  # the analysis record decides
+            if kind is JobKind.ANALYSIS and ended and self.feedback is not None:
                 self.feedback.on_analysis_done(done.job.subject or "")
         elif done.status.state is JobState.FAILED:  # the macro model, the pre-campaign or the training
             if not self.runner.retry(done.job, self.spec.createsim.retry, count_failure=not done.status.lost):

@@ -39,6 +39,7 @@ from mummi.core.layout import CampaignLayout
 from mummi.core.spec_loader import load_spec
 from mummi.core.states import JobKind
 from mummi.workflow.ingest import recover_sampler
+from mummi.workflow.micro import DONE_FROM_OUTPUTS
 from mummi.workflow.store import StateStore
 
 _TEMPORARY = ".tmp-"
@@ -85,6 +86,10 @@ def _check_sims(con: sqlite3.Connection, cdir: CampaignLayout, report: Report) -
     done_jobs: dict[str, int] = {}
     for (subject,) in con.execute("SELECT subject FROM jobs WHERE kind = 'sim' AND state = 'done'"):
         done_jobs[subject] = done_jobs.get(subject, 0) + 1
+    # A lost or forgotten sim job whose folder says done finished too (its status could not say so).
+    for subject, data in con.execute("SELECT subject, data FROM events WHERE kind = ?", (DONE_FROM_OUTPUTS,)):
+        if json.loads(data).get("kind") == JobKind.SIM.value:
+            done_jobs[subject] = done_jobs.get(subject, 0) + 1
     for _, sim_id, state in selections:
         sim_dir = cdir.sim(sim_id)
         if state != "done":

@@ -6,7 +6,8 @@ in situ analysis runs on the node its sim landed on, as in MuMMI: it is submitte
 once the backend says where the sim started, pinned to that node. A job that
 fails is retried with backoff up to its retry count; a sim that stopped cleanly
 before its walltime (exit 75, status ``incomplete``), or a job lost with its
-node, is continued (or run again) without spending a retry. A running sim whose
+node or forgotten by its scheduler, is continued (or run again) without spending
+a retry; a lost job whose folder holds a valid ``done`` record is done. A running sim whose
 trajectory stops growing for ``sim.stall_min`` is cancelled and retried as a
 failure (:mod:`~mummi.workflow.stall_watch`).
 """
@@ -33,6 +34,8 @@ from mummi.workflow.store import StateStore
 log = logging.getLogger(__name__)
 
 CREATESIM, SIM, ANALYSIS = JobKind.CREATESIM, JobKind.SIM, JobKind.ANALYSIS
+DONE_FROM_OUTPUTS = "job.done_from_outputs"
+"""Event: a lost or forgotten job whose folder holds its valid ``done`` record: it finished."""
 
 
 class MicroPipeline:
@@ -175,8 +178,11 @@ class MicroPipeline:
         job, status = done.job, done.status
         sim_id = job.subject or ""
         sim_dir = self.cdir.sim(sim_id)
+        finished = status.state is JobState.DONE or status.lost  # a lost job's outputs say what it finished
+        if status.lost and simdir.is_done(sim_dir, job.kind):
+            self.store.record_event(DONE_FROM_OUTPUTS, sim_id, job=job.id, kind=job.kind.value, reason=status.reason)
         if job.kind is CREATESIM:
-            if status.state is JobState.DONE and simdir.is_done(sim_dir, CREATESIM):
+            if finished and simdir.is_done(sim_dir, CREATESIM):
                 self.store.set_sim_state(sim_id, SimState.READY)
             elif status.state is JobState.CANCELLED or status.lost:
                 why = status.reason if status.lost else "setup cancelled"
@@ -188,7 +194,7 @@ class MicroPipeline:
         elif job.kind is SIM:
             outcome = simdir.outcome(sim_dir, SIM)
             stalled = self._stalled.pop(job.id, None)
-            if status.state is JobState.DONE and outcome is Outcome.DONE:
+            if finished and outcome is Outcome.DONE:
                 self.store.set_sim_state(sim_id, SimState.DONE)
             elif stalled is not None:
                 self._retry_or_fail(dataclasses.replace(done, status=dataclasses.replace(status, reason=stalled)),
@@ -206,7 +212,7 @@ class MicroPipeline:
             else:
                 self._retry_or_fail(done, self.spec.sim.retry)
         elif job.kind is ANALYSIS:
-            if status.state is JobState.FAILED:
+            if status.state is JobState.FAILED and not (status.lost and simdir.is_done(sim_dir, ANALYSIS)):
                 self.runner.retry(job, self.spec.sim.retry, count_failure=not status.lost)
             elif (
                 not simdir.is_done(sim_dir, ANALYSIS)
@@ -218,10 +224,18 @@ class MicroPipeline:
                 self._analysis_due.add(sim_id)
 
     def _retry_or_fail(self, done: Finished, retry: RetrySettings) -> None:
+        """Retry a failed job, unless its retries are spent or it says a retry would fail the same way."""
         job = done.job
-        if self.runner.retry(job, retry):
+        record = simdir.read_status(self.cdir.sim(job.subject or ""), job.kind) or {}
+        gave_up = record.get("state") is Outcome.FAILED and record.get("retry") is False
+        if not gave_up and self.runner.retry(job, retry):
             log.warning("%s of %s failed (%s); retrying", job.kind.value, job.subject, done.status.reason)
             return
-        reason = f"{job.kind.value} failed {job.failures + 1} times (last: {done.status.reason}); log: {job.log_path}"
+        if gave_up:
+            reason = f"{job.kind.value} gave up, not retried: {record.get('error')}"
+        else:
+            reason = (
+                f"{job.kind.value} failed {job.failures + 1} times (last: {done.status.reason}); log: {job.log_path}"
+            )
         self.store.set_sim_state(job.subject or "", SimState.FAILED, reason=reason)
         self.runner.backend.cancel([j.backend_id for j in self.runner.active(ANALYSIS, job.subject) if j.backend_id])
