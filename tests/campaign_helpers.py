@@ -74,7 +74,7 @@ def check_campaign(run: Path, n_sims: int = MAX_SIMS, feedback: bool = True) -> 
             ).fetchone()[0]
             + con.execute(  # a forgotten job whose folder says done finished too
                 "SELECT COUNT(*) FROM events WHERE kind = 'job.done_from_outputs' AND subject = ? "
-                "AND json_extract(data, '$.kind') = 'sim'",
+                "AND json_extract(data, '$.stage') = 'sim'",
                 (sim_id,),
             ).fetchone()[0]
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 
@@ -96,15 +97,39 @@ def test_killed_sim_restarts_from_its_checkpoint(reference, tmp_path) -> None:
     _assert_same_run(spec, sim_dir, reference)
 
 
+LINCS_FAILURE = """\
+Step 1200, time 24 (ps)  LINCS WARNING
+relative constraint deviation after LINCS:
+rms 1.023814, max 29.101236 (between atoms 12 and 13)
+-------------------------------------------------------
+Program:     gmx mdrun, version 2022.5
+Fatal error:
+Too many LINCS warnings (1000)
+If you know what you are doing you can adjust the lincs warning threshold
+in your mdp file with environment variable GMX_MAXCONSTRWARN
+-------------------------------------------------------
+"""
+
+
 def test_an_unstable_system_gives_up_at_once_and_says_why(reference, tmp_path) -> None:
-    """A time step far too long blows the system up: a rerun would fail the same way, so the job's record says
-    not to retry (the coordinator then fails the sim at once, with this reason)."""
+    """mdrun dies of LINCS errors (what a blown-up system prints; a wrapper around the real gmx injects it into
+    mdrun): a rerun from the same checkpoint fails the same way, so the job's record says not to retry (the
+    coordinator then fails the sim at once, with this reason)."""
     _, _, _, setup, _ = reference
-    sections = {**SECTIONS, "sim": {**SECTIONS["sim"], "dt_fs": 400.0}}
+    wrapper = tmp_path / "gmx-unstable"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = mdrun ]; then cat "$(dirname "$0")/lincs.txt"; exit 1; fi\n'
+        f'exec {shutil.which("gmx")} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    (tmp_path / "lincs.txt").write_text(LINCS_FAILURE)
+    sections = {**SECTIONS, "sim": {**SECTIONS["sim"], "gromacs": {"executable": str(wrapper)}}}
     _, spec_path = make_spec(tmp_path, sections)
     sim_dir = copy_setup(setup, tmp_path / "sims" / setup.name)
     proc = subprocess.run(job("sim", spec_path, sim_dir), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-3000:]
     record = read_status(sim_dir, "sim")
     assert record["state"] == Outcome.FAILED and record["retry"] is False, record
-    assert "unstable" in record["error"] and "sim.dt_fs" in record["error"]
+    assert "unstable" in record["error"] and "Too many LINCS warnings" in record["error"], record["error"]
+    assert "sim.dt_fs" in record["error"]

@@ -88,7 +88,7 @@ def _check_sims(con: sqlite3.Connection, cdir: CampaignLayout, report: Report) -
         done_jobs[subject] = done_jobs.get(subject, 0) + 1
     # A lost or forgotten sim job whose folder says done finished too (its status could not say so).
     for subject, data in con.execute("SELECT subject, data FROM events WHERE kind = ?", (DONE_FROM_OUTPUTS,)):
-        if json.loads(data).get("kind") == JobKind.SIM.value:
+        if json.loads(data).get("stage") == JobKind.SIM.value:
             done_jobs[subject] = done_jobs.get(subject, 0) + 1
     for _, sim_id, state in selections:
         sim_dir = cdir.sim(sim_id)

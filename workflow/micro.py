@@ -180,7 +180,7 @@ class MicroPipeline:
         sim_dir = self.cdir.sim(sim_id)
         finished = status.state is JobState.DONE or status.lost  # a lost job's outputs say what it finished
         if status.lost and simdir.is_done(sim_dir, job.kind):
-            self.store.record_event(DONE_FROM_OUTPUTS, sim_id, job=job.id, kind=job.kind.value, reason=status.reason)
+            self.store.record_event(DONE_FROM_OUTPUTS, sim_id, job=job.id, stage=job.kind.value, reason=status.reason)
         if job.kind is CREATESIM:
             if finished and simdir.is_done(sim_dir, CREATESIM):
                 self.store.set_sim_state(sim_id, SimState.READY)
