@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +26,19 @@ def patch(patch_id: str) -> PatchInput:
     return PatchInput(patch_id, np.full((COARSE_CELLS, COARSE_CELLS, N_CHANNELS), 0.1), np.zeros((0, 2)), np.zeros(0))
 
 
-def test_a_createsim_that_finds_its_patch_input_unreadable_gets_it_written_again(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def pipeline(tmp_path: Path) -> Iterator[tuple[CampaignLayout, StateStore, JobRunner, MicroPipeline]]:
+    """A micro pipeline over a fresh store, on the simulated backend."""
     campaign = load_spec(spec(tmp_path))
     cdir = CampaignLayout(tmp_path / "run")
     cdir.root.mkdir(parents=True)
     with StateStore(cdir.db) as store:
         runner = JobRunner(store, make_backend(campaign, cdir))
-        micro = MicroPipeline(campaign, cdir, store, runner, ResourcePolicy.from_spec(campaign))
+        yield cdir, store, runner, MicroPipeline(campaign, cdir, store, runner, ResourcePolicy.from_spec(campaign))
+
+
+def test_a_createsim_that_finds_its_patch_input_unreadable_gets_it_written_again(tmp_path: Path) -> None:
+    with pipeline(tmp_path) as (cdir, store, runner, micro):
         store.add_patches([("p1", 0.0, 0, "frame-1")])
         store.set_patch_states(["p1"], PatchState.CANDIDATE)
         store.record_selection("p1", "sim-000001", 1.0)
@@ -48,12 +56,7 @@ def test_a_createsim_that_finds_its_patch_input_unreadable_gets_it_written_again
 
 
 def test_a_job_that_says_a_retry_would_fail_the_same_way_fails_its_sim_at_once(tmp_path: Path) -> None:
-    campaign = load_spec(spec(tmp_path))
-    cdir = CampaignLayout(tmp_path / "run")
-    cdir.root.mkdir(parents=True)
-    with StateStore(cdir.db) as store:
-        runner = JobRunner(store, make_backend(campaign, cdir))
-        micro = MicroPipeline(campaign, cdir, store, runner, ResourcePolicy.from_spec(campaign))
+    with pipeline(tmp_path) as (cdir, store, runner, micro):
         store.add_patches([("p1", 0.0, 0, "frame-1"), ("p2", 0.0, 1, "frame-1")])
         store.set_patch_states(["p1", "p2"], PatchState.CANDIDATE)
         for n, patch_id in enumerate(("p1", "p2"), 1):
