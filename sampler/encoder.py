@@ -53,6 +53,14 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def saved_latent_dim(path: str | Path) -> int:
+    """The latent size of the model saved in directory ``path``, from its manifest alone (ValueError if none)."""
+    try:
+        return int(_read_manifest(Path(path))["architecture"]["latent_dim"])
+    except (OSError, KeyError, TypeError) as err:
+        raise ValueError(f"{Path(path) / MANIFEST}: no readable encoder manifest ({err})") from err
+
+
 class Encoder:
     """Maps coarse patches (n, 5, 5, 14) to latent vectors (n, latent_dim), float32.
 

@@ -34,6 +34,8 @@ def test_a_bad_spec_exits_2_names_file_and_key_and_changes_nothing(
 ) -> None:
     spec = tmp_path / original.name
     shutil.copy(original, spec)
+    if original.with_suffix(".d").is_dir():  # files the spec names
+        shutil.copytree(original.with_suffix(".d"), tmp_path / original.with_suffix(".d").name)
     expect = original.read_text().splitlines()[0].removeprefix("# expect: ")
     before = tree(tmp_path)
     assert run_main([str(spec), "--validate"]) == EXIT_USAGE  # the checks a run makes before it touches anything

@@ -73,14 +73,31 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     except BackendError as err:
         sys.stderr.write(f"mummi-run: {args.spec}: {err}\n")
         return EXIT_USAGE
-    missing = [] if spec.resources.backend == "simulated" else missing_executables(spec)
-    if missing:
-        sys.stderr.write("".join(f"mummi-run: {args.spec}: {problem}\n" for problem in missing))
+    problems = [] if spec.resources.backend == "simulated" else missing_executables(spec)
+    problems += _encoder_problems(spec)
+    if problems:
+        sys.stderr.write("".join(f"mummi-run: {args.spec}: {problem}\n" for problem in problems))
         return EXIT_USAGE
     if args.validate:
         sys.stdout.write(f"# {args.spec}: valid. Resolved settings:\n{spec.to_yaml()}")
         return EXIT_OK
     return _run_campaign(spec, fresh=args.fresh, force=args.force)
+
+
+def _encoder_problems(spec: CampaignSpec) -> list[str]:
+    """A given encoder.model that is not a model, or whose latent size is not encoder.latent_dim."""
+    if spec.encoder.model is None:
+        return []
+    from mummi.sampler.encoder import saved_latent_dim
+
+    try:
+        dim = saved_latent_dim(spec.encoder.model)
+    except ValueError as err:
+        return [f"encoder.model: {err}; point it at a model saved by mummi-train-encoder"]
+    if dim != spec.encoder.latent_dim:
+        return [f"encoder.model: the model in {spec.encoder.model} has latent size {dim}, but encoder.latent_dim is "
+                f"{spec.encoder.latent_dim}; set encoder.latent_dim: {dim}, or give a model of that size"]  # fmt: skip
+    return []
 
 
 def _run_campaign(spec: CampaignSpec, *, fresh: bool, force: bool) -> int:
