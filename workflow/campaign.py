@@ -34,6 +34,7 @@ def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> 
     if cdir.root.exists() and not cdir.root.is_dir():
         raise CampaignError(f"{cdir.root}: campaign.workdir exists and is not a directory; choose another workdir")
     resuming = cdir.holds_campaign()
+    release: Callable[[], None] | None = None
     if resuming and fresh:
         if not force:
             raise CampaignError(
@@ -44,8 +45,6 @@ def prepare(spec: CampaignSpec, *, fresh: bool = False, force: bool = False) -> 
         release = _lock(cdir)
         _remove_campaign(cdir)
         resuming = False
-    else:
-        release = None
 
     try:
         if resuming:
