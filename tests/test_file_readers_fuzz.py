@@ -31,6 +31,7 @@ from mummi.macro.params import default_parameters, load_parameters, save_paramet
 from mummi.macro.patches import extract_patches, read_patches, write_patches
 from mummi.sampler import checkpoint
 from mummi.sampler.history import EventHistory, read_history
+from mummi.workflow.ingest import read_latents, write_latents
 
 RNG = np.random.default_rng(0)
 
@@ -88,6 +89,7 @@ READERS: dict[str, tuple[str, Callable[[Path], object], Callable[[Path], object]
     "event history": ("history.csv", _history, read_history, True),
     "checkpoint manifest": ("manifest-000001.json", _checkpoint, lambda p: checkpoint.load(p.parent), True),
     "RDF table ids": ("sims.txt", _rdf_table_ids, _open_rdf_table, True),
+    "latent cache": ("frame.npz", lambda p: write_latents(p, ["p-1", "p-2"], RNG.random((2, 15))), read_latents, True),
     "macro frame": ("frame.h5", lambda p: write_frame(p.parent, _frame()).rename(p), read_frame, False),
     "patch file": (
         "patches.h5",

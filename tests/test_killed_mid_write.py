@@ -27,6 +27,7 @@ from mummi.macro import params as macro_params
 from mummi.macro.frames import Frame, read_frame, write_frame
 from mummi.macro.patches import extract_patches, list_patch_files, read_patches, write_patches
 from mummi.sampler import checkpoint
+from mummi.workflow.ingest import read_latents, write_latents
 
 
 def _frame(version: int) -> Frame:
@@ -70,6 +71,10 @@ KINDS: dict[str, tuple[Callable[[Path, int], object], Callable[[Path], int]]] = 
     "macro frame": (lambda d, v: write_frame(d, _frame(v)), lambda d: read_frame(next(d.glob("frame-*.h5"))).step),
     "patch file": (_write_patches, _read_patches),
     "RDF counts": (_write_rdf, lambda d: RDFCounts.load(d / "rdf_counts.npz").frames_done),
+    "latent cache": (
+        lambda d, v: write_latents(d / "frame.npz", ["p-1"], np.full((1, 15), float(v), dtype=np.float32)),
+        lambda d: int(read_latents(d / "frame.npz")[1][0, 0]),
+    ),
     "status record": (
         lambda d, v: write_status_record(d / "sim.status.json", "sim", Outcome.DONE, v=v),
         lambda d: int((read_status_record(d / "sim.status.json") or {"v": -1})["v"]),

@@ -85,7 +85,7 @@ class Ingest:
 
     def _cache_latents(self, name: str, ids: list[str], latents: np.ndarray) -> None:
         """The latents of a frame, kept so that a replay of the sampler sees the same numbers."""
-        atomic_savez(self._cache(name), ids=np.array(ids, dtype=str), latents=latents)
+        write_latents(self._cache(name), ids, latents)
 
     # ---------------------------------------------------------------- select
     def select(self, n: int, first_sim_number: int) -> list[tuple[Selection, str]]:
@@ -122,6 +122,16 @@ def latents_cache(cdir: CampaignLayout, frame: str) -> Path:
     return cdir.latents / f"{Path(frame).stem}.npz"
 
 
+def write_latents(path: Path, ids: list[str], latents: np.ndarray) -> None:
+    atomic_savez(path, ids=np.array(ids, dtype=str), latents=latents)
+
+
+def read_latents(path: Path) -> tuple[list[str], np.ndarray]:
+    """A frame's cached patch ids and latents."""
+    with reading(path, "latent cache"), np.load(path, allow_pickle=False) as cached:
+        return cached["ids"].tolist(), cached["latents"]
+
+
 def recover_sampler(spec: CampaignSpec, cdir: CampaignLayout, store: StateStore,
                     history: Path | None = None) -> DynimSampler:  # fmt: skip
     """The sampler as the store's log has it: its last checkpoint, with the operations recorded after it replayed.
@@ -140,10 +150,7 @@ def recover_sampler(spec: CampaignSpec, cdir: CampaignLayout, store: StateStore,
     replayed = 0
     for event in store.events([ADD, SELECT], since_id=since):
         if event.kind == ADD:
-            cache = latents_cache(cdir, str(event.subject))
-            with reading(cache, "latent cache"), np.load(cache, allow_pickle=False) as cached:
-                ids, latents = cached["ids"].tolist(), cached["latents"]
-            sampler.add_candidates(ids, latents)
+            sampler.add_candidates(*read_latents(latents_cache(cdir, str(event.subject))))
         else:
             got = [p.id for p in sampler.select(event.data["n"])]
             if got != event.data["ids"]:
