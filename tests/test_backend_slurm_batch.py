@@ -74,3 +74,11 @@ def test_the_campaign_runs_as_sbatch_jobs_and_survives_a_killed_coordinator(harn
     total = db_count(run / "campaign.db", "SELECT COUNT(*) FROM jobs")
     slurm_jobs = db_count(run / "campaign.db", "SELECT COUNT(*) FROM jobs WHERE backend_id NOT GLOB '*[^0-9]*'")
     assert total > 0 and slurm_jobs == total  # Slurm job ids
+
+
+def test_squeue_and_sacct_lines_give_state_run_time_and_node() -> None:
+    from mummi.adapters.slurm_batch import _parse, slurm_duration_s
+
+    assert [slurm_duration_s(t) for t in ("0:05", "1:02:03", "2-01:02:03", "INVALID", "")] == [5, 3723, 176523, 0, 0]
+    seen = _parse("12 RUNNING 1:00 node1\n13 PENDING 0:00\n14 CANCELLED by 0 00:00:07 node2\n")
+    assert seen == {"12": ("RUNNING", 60.0, "node1"), "13": ("PENDING", 0.0, ""), "14": ("CANCELLED", 7.0, "node2")}
