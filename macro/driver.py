@@ -23,7 +23,7 @@ from mummi.core.layout import CampaignLayout
 from mummi.core.spec import CampaignSpec
 from mummi.macro.frames import write_frame
 from mummi.macro.model import MacroModel
-from mummi.macro.params import MacroParameters, default_parameters, latest_parameters, load_parameters, write_parameters
+from mummi.macro.params import MacroParameters, latest_parameters, spec_parameters, write_parameters
 from mummi.macro.patches import extract_patches, write_patches
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,7 @@ class MacroRun:
         latest = latest_parameters(self.layout.macro_params)
         if latest is not None:
             return latest
-        m = self.spec.macro
-        params = load_parameters(m.parameters) if m.parameters is not None else default_parameters(m.temperature_K)
+        params = spec_parameters(self.spec.macro)
         version = write_parameters(self.layout.macro_params, params)
         return params.replace(version=version)
 

@@ -55,6 +55,7 @@ import numpy as np
 
 from mummi.core.atomic import atomic_savez
 from mummi.core.lipids import CHANNEL_NAMES, CHANNELS, N_CHANNELS, leaflet_of
+from mummi.core.spec import MacroSettings
 from mummi.core.unreadable import reading
 
 log = logging.getLogger(__name__)
@@ -324,6 +325,13 @@ def write_parameters(directory: str | Path, params: MacroParameters) -> int:
     save_parameters(parameters_path(directory, version), params.replace(version=version))
     log.info("macro parameters version %d written to %s", version, directory)
     return version
+
+
+def spec_parameters(settings: MacroSettings) -> MacroParameters:
+    """The parameters a campaign starts from: ``macro.parameters`` when given, else the defaults."""
+    if settings.parameters is not None:
+        return load_parameters(settings.parameters)
+    return default_parameters(settings.temperature_K)
 
 
 def latest_parameters(directory: str | Path) -> MacroParameters | None:

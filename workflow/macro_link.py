@@ -25,11 +25,7 @@ def first_version(spec: CampaignSpec, cdir: CampaignLayout) -> int:
     versions = macro_params.parameter_versions(cdir.macro_params)
     if versions:
         return versions[0]
-    m = spec.macro
-    params = (
-        macro_params.load_parameters(m.parameters) if m.parameters else macro_params.default_parameters(m.temperature_K)
-    )
-    return macro_params.write_parameters(cdir.macro_params, params)
+    return macro_params.write_parameters(cdir.macro_params, macro_params.spec_parameters(spec.macro))
 
 
 def load(cdir: CampaignLayout, version: int) -> macro_params.MacroParameters:
