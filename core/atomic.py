@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,15 @@ def _savez(path: str | Path, arrays: dict[str, Any], *, durable: bool) -> Path:
             np.savez(fh, **arrays)
 
     return atomic_write(path, write, durable=durable)
+
+
+def numbered(directory: str | Path, name: re.Pattern[str]) -> list[int]:
+    """The numbers (``name``'s first group) of the files in ``directory`` whose whole name matches, ascending:
+    the versions of a file written under a new numbered name each time."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in directory.iterdir() if (m := name.fullmatch(p.name)))
 
 
 def sha256_of(path: str | Path) -> str:

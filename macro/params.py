@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from mummi.core.atomic import atomic_savez
+from mummi.core.atomic import atomic_savez, numbered
 from mummi.core.lipids import CHANNEL_NAMES, CHANNELS, N_CHANNELS, leaflet_of
 from mummi.core.spec import MacroSettings
 from mummi.core.unreadable import reading
@@ -308,10 +308,7 @@ def parameters_path(directory: str | Path, version: int) -> Path:
 
 def parameter_versions(directory: str | Path) -> list[int]:
     """The versions present in ``directory``, ascending."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _VERSION_FILE.match(p.name)))
+    return numbered(directory, _VERSION_FILE)
 
 
 def write_parameters(directory: str | Path, params: MacroParameters) -> int:

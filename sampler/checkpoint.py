@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mummi.core.atomic import atomic_savez, atomic_write_text, sha256_of
+from mummi.core.atomic import atomic_savez, atomic_write_text, numbered, sha256_of
 from mummi.core.unreadable import UnreadableFileError, reading
 
 log = logging.getLogger(__name__)
@@ -110,10 +110,7 @@ def load(directory: str | Path, generation: int | None = None) -> tuple[dict[str
 
 def generations(directory: str | Path) -> list[int]:
     """The generations whose manifest is in ``directory``, ascending."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _MANIFEST.match(p.name)))
+    return numbered(directory, _MANIFEST)
 
 
 def prune(directory: str | Path, keep: int) -> None:

@@ -50,8 +50,7 @@ class Ingest:
 
     def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, store: StateStore, source: PatchSource) -> None:
         self.spec, self.cdir, self.store, self.source = spec, cdir, store, source
-        self.latents_dir = cdir.latents
-        self.latents_dir.mkdir(parents=True, exist_ok=True)
+        cdir.latents.mkdir(parents=True, exist_ok=True)
         if spec.resources.wfm_cores:  # the sampler's compiled loops stay on the coordinator's cores
             numba.set_num_threads(min(spec.resources.wfm_cores, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
         self.sampler = recover_sampler(spec, cdir, store)
@@ -65,7 +64,7 @@ class Ingest:
     def ingest(self, name: str) -> int:
         """Record, encode and offer to the sampler every patch of one frame; returns the count."""
         frame = self.source.read(name)
-        self._cache_latents(name, frame.ids, frame.latents)
+        write_latents(latents_cache(self.cdir, name), frame.ids, frame.latents)  # what a replay of the sampler reads
         rows = [(pid, frame.time_ns, int(ras), name) for pid, ras in zip(frame.ids, frame.ras_ids)]
         # The sampler first: it refuses bad input without changing, so nothing unreplayable is recorded.
         self.sampler.add_candidates(frame.ids, frame.latents)
@@ -79,13 +78,6 @@ class Ingest:
 
     def patch_input(self, patch_id: str) -> PatchInput:
         return self.source.patch_input(self.store.patch_file(patch_id).name, patch_id)
-
-    def _cache(self, name: str) -> Path:
-        return latents_cache(self.cdir, name)
-
-    def _cache_latents(self, name: str, ids: list[str], latents: np.ndarray) -> None:
-        """The latents of a frame, kept so that a replay of the sampler sees the same numbers."""
-        write_latents(self._cache(name), ids, latents)
 
     # ---------------------------------------------------------------- select
     def select(self, n: int, first_sim_number: int) -> list[tuple[Selection, str]]:

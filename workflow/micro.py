@@ -178,11 +178,13 @@ class MicroPipeline:
         job, status = done.job, done.status
         sim_id = job.subject or ""
         sim_dir = self.cdir.sim(sim_id)
-        finished = status.state is JobState.DONE or status.lost  # a lost job's outputs say what it finished
-        if status.lost and simdir.is_done(sim_dir, job.kind):
+        outcome = simdir.outcome(sim_dir, job.kind)
+        # A lost job's outputs say what it finished.
+        finished = (status.state is JobState.DONE or status.lost) and outcome is Outcome.DONE
+        if status.lost and outcome is Outcome.DONE:
             self.store.record_event(DONE_FROM_OUTPUTS, sim_id, job=job.id, stage=job.kind.value, reason=status.reason)
         if job.kind is CREATESIM:
-            if finished and simdir.is_done(sim_dir, CREATESIM):
+            if finished:
                 self.store.set_sim_state(sim_id, SimState.READY)
             elif status.state is JobState.CANCELLED or status.lost:
                 why = status.reason if status.lost else "setup cancelled"
@@ -192,9 +194,8 @@ class MicroPipeline:
             else:
                 self._retry_or_fail(done, self.spec.createsim.retry)
         elif job.kind is SIM:
-            outcome = simdir.outcome(sim_dir, SIM)
             stalled = self._stalled.pop(job.id, None)
-            if finished and outcome is Outcome.DONE:
+            if finished:
                 self.store.set_sim_state(sim_id, SimState.DONE)
             elif stalled is not None:
                 self._retry_or_fail(dataclasses.replace(done, status=dataclasses.replace(status, reason=stalled)),
@@ -212,10 +213,10 @@ class MicroPipeline:
             else:
                 self._retry_or_fail(done, self.spec.sim.retry)
         elif job.kind is ANALYSIS:
-            if status.state is JobState.FAILED and not (status.lost and simdir.is_done(sim_dir, ANALYSIS)):
+            if status.state is JobState.FAILED and not finished:
                 self.runner.retry(job, self.spec.sim.retry, count_failure=not status.lost)
             elif (
-                not simdir.is_done(sim_dir, ANALYSIS)
+                outcome is not Outcome.DONE
                 and self.store.selection(sim_id).state in (SimState.RUNNING, SimState.DONE)
                 and not self._has_active(ANALYSIS, sim_id)
             ):
