@@ -39,6 +39,17 @@ def _free_mb(path: Path) -> float:
     return fs.f_bavail * fs.f_frsize / 2**20
 
 
+def _fill(filler: Path) -> None:
+    """Take every free block (the campaign writes meanwhile), so that the next write anywhere fails with ENOSPC."""
+    with open(filler, "wb") as fh:
+        block = 2**20
+        while block >= 4096:
+            try:
+                os.posix_fallocate(fh.fileno(), os.fstat(fh.fileno()).st_size, block)
+            except OSError:
+                block //= 2
+
+
 @pytest.mark.slow
 def test_a_full_disk_stops_the_campaign_resumably_and_it_resumes_once_space_is_freed(small_disk: Path) -> None:
     spec = SPEC.replace("  workdir: run\n", f"  workdir: run\n  min_free_mb: {RESERVE_MB}\n")
@@ -62,5 +73,29 @@ def test_a_full_disk_stops_the_campaign_resumably_and_it_resumes_once_space_is_f
     code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=small_disk))
     assert code == 0, out[-3000:]
     assert "resuming campaign" in out
+    check_campaign(run, feedback=False)
+    assert not check(run).violations
+
+
+@pytest.mark.slow
+def test_a_write_that_finds_no_space_stops_the_campaign_with_exit_75_and_nothing_corrupted(small_disk: Path) -> None:
+    spec = SPEC.replace("  workdir: run\n", "  workdir: run\n  min_free_mb: 0\n")
+    (small_disk / "tiny.yaml").write_text(spec)
+    run = small_disk / "run"
+    proc = mummi("tiny.yaml", "--dry-run", cwd=small_disk)
+    deadline = time.monotonic() + 300
+    while db_count(run / "campaign.db", "SELECT COUNT(*) FROM jobs WHERE kind = 'sim' AND state = 'running'") < 1:
+        assert proc.poll() is None and time.monotonic() < deadline, finish(proc)[1][-3000:]
+        time.sleep(0.2)
+    filler = small_disk / "filler"
+    _fill(filler)
+    code, out = finish(proc)
+    assert code == EXIT_RESUMABLE, out[-3000:]
+    assert "no space left" in out, out[-3000:]
+    filler.unlink()
+    report = check(run)
+    assert not report.violations and not report.corrupted, report
+    code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=small_disk))
+    assert code == 0, out[-3000:]
     check_campaign(run, feedback=False)
     assert not check(run).violations
