@@ -28,17 +28,28 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mummi.adapters.md_engine import DeterministicFailure, build_universe, open_universe, write_gro
+from mummi.adapters import insane_build
+from mummi.adapters.insane_build import Placed
+from mummi.adapters.itp import MoleculeType, read_itps
+from mummi.adapters.md_engine import (
+    DeterministicFailure,
+    build_universe,
+    open_universe,
+    production_seed,
+    write_gro,
+)
 from mummi.adapters.membrane import Membrane
 from mummi.core.atomic import atomic_write_text
 from mummi.core.lipids import CHANNELS, N_INNER
 from mummi.core.simdir import EQ_STRUCTURE, TRAJECTORY
 from mummi.core.spec import CampaignSpec
+from mummi.core.unreadable import reading
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +70,27 @@ MdpValue = str | int | float  # one mdp option: a name, a count or a number
 
 
 @dataclass(frozen=True)
+class ProteinFiles:
+    """A protein structure (membrane frame: midplane at z = 0, cytoplasm below) and its topology."""
+
+    gro: Path
+    itp: Path
+    pull_to_nm: float | None  # where the restrained equilibration pulls its centre of mass (below the midplane)
+
+
+@dataclass(frozen=True)
 class ForceField:
     directory: Path
     includes: tuple[str, ...]
     lipids: dict[str, Template]
-    protein: Template
+    protein: Template | None
     box_z_nm: float
     mdp: dict[str, MdpValue]
+    builder: str = "lattice"  # "insane": Martini systems built with insane (adapters/insane_build.py)
+    insane: dict[str, Any] = field(default_factory=dict)
+    protein_files: ProteinFiles | None = None
+    mdp_dynamics: dict[str, MdpValue] = field(default_factory=dict)  # options of the dynamics stages only
+    eq_dt_fs: float | None = None  # equilibration time step; default: the production one
 
     @classmethod
     def load(cls, directory: str | Path | None) -> ForceField:
@@ -73,20 +98,38 @@ class ForceField:
         path = directory / "build.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            builder = data.get("builder", "lattice")
+            if builder not in ("lattice", "insane"):
+                raise ValueError(f"builder {builder!r}; allowed: lattice, insane")
             lipids = {
                 name: Template(name, tuple(t["atoms"]), np.column_stack([np.zeros((len(t["z_nm"]), 2)), t["z_nm"]]))
-                for name, t in data["lipids"].items()
+                for name, t in data.get("lipids", {}).items()
             }
-            protein = cls._protein(directory, data["protein"])
+            protein, files = None, None
+            if builder == "insane":
+                p = data["protein"]
+                files = ProteinFiles(directory / p["gro"], directory / p["itp"], p.get("pull_to_nm"))
+            else:
+                protein = cls._protein(directory, data["protein"])
             ff = cls(
-                directory, tuple(data["includes"]), lipids, protein, float(data["box_z_nm"]), dict(data.get("mdp", {}))
+                directory,
+                tuple(data["includes"]),
+                lipids,
+                protein,
+                float(data["box_z_nm"]),
+                dict(data.get("mdp", {})),
+                builder,
+                dict(data.get("insane", {})),
+                files,
+                dict(data.get("mdp_dynamics", {})),
+                data.get("eq_dt_fs"),
             )
         except (OSError, KeyError, ValueError, TypeError) as err:
             raise ValueError(
                 f"{path}: not a usable force-field build file ({err!r}); see {DEFAULT_FORCEFIELD / 'build.json'}"
             ) from err
         missing = sorted({name for _, name in CHANNELS} - set(lipids))
-        if missing:
+        if missing and builder == "lattice":
             raise ValueError(f"{path}: no template for lipids {missing}")
         return ff
 
@@ -102,8 +145,19 @@ class ForceField:
 
 
 # ------------------------------------------------------------- system files
-def write_system(sim_dir: Path, membrane: Membrane, ff: ForceField) -> None:
-    """``system.gro`` (via MDAnalysis) and ``topol.top`` for ``membrane``; force-field files into ``toppar/``."""
+def write_system(sim_dir: Path, membrane: Membrane, ff: ForceField, protein: ProteinFiles | None, seed: int) -> None:
+    """``system.gro`` and ``topol.top`` for ``membrane``; force-field files into ``toppar/``.
+
+    ``protein`` replaces the force field's own protein (insane builder only).
+    """
+    if ff.builder == "insane":
+        _write_insane_system(sim_dir, membrane, ff, protein or ff.protein_files, seed)
+    else:
+        _write_lattice_system(sim_dir, membrane, ff)
+
+
+def _write_lattice_system(sim_dir: Path, membrane: Membrane, ff: ForceField) -> None:
+    assert ff.protein is not None
     mid = ff.box_z_nm / 2
     placed = [(ff.protein, ff.protein.xyz_nm + [x, y, mid]) for x, y in membrane.ras_xy_nm]
     molecules = [(ff.protein.molecule, len(membrane.ras_xy_nm))]
@@ -113,20 +167,104 @@ def write_system(sim_dir: Path, membrane: Membrane, ff: ForceField) -> None:
         lateral = membrane.xy_nm[membrane.channel == c]
         placed += [(t, t.xyz_nm * mirror + [x, y, mid]) for x, y in lateral]
         molecules.append((lipid, len(lateral)))
-    u = build_universe(
-        [name for t, _ in placed for name in t.atoms],
-        [t.molecule for t, _ in placed],
-        [len(t.atoms) for t, _ in placed],
-        (membrane.box_nm, membrane.box_nm, ff.box_z_nm),
-    )
     positions = np.vstack([xyz for _, xyz in placed])
     positions[:, :2] %= membrane.box_nm
-    u.atoms.positions = 10 * positions
-    write_gro(sim_dir / "system.gro", u)
+    _write_gro(
+        sim_dir / "system.gro",
+        Placed(
+            [n for t, _ in placed for n in t.atoms],
+            [t.molecule for t, _ in placed],
+            [len(t.atoms) for t, _ in placed],
+            positions,
+        ),
+        (membrane.box_nm, membrane.box_nm, ff.box_z_nm),
+    )
+    _write_topology(sim_dir, membrane, [ff.directory / name for name in ff.includes], molecules)
+
+
+def _write_insane_system(
+    sim_dir: Path, membrane: Membrane, ff: ForceField, protein: ProteinFiles | None, seed: int
+) -> None:
+    if protein is None:
+        raise ValueError(f"{ff.directory / 'build.json'}: no protein; give createsim.protein")
+    includes = [ff.directory / name for name in ff.includes]
+    topology = read_itps(includes)
+    protein_type = _protein_type(protein, topology.atom_types)
+    rng = np.random.default_rng(seed)
+    mid = ff.box_z_nm / 2
+    n_leaflet = max(1, membrane.n_lipids // 2)
+    spacing = membrane.box_nm / np.sqrt(n_leaflet)
+    lipid_names = [lipid for _, lipid in CHANNELS]
+    definitions = ff.insane.get("lipid_definitions")
+    definitions_text = (ff.directory / definitions).read_text(encoding="utf-8") if definitions else ""
+    templates = insane_build.lipid_templates(lipid_names, definitions_text, spacing)
+    names, _, _, frame = _protein_structure(protein)
+    proteins = insane_build.place_proteins(membrane, names, protein_type.residues[0], frame, mid)
+    lipids = insane_build.clear_anchors(
+        insane_build.place_lipids(membrane, templates, spacing, mid, rng), proteins, mid, membrane.box_nm
+    )
+    solute = proteins + lipids
+    box = (membrane.box_nm, membrane.box_nm, ff.box_z_nm)
+    _write_gro(sim_dir / "solute.gro", solute, box)
+    charge = len(membrane.ras_xy_nm) * protein_type.charge + sum(
+        topology.molecules[lipid].charge * int(np.sum(membrane.channel == c)) for c, (_, lipid) in enumerate(CHANNELS)
+    )
+    solvent, solute_xyz, solvent_counts, _ = insane_build.solvate(
+        sim_dir / "solute.gro",
+        round(charge),
+        ff.insane.get("solvent", ["W"]),
+        float(ff.insane.get("salt_molar", 0.15)),
+        int(rng.integers(2**31)),
+    )
+    moved = Placed(solute.names, solute.resnames, solute.sizes, solute_xyz)
+    _write_gro(sim_dir / "system.gro", moved + solvent, box)
+    write_index(
+        sim_dir / "index.ndx",
+        len(names),
+        len(membrane.ras_xy_nm),
+        len(lipids.names),
+        len(moved.names) + len(solvent.names),
+    )
+    molecules = [(protein_type.name, len(membrane.ras_xy_nm))]
+    molecules += [(lipid, int(np.sum(membrane.channel == c))) for c, (_, lipid) in enumerate(CHANNELS)]
+    _write_topology(sim_dir, membrane, [*includes, protein.itp], molecules + solvent_counts)
+
+
+def _protein_structure(protein: ProteinFiles) -> tuple[list[str], list[str], list[int], np.ndarray]:
+    with reading(protein.gro, "GRO structure of the protein"):
+        atoms = open_universe(protein.gro).atoms
+        return list(atoms.names), list(atoms.resnames), list(atoms.resids), atoms.positions / 10.0
+
+
+def _protein_type(protein: ProteinFiles, atom_types: set[str]) -> MoleculeType:
+    """The protein's one molecule type, checked against its structure and the force field's atom types."""
+    found = read_itps([protein.itp]).molecules
+    if len(found) != 1:
+        raise ValueError(f"{protein.itp}: holds {len(found)} molecule types; give one (the protein)")
+    mol = next(iter(found.values()))
+    names = _protein_structure(protein)[0]
+    if len(names) != len(mol.atom_names):
+        raise ValueError(f"{protein.gro} has {len(names)} atoms but {protein.itp} defines {len(mol.atom_names)}")
+    if names != mol.atom_names:
+        i = next(i for i, (a, b) in enumerate(zip(names, mol.atom_names)) if a != b)
+        raise ValueError(f"atom {i + 1} is {names[i]!r} in {protein.gro} but {mol.atom_names[i]!r} in {protein.itp}")
+    unknown = sorted(set(mol.atom_types) - atom_types)
+    if unknown:
+        raise ValueError(f"{protein.itp}: bead types {unknown} are not defined by the force field")
+    return mol
+
+
+def _write_gro(path: Path, placed: Placed, box: Sequence[float]) -> None:
+    u = build_universe(placed.names, placed.resnames, placed.sizes, box)
+    u.atoms.positions = 10 * placed.xyz
+    write_gro(path, u)
+
+
+def _write_topology(sim_dir: Path, membrane: Membrane, includes: list[Path], molecules: list[tuple[str, int]]) -> None:
     (sim_dir / TOPPAR).mkdir(exist_ok=True)
-    for name in ff.includes:
-        shutil.copyfile(ff.directory / name, sim_dir / TOPPAR / name)
-    lines = [f'#include "{TOPPAR}/{name}"' for name in ff.includes]
+    for path in includes:
+        shutil.copyfile(path, sim_dir / TOPPAR / path.name)
+    lines = [f'#include "{TOPPAR}/{path.name}"' for path in includes]
     lines += ["", "[ system ]", f"patch {membrane.patch_id}", "", "[ molecules ]"]
     lines += [f"{name:<8s} {count}" for name, count in molecules if count]
     atomic_write_text(sim_dir / "topol.top", "\n".join(lines) + "\n")
@@ -137,10 +275,11 @@ def mdp_text(options: dict[str, MdpValue]) -> str:
     return "".join(f"{key:<24s} = {value}\n" for key, value in options.items())
 
 
-def stage_mdp(stage: str, spec: CampaignSpec, ff: ForceField, seed: int) -> dict[str, MdpValue]:
-    """Options of ``stage`` (em, eq, md): the force field's own, then the run's."""
+def stage_mdp(stage: str, spec: CampaignSpec, ff: ForceField, seed: int, n_proteins: int = 0) -> dict[str, MdpValue]:
+    """Options of ``stage`` (em; pull: restrained proteins pulled to the membrane; eq; md): the force field's
+    own, then the run's."""
     temperature = spec.macro.temperature_K
-    dynamics: dict[str, MdpValue] = {
+    dynamics: dict[str, MdpValue] = ff.mdp_dynamics | {
         "tc-grps": "System",
         "tau-t": ff.mdp.get("tau-t", 1.0),
         "ref-t": temperature,
@@ -149,25 +288,31 @@ def stage_mdp(stage: str, spec: CampaignSpec, ff: ForceField, seed: int) -> dict
     base = {k: v for k, v in ff.mdp.items() if k != "tau-t"}
     if stage == "em":
         return base | {"integrator": "steep", "nsteps": spec.createsim.em_steps, "emtol": 100.0, "emstep": 0.01}
-    dt_ps = spec.sim.dt_fs / 1000
-    if stage == "eq":
-        return (
+    if stage in ("pull", "eq"):
+        dt_ps = (ff.eq_dt_fs or spec.sim.dt_fs) / 1000
+        length_ns = spec.createsim.pull_ns if stage == "pull" else spec.createsim.equilibration_ns
+        options = (
             base
             | dynamics
             | {
                 "integrator": "sd",
                 "dt": dt_ps,
-                "nsteps": max(1, round(spec.createsim.equilibration_ns * 1000 / dt_ps)),
-                "gen-vel": "yes",
-                "gen-temp": temperature,
-                "gen-seed": seed % 2**31,
+                "nsteps": max(1, round(length_ns * 1000 / dt_ps)),
                 "nstxout-compressed": 0,
                 "nstcalcenergy": 100,
                 "nstenergy": 1000,
                 "nstlog": 1000,
             }
         )
+        first = stage == "pull" or n_proteins == 0 or not _pulls(ff, spec)
+        options |= (
+            {"gen-vel": "yes", "gen-temp": temperature, "gen-seed": seed % 2**31}
+            if first
+            else {"continuation": "yes", "gen-vel": "no"}
+        )
+        return options | (_pull_options(spec, ff, n_proteins) if stage == "pull" else {})
     if stage == "md":
+        dt_ps = spec.sim.dt_fs / 1000
         every = max(1, round(spec.sim.output_interval_ps / dt_ps))
         return (
             base
@@ -184,7 +329,61 @@ def stage_mdp(stage: str, spec: CampaignSpec, ff: ForceField, seed: int) -> dict
                 "nstlog": every,
             }
         )
-    raise ValueError(f"unknown stage {stage!r}; allowed: em, eq, md")
+    raise ValueError(f"unknown stage {stage!r}; allowed: em, pull, eq, md")
+
+
+def _pulls(ff: ForceField, spec: CampaignSpec) -> bool:
+    """Whether createsim has a restrained, pulled equilibration before the free one."""
+    protein = protein_files(spec, ff)
+    return ff.builder == "insane" and protein is not None and protein.pull_to_nm is not None
+
+
+def protein_files(spec: CampaignSpec, ff: ForceField) -> ProteinFiles | None:
+    """The campaign's protein: ``createsim.protein``, else the force field's."""
+    p = spec.createsim.protein
+    return ProteinFiles(p.gro, p.itp, p.pull_to_nm) if p is not None else ff.protein_files
+
+
+def _pull_options(spec: CampaignSpec, ff: ForceField, n_proteins: int) -> dict[str, MdpValue]:
+    """Lateral restraints on the proteins (``POSRES_XY``) and an umbrella on each one's height below the
+    membrane's centre of mass, at the protein's ``pull_to_nm`` (index groups from :func:`write_index`)."""
+    protein = protein_files(spec, ff)
+    assert protein is not None and protein.pull_to_nm is not None
+    options: dict[str, MdpValue] = {
+        "define": "-DPOSRES_XY",
+        "refcoord-scaling": "com",
+        "pull": "yes",
+        "pull-ngroups": n_proteins + 1,
+        "pull-ncoords": n_proteins,
+        "pull-group1-name": "Membrane",
+    }
+    for k in range(1, n_proteins + 1):
+        options |= {
+            f"pull-group{k + 1}-name": f"Protein_{k}",
+            f"pull-coord{k}-type": "umbrella",
+            f"pull-coord{k}-geometry": "distance",
+            f"pull-coord{k}-dim": "N N Y",
+            f"pull-coord{k}-groups": f"1 {k + 1}",
+            f"pull-coord{k}-init": protein.pull_to_nm,
+            f"pull-coord{k}-rate": 0.0,
+            f"pull-coord{k}-k": 1000.0,
+        }
+    return options
+
+
+def write_index(path: Path, n_protein_atoms: int, n_proteins: int, n_membrane_atoms: int, n_atoms: int) -> None:
+    """GROMACS index groups of a system ordered proteins, lipids, solvent: System, Protein_k, Membrane."""
+    groups = {"System": range(1, n_atoms + 1)}
+    for k in range(n_proteins):
+        groups[f"Protein_{k + 1}"] = range(1 + k * n_protein_atoms, 1 + (k + 1) * n_protein_atoms)
+    start = 1 + n_proteins * n_protein_atoms
+    groups["Membrane"] = range(start, start + n_membrane_atoms)
+    lines = []
+    for name, atoms in groups.items():
+        numbers = list(atoms)
+        lines.append(f"[ {name} ]")
+        lines += [" ".join(map(str, numbers[i : i + 15])) for i in range(0, len(numbers), 15)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _divisor(n: int, at_most: int) -> int:
@@ -217,58 +416,40 @@ class GromacsEngine:
     name = "gromacs"
 
     def setup(self, sim_dir: Path, membrane: Membrane, spec: CampaignSpec, seed: int) -> dict[str, object]:
+        """Minimise; with a pulled protein, equilibrate it restrained and pulled onto the membrane; equilibrate
+        freely (``eq.gro``, ``eq.cpt``); write the production run input ``md.tpr``. Finished stages are kept."""
         sim_dir = Path(sim_dir)
-        gmx = spec.sim.gromacs.executable
         ff = ForceField.load(spec.sim.gromacs.forcefield)
+        n_proteins = len(membrane.ras_xy_nm)
+        if not (sim_dir / "topol.top").exists():
+            write_system(sim_dir, membrane, ff, protein_files(spec, ff), seed)
+        stages = ["em", *(["pull"] if n_proteins and _pulls(ff, spec) else []), "eq"]
+        previous = "system"
+        for stage in stages:
+            if not (sim_dir / f"{stage}.gro").exists():
+                mdp = stage_mdp(stage, spec, ff, seed, n_proteins)
+                self._run_stage(sim_dir, spec, stage, previous, continues=mdp.get("continuation") == "yes", mdp=mdp)
+            previous = stage
+        _production_tpr(sim_dir, spec, ff, production_seed(spec, sim_dir))
+        return {"forcefield": str(ff.directory), "atoms": _gro_atoms(sim_dir / EQ_STRUCTURE), "stages": stages}
+
+    @staticmethod
+    def _run_stage(sim_dir: Path, spec: CampaignSpec, stage: str, start: str, continues: bool, mdp: dict) -> None:
+        gmx = spec.sim.gromacs.executable
+        atomic_write_text(sim_dir / f"{stage}.mdp", mdp_text(mdp))
+        args = ["grompp", "-f", f"{stage}.mdp", "-c", f"{start}.gro", "-r", f"{start}.gro", "-p", "topol.top"]
+        args += ["-o", f"{stage}.tpr", "-po", f"{stage}.mdout.mdp", "-pp", f"{stage}.top"]
+        if continues:
+            args += ["-t", f"{start}.cpt"]
+        if (sim_dir / "index.ndx").exists():
+            args += ["-n", "index.ndx"]
+        run_gmx(gmx, args, sim_dir, f"{stage}.grompp.log")
         threads = ["-nt", str(spec.createsim.resources.cores_per_task)]
-        if not (sim_dir / "em.gro").exists():
-            write_system(sim_dir, membrane, ff)
-            atomic_write_text(sim_dir / "em.mdp", mdp_text(stage_mdp("em", spec, ff, seed)))
-            run_gmx(
-                gmx,
-                [
-                    "grompp",
-                    "-f",
-                    "em.mdp",
-                    "-c",
-                    "system.gro",
-                    "-p",
-                    "topol.top",
-                    "-o",
-                    "em.tpr",
-                    "-po",
-                    "em.mdout.mdp",
-                ],
-                sim_dir,
-                "em.grompp.log",
-            )
-            run_gmx(gmx, ["mdrun", "-deffnm", "em", *threads], sim_dir, "em.mdrun.log")
-        if not (sim_dir / EQ_STRUCTURE).exists():
-            atomic_write_text(sim_dir / "eq.mdp", mdp_text(stage_mdp("eq", spec, ff, seed)))
-            run_gmx(
-                gmx,
-                [
-                    "grompp",
-                    "-f",
-                    "eq.mdp",
-                    "-c",
-                    "em.gro",
-                    "-p",
-                    "topol.top",
-                    "-o",
-                    "eq.tpr",
-                    "-po",
-                    "eq.mdout.mdp",
-                    "-pp",
-                    "topol_pp.top",
-                ],
-                sim_dir,
-                "eq.grompp.log",
-            )
-            # the final structure goes to a temporary name: eq.gro appears only once eq.cpt is complete
-            run_gmx(gmx, ["mdrun", "-deffnm", "eq", "-c", "eq.final.gro", *threads], sim_dir, "eq.mdrun.log")
-            os.replace(sim_dir / "eq.final.gro", sim_dir / EQ_STRUCTURE)
-        return {"forcefield": str(ff.directory), "atoms": _gro_atoms(sim_dir / EQ_STRUCTURE)}
+        # the final structure goes to a temporary name: <stage>.gro appears only once <stage>.cpt is complete
+        run_gmx(gmx, ["mdrun", "-deffnm", stage, "-c", f"{stage}.final.gro", *threads], sim_dir, f"{stage}.mdrun.log")
+        if stage == "eq":
+            os.replace(sim_dir / "eq.top", sim_dir / "topol_pp.top")
+        os.replace(sim_dir / f"{stage}.final.gro", sim_dir / f"{stage}.gro")
 
     def trajectory(self, sim_dir: Path) -> tuple[Path, Path]:
         return Path(sim_dir) / EQ_STRUCTURE, Path(sim_dir) / TRAJECTORY
@@ -277,30 +458,9 @@ class GromacsEngine:
         sim_dir = Path(sim_dir)
         g = spec.sim.gromacs
         gmx = g.executable
-        mdp = stage_mdp("md", spec, ForceField.load(g.forcefield), seed)
-        if not (sim_dir / "md.tpr").exists():  # written under another name first: a killed grompp leaves no md.tpr
-            atomic_write_text(sim_dir / "md.mdp", mdp_text(mdp))
-            run_gmx(
-                gmx,
-                [
-                    "grompp",
-                    "-f",
-                    "md.mdp",
-                    "-c",
-                    EQ_STRUCTURE,
-                    "-t",
-                    "eq.cpt",
-                    "-p",
-                    "topol.top",
-                    "-o",
-                    "md.new.tpr",
-                    "-po",
-                    "md.mdout.mdp",
-                ],
-                sim_dir,
-                "md.grompp.log",
-            )
-            os.replace(sim_dir / "md.new.tpr", sim_dir / "md.tpr")
+        ff = ForceField.load(g.forcefield)
+        mdp = stage_mdp("md", spec, ff, seed)
+        _production_tpr(sim_dir, spec, ff, seed)
         cpt = sim_dir / "md.cpt"
         if cpt.exists() and checkpoint_step(gmx, cpt) >= int(mdp["nsteps"]):
             return True
@@ -329,6 +489,16 @@ class GromacsEngine:
         return done
 
 
+def _production_tpr(sim_dir: Path, spec: CampaignSpec, ff: ForceField, seed: int) -> None:
+    """``md.tpr`` from ``eq.gro`` + ``eq.cpt``; written under another name first, so a killed grompp leaves none."""
+    if (sim_dir / "md.tpr").exists():
+        return
+    atomic_write_text(sim_dir / "md.mdp", mdp_text(stage_mdp("md", spec, ff, seed)))
+    args = ["grompp", "-f", "md.mdp", "-c", EQ_STRUCTURE, "-t", "eq.cpt", "-p", "topol.top", "-o", "md.new.tpr"]
+    run_gmx(spec.sim.gromacs.executable, [*args, "-po", "md.mdout.mdp"], sim_dir, "md.grompp.log")
+    os.replace(sim_dir / "md.new.tpr", sim_dir / "md.tpr")
+
+
 UNSTABLE = ("Too many LINCS warnings", "LINCS WARNING", "SETTLE", "moved more than", "coordinate is NaN",
             "is not finite")  # fmt: skip
 """What mdrun prints when the system blows up: a rerun from the same checkpoint blows up the same way."""
@@ -349,3 +519,40 @@ def _gro_atoms(path: Path) -> int:
     with open(path) as fh:
         fh.readline()
         return int(fh.readline())
+
+
+def system_input_problems(spec: CampaignSpec) -> list[str]:
+    """What in the force field or the protein would make createsim fail, each with its key and the fix."""
+    if spec.createsim.engine != "gromacs":
+        return []
+    try:
+        ff = ForceField.load(spec.sim.gromacs.forcefield)
+    except ValueError as err:
+        return [f"sim.gromacs.forcefield: {err}"]
+    protein = protein_files(spec, ff)
+    if ff.builder != "insane":
+        if spec.createsim.protein is not None:
+            return ["createsim.protein: only a Martini force field (build.json 'builder': 'insane') takes a "
+                    "protein structure; remove createsim.protein or point sim.gromacs.forcefield at one"]  # fmt: skip
+        return []
+    problems = []
+    try:
+        topology = read_itps([ff.directory / name for name in ff.includes])
+        undefined = sorted({lipid for _, lipid in CHANNELS} - set(topology.molecules))
+        if undefined:
+            problems.append(f"sim.gromacs.forcefield: {ff.directory} defines no [ moleculetype ] for lipids "
+                            f"{undefined}; add their topologies to its include files")  # fmt: skip
+        definitions = ff.insane.get("lipid_definitions")
+        text = (ff.directory / definitions).read_text(encoding="utf-8") if definitions else ""
+        insane_build.lipid_templates([lipid for _, lipid in CHANNELS], text, 0.8)
+    except (OSError, ValueError) as err:
+        problems.append(f"sim.gromacs.forcefield: {err}")
+        return problems
+    key = "createsim.protein" if spec.createsim.protein is not None else "sim.gromacs.forcefield"
+    if protein is None:
+        return [*problems, f"{key}: no protein structure; give createsim.protein: {{gro: ..., itp: ...}}"]
+    try:
+        _protein_type(protein, topology.atom_types)
+    except (OSError, ValueError) as err:
+        problems.append(f"{key}: {err}; give a GRO and an ITP of the same protein, in Martini bead types")
+    return problems

@@ -122,3 +122,8 @@ def seed_for(campaign_seed: int, *names: str) -> int:
     """A 63-bit seed from the campaign seed and names (sim id, purpose): stable across runs and machines."""
     text = ":".join([str(campaign_seed), *names])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def production_seed(spec: CampaignSpec, sim_dir: Path) -> int:
+    """The seed of a sim's production run (its thermostat), the same whichever job writes the run input."""
+    return seed_for(spec.campaign.seed, Path(sim_dir).name, "sim")

@@ -431,8 +431,28 @@ class DdcmdSettings(Settings):
     )
 
 
+class ProteinSettings(Settings):
+    """A protein for Martini systems (the insane builder): structure and topology, e.g. MuMMI's KRAS model."""
+
+    gro: Path = Field(description="GRO structure in the membrane frame: bilayer midplane at z = 0, cytoplasm below.")
+    itp: Path = Field(description="Its GROMACS topology: one molecule type, atoms in the GRO's order.")
+    pull_to_nm: PositiveFloat | None = Field(
+        None,
+        description=(
+            "Distance below the midplane that the restrained equilibration pulls the protein's centre of mass to; "
+            "None: no pulled stage."
+        ),
+    )
+
+
 class CreatesimSettings(Settings):
     engine: SetupEngine = "mock"
+    protein: ProteinSettings | None = Field(
+        None, description="The protein of Martini systems; default: the force field's own (a RAS proxy in martini22)."
+    )
+    pull_ns: PositiveFloat = Field(
+        0.5, description="Restrained equilibration that pulls the proteins onto the membrane (before equilibration_ns)."
+    )
     lipids_per_cell: PositiveInt = Field(
         64, description="Lipids per 6x6 nm cell and leaflet (the campaign's value: 64)."
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mummi.adapters.md_engine import get_engine, seed_for
+from mummi.adapters.md_engine import DeterministicFailure, get_engine, seed_for
 from mummi.adapters.membrane import Membrane, build_membrane
 from mummi.core.patch_input import read_patch_input
 from mummi.core.simdir import MEMBRANE, PATCH_INPUT, is_done, read_status, write_status
@@ -40,7 +40,10 @@ def run_createsim(spec: CampaignSpec, sim_dir: Path) -> dict[str, Any]:
     else:
         patch = read_patch_input(sim_dir / PATCH_INPUT)
         rng = np.random.default_rng(seed_for(spec.campaign.seed, sim_dir.name, "membrane"))
-        membrane = build_membrane(patch, cs.lipids_per_cell, cs.cell_nm, cs.jitter, rng)
+        try:
+            membrane = build_membrane(patch, cs.lipids_per_cell, cs.cell_nm, cs.jitter, rng)
+        except ValueError as err:  # the patch itself cannot be built (a leaflet with no lipid): a retry fails the same
+            raise DeterministicFailure(f"patch {patch.patch_id}: {err}") from err
         membrane.save(sim_dir / MEMBRANE)
     facts = get_engine(cs.engine).setup(
         sim_dir, membrane, spec, seed_for(spec.campaign.seed, sim_dir.name, "createsim")

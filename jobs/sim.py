@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mummi.adapters.md_engine import get_engine, seed_for
+from mummi.adapters.md_engine import get_engine, production_seed
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE
 from mummi.core.simdir import is_done, read_status, write_status
 from mummi.core.spec import SETUP_ENGINE, CampaignSpec
@@ -38,7 +38,7 @@ def run_sim(spec: CampaignSpec, sim_dir: Path, deadline: float | None = None) ->
             f"sim.engine {engine_name!r} needs createsim.engine {SETUP_ENGINE[engine_name]!r}, "
             f"this sim was set up with {setup.get('engine')!r}"
         )
-    seed = seed_for(spec.campaign.seed, sim_dir.name, "sim")
+    seed = production_seed(spec, sim_dir)
     complete = get_engine(engine_name).production(sim_dir, spec, seed, deadline)
     state = Outcome.DONE if complete else Outcome.INCOMPLETE
     write_status(sim_dir, "sim", state, engine=engine_name)

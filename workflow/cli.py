@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mummi.adapters.backend import BackendError, backend_class
+from mummi.adapters.gromacs import system_input_problems
 from mummi.adapters.md_engine import missing_executables
 from mummi.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE, EXIT_WORKDIR
 from mummi.core.spec import CampaignSpec
@@ -74,7 +75,7 @@ def run_main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"mummi-run: {args.spec}: {err}\n")
         return EXIT_USAGE
     problems = [] if spec.resources.backend == "simulated" else missing_executables(spec)
-    problems += _encoder_problems(spec)
+    problems += _encoder_problems(spec) + system_input_problems(spec)
     if problems:
         sys.stderr.write("".join(f"mummi-run: {args.spec}: {problem}\n" for problem in problems))
         return EXIT_USAGE
