@@ -413,8 +413,8 @@ class GromacsSettings(Settings):
     forcefield: Path | None = Field(
         None,
         description=(
-            "Force-field directory; default: the small coarse-grained field "
-            "shipped with mummi. Point it at Martini for real campaigns."
+            "Force-field directory, or the name of one shipped with mummi: mummi_cg (the default: a small "
+            "implicit-solvent field for fast tests) or martini22 (Martini 2.2 with water, built with insane)."
         ),
     )
     threads: PositiveInt = 1

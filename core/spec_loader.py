@@ -30,13 +30,19 @@ _PATH_FIELDS = (
     ("encoder", "model"),
     ("sim", "gromacs", "forcefield"),
     ("sim", "mock", "truth"),
+    ("createsim", "protein", "gro"),
+    ("createsim", "protein", "itp"),
 )
+#: Force fields shipped with mummi, which a spec may name instead of giving a folder.
+SHIPPED_FORCEFIELDS = Path(__file__).resolve().parent.parent / "adapters" / "forcefield"
 #: Path settings that must name an existing file, or folder (True), when set.
 _MUST_EXIST: dict[tuple[str, ...], bool] = {
     ("macro", "parameters"): False,
     ("encoder", "model"): True,
     ("sim", "mock", "truth"): False,
     ("sim", "gromacs", "forcefield"): True,
+    ("createsim", "protein", "gro"): False,
+    ("createsim", "protein", "itp"): False,
 }
 
 
@@ -155,12 +161,12 @@ def _resolve_paths(spec: CampaignSpec, spec_file: Path) -> CampaignSpec:
     """Expand ``~`` and ``$VARS`` in path settings and anchor relative ones at the spec's folder."""
     base = spec_file.resolve().parent
     for field_path in _PATH_FIELDS:
-        *parents, name = field_path
-        owner = spec
-        for p in parents:
-            owner = getattr(owner, p)
-        value = getattr(owner, name)
+        value = _get(spec, field_path)
         if value is None:
+            continue
+        shipped = SHIPPED_FORCEFIELDS / str(value)
+        if field_path == ("sim", "gromacs", "forcefield") and (shipped / "build.json").is_file():
+            spec = _replace(spec, field_path, shipped)
             continue
         expanded = Path(os.path.expandvars(os.path.expanduser(str(value))))
         if "$" in str(expanded):
@@ -186,9 +192,7 @@ def _check_paths_exist(spec: CampaignSpec, spec_file: Path, root: yaml.Node | No
     for field_path, folder in _MUST_EXIST.items():
         if field_path == ("sim", "gromacs", "forcefield") and spec.createsim.engine != "gromacs":
             continue  # read only by the GROMACS setup
-        value: Any = spec
-        for name in field_path:
-            value = getattr(value, name)
+        value = _get(spec, field_path)
         if value is None:
             continue
         found = value.is_dir() if folder else value.is_file()
@@ -199,6 +203,16 @@ def _check_paths_exist(spec: CampaignSpec, spec_file: Path, root: yaml.Node | No
                 f"{where}: {'.'.join(field_path)}: no such {'folder' if folder else 'file'} {value}; "
                 "give an existing path (relative paths are relative to the spec file) or remove the key"
             )
+
+
+def _get(spec: CampaignSpec, field_path: tuple[str, ...]) -> Any:
+    """The setting at ``field_path``, or None where it or a section above it is unset."""
+    value: Any = spec
+    for name in field_path:
+        value = getattr(value, name)
+        if value is None:
+            return None
+    return value
 
 
 def _replace(model: Settings, field_path: tuple[str, ...], value: Any) -> Any:
