@@ -38,8 +38,6 @@ TAIL = (("HV1", "P5", 0.0, -3.0), ("HV2", "Qd", 1.0, -2.5), ("HV3", "Qd", 1.0, -
 """Linker and anchor beads from the G-domain up: name, type, charge, height (nm)."""
 #: Restraint force on the G-domain beads in x and y during the pulled equilibration (kJ/mol/nm^2).
 POSRES_XY = 1000.0
-#: Distance (nm) of the proxy's centre of mass below the midplane after the pull: the G-domain on the head groups.
-PULL_TO_NM = 3.0
 
 
 def icosahedron(radius: float) -> np.ndarray:
