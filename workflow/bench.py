@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "encoder": "mummi.sampler.bench_encoder",
     "analysis": "mummi.analysis.bench",
     "backend": "mummi.adapters.bench",
+    "createsim": "mummi.adapters.bench_createsim",
     "replay": "mummi.workflow.bench_replay",
     "scale": "mummi.workflow.bench_scale",
     "reliability": "mummi.workflow.bench_reliability",

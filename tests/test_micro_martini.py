@@ -1,0 +1,169 @@
+"""Real micro scale: Martini membranes built with insane, set up and run with real GROMACS.
+
+Two 10 x 10 nm patches (cells of 2 nm, 6 lipids per cell and leaflet: 300 lipids),
+each set up (minimisation, the restrained pulled equilibration where there is a
+protein, free equilibration) and run for 1 ns of production at 20 fs:
+
+* pure POPC without protein: the published Martini 2 area per lipid and PO4-PO4
+  thickness (Marrink et al. 2007; Wassenaar et al. 2015), lateral diffusion, no
+  lipid leaving its leaflet;
+* the MuMMI mixture (the macro model's mean composition) with the RAS proxy: its
+  area per lipid and thickness reported, diffusion, PIP2 stays in the inner
+  leaflet, the RAS proxy ends on the inner leaflet, and the in situ RDF analysis
+  runs unchanged on the trajectory.
+
+The measured figures are printed (``pytest -s``) and kept in each sim folder's
+``bilayer.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from micro_helpers import make_sim_dir, make_spec
+
+from mummi.adapters.gromacs import ForceField, GromacsEngine, write_system
+from mummi.adapters.md_engine import open_universe, production_seed
+from mummi.adapters.membrane import Membrane, build_membrane, compositions
+from mummi.analysis.bilayer import bilayer_properties
+from mummi.analysis.insitu import analyse_sim
+from mummi.core.lipids import CHANNELS, N_INNER
+from mummi.core.patch_input import PatchInput, read_patch_input
+from mummi.core.spec_loader import SHIPPED_FORCEFIELDS
+from mummi.macro.params import default_parameters
+
+pytestmark = pytest.mark.external
+
+MARTINI = SHIPPED_FORCEFIELDS / "martini22"
+LIPID_NAMES = {lipid for _, lipid in CHANNELS}
+CELL_NM, PER_CELL = 2.0, 6
+SECTIONS = {
+    "createsim": {"engine": "gromacs", "lipids_per_cell": PER_CELL, "cell_nm": CELL_NM, "em_steps": 2000,
+                  "pull_ns": 0.1, "equilibration_ns": 0.2, "resources": {"cores_per_task": 2}},
+    "sim": {"engine": "gromacs", "length_ns": 1.0, "dt_fs": 20.0, "output_interval_ps": 50.0,
+            "gromacs": {"forcefield": str(MARTINI), "threads": 2}},
+    "analysis": {"write_every_frames": 5},
+}  # fmt: skip
+APL_POPC = (0.64, 0.68)  # nm^2, Martini 2 POPC near 300-310 K
+THICKNESS_POPC = (4.0, 4.2)  # nm, PO4-PO4
+
+
+def _mummi_coarse() -> np.ndarray:
+    return np.broadcast_to(default_parameters().mean_concentration_per_nm2, (5, 5, 14)).copy()
+
+
+def _popc_coarse() -> np.ndarray:
+    coarse = np.zeros((5, 5, 14))
+    coarse[..., [i for i, (_, lipid) in enumerate(CHANNELS) if lipid == "POPC"]] = 1.0
+    return coarse
+
+
+def _run(tmp_path: Path, coarse: np.ndarray, with_ras: bool) -> tuple[Path, dict]:
+    spec, _ = make_spec(tmp_path, SECTIONS)
+    sim_dir = make_sim_dir(tmp_path / "w", coarse=coarse)
+    patch = read_patch_input(sim_dir / "patch_input.npz")
+    membrane = build_membrane(patch, PER_CELL, CELL_NM, 0.2, np.random.default_rng(3))
+    if not with_ras:
+        membrane = Membrane(membrane.patch_id, membrane.box_nm, membrane.channel, membrane.xy_nm,
+                            np.zeros((0, 2)), np.zeros(0, dtype=np.int64))  # fmt: skip
+    engine = GromacsEngine()
+    started = time.perf_counter()
+    engine.setup(sim_dir, membrane, spec, seed=7)
+    setup_s = time.perf_counter() - started
+    assert engine.production(sim_dir, spec, production_seed(spec, sim_dir), deadline=None)
+    props = bilayer_properties(sim_dir / "eq.gro", sim_dir / "md.xtc", skip_ps=200.0).as_dict()
+    props |= {"setup_s": round(setup_s, 1), "production_s": round(time.perf_counter() - started - setup_s, 1)}
+    (sim_dir / "bilayer.json").write_text(json.dumps(props, indent=1))
+    print(f"\n{sim_dir.parent.parent.name}: {json.dumps(props)}")
+    return sim_dir, props
+
+
+@pytest.fixture(scope="module")
+def popc(tmp_path_factory, gmx) -> tuple[Path, dict]:
+    return _run(tmp_path_factory.mktemp("popc"), _popc_coarse(), with_ras=False)
+
+
+@pytest.fixture(scope="module")
+def mixture(tmp_path_factory, gmx) -> tuple[Path, dict]:
+    return _run(tmp_path_factory.mktemp("mixture"), _mummi_coarse(), with_ras=True)
+
+
+@pytest.fixture(scope="module")
+def gmx() -> str:
+    from conftest import require_program
+
+    return require_program("gmx", "GROMACS is needed (apt-get install gromacs)")
+
+
+def test_pure_popc_has_the_published_martini_area_per_lipid_and_thickness(popc) -> None:
+    _, p = popc
+    assert APL_POPC[0] * 0.95 <= p["area_per_lipid_nm2"] <= APL_POPC[1] * 1.05, p
+    assert THICKNESS_POPC[0] * 0.95 <= p["thickness_nm"] <= THICKNESS_POPC[1] * 1.05, p
+    assert p["lipids_per_leaflet"] == [150, 150]
+
+
+def test_both_bilayers_are_fluid_and_intact(popc, mixture) -> None:
+    for _, p in (popc, mixture):
+        assert p["switched_leaflet"] == 0 and p["left_bilayer"] == 0, p
+        assert p["msd_nm2"] > 0.1 and p["diffusion_um2_s"] > 1.0, p  # a gel's lipids only rattle in their cages
+
+
+def test_the_mixture_keeps_pip2_inside_and_ras_on_the_inner_leaflet(mixture) -> None:
+    sim_dir, p = mixture
+    print(f"MuMMI mixture: area per lipid {p['area_per_lipid_nm2']:.3f} nm^2, thickness {p['thickness_nm']:.2f} nm")
+    u = open_universe(sim_dir / "eq.gro", sim_dir / "md.xtc")
+    u.trajectory[-1]
+    heads = np.array([res.atoms.positions[0, 2] for res in u.residues if res.resname in LIPID_NAMES])
+    mid = heads.mean()
+    pip2 = np.array([res.atoms.positions[0, 2] for res in u.residues if res.resname == "PAP6"])
+    assert len(pip2) > 0 and np.all(pip2 < mid), "PIP2 is an inner-leaflet lipid"
+    ras = u.select_atoms("resname RAS")
+    inner = heads[heads < mid].mean()
+    assert ras.center_of_mass()[2] < inner, "the RAS proxy's G-domain sits below the inner head groups"
+    assert ras.positions[:, 2].max() > inner, "its anchor stays in the membrane"
+
+
+def test_the_in_situ_rdf_analysis_runs_unchanged_on_the_martini_trajectory(mixture) -> None:
+    sim_dir, _ = mixture
+    spec, _ = make_spec(sim_dir.parent.parent.parent, SECTIONS)
+    counts = analyse_sim(sim_dir, spec)
+    assert counts.frames_done == 21  # 0, 50, ..., 1000 ps
+    assert counts.counts[:N_INNER].sum() > 0 and counts.counts[N_INNER:].sum() == 0
+
+
+def test_built_membranes_follow_the_patch_composition_cell_by_cell(tmp_path) -> None:
+    """50 random patches: each cell's lipid counts are the floor or ceiling of composition x lipids per cell, and
+    the written system holds exactly those lipids, each at its site, in the right leaflet."""
+    rng = np.random.default_rng(0)
+    for k in range(50):
+        coarse = rng.uniform(0.0, 1.0, (5, 5, 14)) * (rng.random((5, 5, 14)) < 0.8)
+        coarse[..., 0] += 0.05
+        coarse[..., N_INNER] += 0.05  # no empty leaflet
+        patch = PatchInput(f"p{k}", coarse, np.zeros((0, 2)), np.zeros(0, dtype=np.int64))
+        membrane = build_membrane(patch, PER_CELL, CELL_NM, 0.2, rng)
+        cell = np.minimum((membrane.xy_nm // CELL_NM).astype(int), 4)
+        expected = compositions(coarse) * PER_CELL
+        for c in range(14):
+            counts = np.zeros((5, 5), dtype=int)
+            np.add.at(counts, tuple(cell[membrane.channel == c].T), 1)
+            assert np.all(counts >= np.floor(expected[..., c] - 1e-9)) and np.all(
+                counts <= np.ceil(expected[..., c] + 1e-9)
+            )
+    sim_dir = tmp_path / "sim"
+    sim_dir.mkdir()
+    write_system(sim_dir, membrane, ForceField.load(MARTINI), None, seed=1)
+    u = open_universe(sim_dir / "system.gro")
+    lipids = [res for res in u.residues if res.resname in LIPID_NAMES]
+    assert len(lipids) == membrane.n_lipids
+    mid = np.mean([res.atoms.positions[:, 2].mean() for res in lipids])
+    for c, (leaflet, lipid) in enumerate(CHANNELS):
+        side = [
+            res
+            for res in lipids
+            if res.resname == lipid and (res.atoms.positions[:, 2].mean() < mid) == (leaflet == "inner")
+        ]
+        assert len(side) == int(np.sum(membrane.channel == c)), (leaflet, lipid)
