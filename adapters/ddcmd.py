@@ -13,13 +13,16 @@ production. In ``sim_dir/ddcmd/`` this writes:
 * ``object.data``: the control file (steps, time step, output and checkpoint rates,
   thermostat, cut-offs);
 * ``snapshot.000000000000/`` with ``restart`` and ``atoms#000000`` (positions in
-  Angstrom, velocities, one record per particle) and a ``restart`` link to it.
+  Angstrom centred on 0 as in ddcMD's box, velocities in Angstrom/fs, one record per
+  particle) and a ``restart`` link to it.
 
 ddcMD checkpoints into ``snapshot.<loop>/`` directories; before each launch the
 ``restart`` link is pointed at the newest one holding a ``restart`` file, so a
 rerun continues from there. The command is ``launcher + [ddcMD, -o, object.data,
 molecule.data]``; it is stopped (SIGTERM, then SIGKILL) before the deadline.
-Reading ddcMD's binary trajectory in the in situ analysis is not implemented.
+ddcMD's analysis ``subsetWrite`` (format binaryCharmm, as in MuMMI) writes the frames,
+``snapshot.<loop>/subset#000000``, every output interval; the in situ analysis reads them
+through :mod:`mummi.adapters.ddcmd_snapshot` (one frame per output loop, complete files only).
 """
 
 from __future__ import annotations
@@ -367,11 +370,11 @@ def write_inputs(workdir: Path, sim_dir: Path, spec: CampaignSpec, seed: int) ->
     ff = ForceField.load(spec.sim.gromacs.forcefield)
     snapshot = SNAPSHOT.format(loop=0)
     (workdir / snapshot).mkdir(parents=True, exist_ok=True)
-    # GRO holds 3 decimals (nm) and 4 (nm/ps): rounding drops float32 noise from the Angstrom values
-    positions, velocities = (
-        np.round(atoms.positions.astype(np.float64), 3),
-        np.round(np.asarray(velocities, dtype=np.float64), 4),
-    )
+    # GRO holds 3 decimals (nm) and 4 (nm/ps): rounding drops float32 noise from the Angstrom values.
+    # ddcMD's box has its corner at -h/2 (box.c) and its velocities are in Angstrom/fs: positions are
+    # written centred, so the subset frames (written minus the corner) hold eq.gro's coordinates.
+    positions = np.round(atoms.positions.astype(np.float64), 3) - box_a / 2
+    velocities = np.round(np.asarray(velocities, dtype=np.float64), 4) / 1000
     atomic_write_text(workdir / snapshot / "atoms#000000", atoms_text(top, positions, velocities, box_a))
     atomic_write_text(workdir / snapshot / "restart", restart_text(len(atoms), box_a, snapshot))
     atomic_write_text(workdir / "martini.data", martini_data(top))
@@ -412,9 +415,8 @@ class DdcmdEngine:
         raise ValueError("ddcMD runs production only; set createsim.engine: gromacs to equilibrate for it")
 
     def trajectory(self, sim_dir: Path) -> tuple[Path, Path]:
-        raise NotImplementedError(
-            "the in situ analysis cannot read ddcMD's binary snapshots yet; MuMMI read them with its own ddcMD reader"
-        )
+        """The structure and the ddcMD run directory, whose subset files open as frames (format DDCMD)."""
+        return Path(sim_dir) / EQ_STRUCTURE, Path(sim_dir) / WORKDIR
 
     def production(self, sim_dir: Path, spec: CampaignSpec, seed: int, deadline: float | None) -> bool:
         sim_dir = Path(sim_dir)

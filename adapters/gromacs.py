@@ -90,6 +90,7 @@ class ForceField:
     insane: dict[str, Any] = field(default_factory=dict)
     protein_files: ProteinFiles | None = None
     mdp_dynamics: dict[str, MdpValue] = field(default_factory=dict)  # options of the dynamics stages only
+    mdp_em: dict[str, MdpValue] = field(default_factory=dict)  # options of the minimisation only
     eq_dt_fs: float | None = None  # equilibration time step; default: the production one
 
     @classmethod
@@ -118,11 +119,12 @@ class ForceField:
                 protein,
                 float(data["box_z_nm"]),
                 dict(data.get("mdp", {})),
-                builder,
-                dict(data.get("insane", {})),
-                files,
-                dict(data.get("mdp_dynamics", {})),
-                data.get("eq_dt_fs"),
+                builder=builder,
+                insane=dict(data.get("insane", {})),
+                protein_files=files,
+                mdp_dynamics=dict(data.get("mdp_dynamics", {})),
+                mdp_em=dict(data.get("mdp_em", {})),
+                eq_dt_fs=data.get("eq_dt_fs"),
             )
         except (OSError, KeyError, ValueError, TypeError) as err:
             raise ValueError(
@@ -275,9 +277,12 @@ def mdp_text(options: dict[str, MdpValue]) -> str:
     return "".join(f"{key:<24s} = {value}\n" for key, value in options.items())
 
 
-def stage_mdp(stage: str, spec: CampaignSpec, ff: ForceField, seed: int, n_proteins: int = 0) -> dict[str, MdpValue]:
+def stage_mdp(
+    stage: str, spec: CampaignSpec, ff: ForceField, seed: int, groups: dict[str, list[int]] | None = None
+) -> dict[str, MdpValue]:
     """Options of ``stage`` (em; pull: restrained proteins pulled to the membrane; eq; md): the force field's
-    own, then the run's."""
+    own, then the run's. ``groups``: the system's index groups (:func:`write_index`), where it has proteins."""
+    n_proteins = sum(name.startswith("Protein_") for name in groups or {})
     temperature = spec.macro.temperature_K
     dynamics: dict[str, MdpValue] = ff.mdp_dynamics | {
         "tc-grps": "System",
@@ -287,7 +292,8 @@ def stage_mdp(stage: str, spec: CampaignSpec, ff: ForceField, seed: int, n_prote
     }
     base = {k: v for k, v in ff.mdp.items() if k != "tau-t"}
     if stage == "em":
-        return base | {"integrator": "steep", "nsteps": spec.createsim.em_steps, "emtol": 100.0, "emstep": 0.01}
+        steep = {"integrator": "steep", "nsteps": spec.createsim.em_steps, "emtol": 100.0, "emstep": 0.01}
+        return base | ff.mdp_em | steep
     if stage in ("pull", "eq"):
         dt_ps = (ff.eq_dt_fs or spec.sim.dt_fs) / 1000
         length_ns = spec.createsim.pull_ns if stage == "pull" else spec.createsim.equilibration_ns
@@ -310,7 +316,7 @@ def stage_mdp(stage: str, spec: CampaignSpec, ff: ForceField, seed: int, n_prote
             if first
             else {"continuation": "yes", "gen-vel": "no"}
         )
-        return options | (_pull_options(spec, ff, n_proteins) if stage == "pull" else {})
+        return options | (_pull_options(spec, ff, groups or {}) if stage == "pull" else {})
     if stage == "md":
         dt_ps = spec.sim.dt_fs / 1000
         every = max(1, round(spec.sim.output_interval_ps / dt_ps))
@@ -344,9 +350,11 @@ def protein_files(spec: CampaignSpec, ff: ForceField) -> ProteinFiles | None:
     return ProteinFiles(p.gro, p.itp, p.pull_to_nm) if p is not None else ff.protein_files
 
 
-def _pull_options(spec: CampaignSpec, ff: ForceField, n_proteins: int) -> dict[str, MdpValue]:
+def _pull_options(spec: CampaignSpec, ff: ForceField, groups: dict[str, list[int]]) -> dict[str, MdpValue]:
     """Lateral restraints on the proteins (``POSRES_XY``) and an umbrella on each one's height below the
-    membrane's centre of mass, at the protein's ``pull_to_nm`` (index groups from :func:`write_index`)."""
+    membrane's centre of mass, at the protein's ``pull_to_nm``. Each group's periodic images are resolved
+    from its middle atom, then from its centre of mass at the previous step (the membrane spans the box)."""
+    n_proteins = sum(name.startswith("Protein_") for name in groups)
     protein = protein_files(spec, ff)
     assert protein is not None and protein.pull_to_nm is not None
     options: dict[str, MdpValue] = {
@@ -355,11 +363,14 @@ def _pull_options(spec: CampaignSpec, ff: ForceField, n_proteins: int) -> dict[s
         "pull": "yes",
         "pull-ngroups": n_proteins + 1,
         "pull-ncoords": n_proteins,
+        "pull-pbc-ref-prev-step-com": "yes",
         "pull-group1-name": "Membrane",
+        "pull-group1-pbcatom": _middle(groups["Membrane"]),
     }
     for k in range(1, n_proteins + 1):
         options |= {
             f"pull-group{k + 1}-name": f"Protein_{k}",
+            f"pull-group{k + 1}-pbcatom": _middle(groups[f"Protein_{k}"]),
             f"pull-coord{k}-type": "umbrella",
             f"pull-coord{k}-geometry": "distance",
             f"pull-coord{k}-dim": "N N Y",
@@ -369,6 +380,25 @@ def _pull_options(spec: CampaignSpec, ff: ForceField, n_proteins: int) -> dict[s
             f"pull-coord{k}-k": 1000.0,
         }
     return options
+
+
+def _middle(atoms: list[int]) -> int:
+    return atoms[len(atoms) // 2]
+
+
+def read_index(path: Path) -> dict[str, list[int]]:
+    """The groups of a GROMACS index file (atom numbers from 1)."""
+    groups: dict[str, list[int]] = {}
+    name = None
+    with reading(path, "GROMACS index file"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            header = re.fullmatch(r"\s*\[\s*(\S+)\s*\]\s*", line)
+            if header:
+                name = header.group(1)
+                groups[name] = []
+            elif line.strip() and name is not None:
+                groups[name] += [int(a) for a in line.split()]
+    return groups
 
 
 def write_index(path: Path, n_protein_atoms: int, n_proteins: int, n_membrane_atoms: int, n_atoms: int) -> None:
@@ -420,14 +450,15 @@ class GromacsEngine:
         freely (``eq.gro``, ``eq.cpt``); write the production run input ``md.tpr``. Finished stages are kept."""
         sim_dir = Path(sim_dir)
         ff = ForceField.load(spec.sim.gromacs.forcefield)
-        n_proteins = len(membrane.ras_xy_nm)
         if not (sim_dir / "topol.top").exists():
             write_system(sim_dir, membrane, ff, protein_files(spec, ff), seed)
-        stages = ["em", *(["pull"] if n_proteins and _pulls(ff, spec) else []), "eq"]
+        index = sim_dir / "index.ndx"
+        groups = read_index(index) if index.exists() else {}
+        stages = ["em", *(["pull"] if len(membrane.ras_xy_nm) and _pulls(ff, spec) else []), "eq"]
         previous = "system"
         for stage in stages:
             if not (sim_dir / f"{stage}.gro").exists():
-                mdp = stage_mdp(stage, spec, ff, seed, n_proteins)
+                mdp = stage_mdp(stage, spec, ff, seed, groups)
                 self._run_stage(sim_dir, spec, stage, previous, continues=mdp.get("continuation") == "yes", mdp=mdp)
             previous = stage
         _production_tpr(sim_dir, spec, ff, production_seed(spec, sim_dir))

@@ -136,7 +136,19 @@ def solvate(
     molecule counts in order, and the box (3x3, nm).
     """
     core, _, options = _insane()
-    args = ["-f", str(solute_gro), "-pbc", "keep", "-center", "-salt", str(salt_molar), "-charge", str(charge)]
+    args = [
+        "-f",
+        str(solute_gro),
+        "-o",
+        str(solute_gro.with_name("solvated.gro")),
+        "-pbc",
+        "keep",
+        "-center",
+        "-salt",
+        str(salt_molar),
+        "-charge",
+        str(charge),
+    ]
     for entry in solvent:
         args += ["-sol", entry]
     random.seed(seed)  # insane draws from the random module

@@ -77,15 +77,23 @@ def get_engine(name: str) -> MDEngine:
 
 def open_universe(*paths: str | Path):  # -> MDAnalysis.Universe
     """An MDAnalysis universe of an engine's structure (and trajectory), without guessing
-    masses or types (nothing here uses them, and guessing warns for coarse-grained names)."""
+    masses or types (nothing here uses them, and guessing warns for coarse-grained names).
+    A trajectory that is a directory is a ddcMD run, read by :mod:`mummi.adapters.ddcmd_snapshot`."""
     import MDAnalysis as mda
 
+    kwargs = _ddcmd_format() if len(paths) > 1 and Path(paths[-1]).is_dir() else {}
     with warnings.catch_warnings():  # a growing trajectory invalidates MDAnalysis' cached frame offsets
         warnings.filterwarnings("ignore", message="Reload offsets", category=UserWarning)
         try:
-            return mda.Universe(*map(str, paths), to_guess=())  # MDAnalysis >= 2.8
+            return mda.Universe(*map(str, paths), to_guess=(), **kwargs)  # MDAnalysis >= 2.8
         except TypeError:
-            return mda.Universe(*map(str, paths))
+            return mda.Universe(*map(str, paths), **kwargs)
+
+
+def _ddcmd_format() -> dict[str, str]:
+    from mummi.adapters import ddcmd_snapshot  # registers the DDCMD reader with MDAnalysis
+
+    return {"format": ddcmd_snapshot.FORMAT}
 
 
 def build_universe(

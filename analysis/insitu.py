@@ -188,9 +188,11 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
     while True:
         sim_done = is_done(sim_dir, "sim")
         n_frames = _count_frames(topology, trajectory)
-        usable = n_frames if sim_done else max(0, n_frames - 1)
+        usable = _usable(n_frames, sim_done)
         try:
             universe = open_universe(topology, trajectory) if counts.frames_done < usable else None
+            if universe is not None:  # a restarted sim may have cut frames since they were counted
+                usable = min(usable, _usable(len(universe.trajectory), sim_done))
             while counts.frames_done < usable:
                 stop = min(usable, counts.frames_done + settings.write_every_frames)
                 rdf = LateralRDF(universe, selection, settings.bin_nm, settings.r_max_nm, settings.contact_nm)
@@ -213,6 +215,11 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
         if not follow:
             return counts
         time.sleep(settings.poll_interval_s)
+
+
+def _usable(n_frames: int, sim_done: bool) -> int:
+    """Frames safe to read: all once the sim is done, else all but the newest (it may be half written)."""
+    return n_frames if sim_done else max(0, n_frames - 1)
 
 
 def _count_frames(topology: Path, trajectory: Path) -> int:
