@@ -37,6 +37,8 @@ BEAD_SPACING_NM = 0.3  # insane's -bd
 LEAFLET_GAP_NM = 1.0  # insane's -di
 KICK_NM = 0.1  # insane's -rand
 ANCHOR_CLEARANCE_NM = 0.6
+MIN_DISTANCE_NM = 0.25  # between beads of different lipids as built; minimisation resolves the rest
+MAX_PLACEMENT_ROUNDS = 100
 
 
 @dataclass(frozen=True)
@@ -81,21 +83,60 @@ def lipid_templates(
 def place_lipids(
     membrane: Membrane, templates: dict, spacing_nm: float, mid_z: float, rng: np.random.Generator
 ) -> Placed:
-    """Every lipid of ``membrane`` at its site, as insane builds one: outer leaflet up, inner leaflet down."""
-    names, resnames, sizes, coords = [], [], [], []
+    """Every lipid of ``membrane`` at its site, as insane builds one: outer leaflet up, inner leaflet down.
+
+    Sites are jittered (unlike insane's grid), so neighbours may clash; a clashing lipid is turned
+    and kicked again, further off its site each time, until no two beads of different lipids are closer than ``MIN_DISTANCE_NM``.
+    """
+    names, resnames, sizes, shapes, sites = [], [], [], [], []
     for c, (_, lipid) in enumerate(CHANNELS):
         beads, pseudo = templates[lipid]
         side = -1.0 if c < N_INNER else 1.0
         z = side * (LEAFLET_GAP_NM / 2 + (pseudo[:, 2] - pseudo[:, 2].min()) * BEAD_SPACING_NM) + mid_z
         for x, y in membrane.xy_nm[membrane.channel == c]:
-            angle = rng.uniform(0, 2 * np.pi)
-            rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-            xy = pseudo[:, :2] @ rot.T * (2 / 3 * spacing_nm) + [x, y] + rng.uniform(0, KICK_NM, (len(beads), 2))
-            coords.append(np.column_stack([xy, z]))
+            shapes.append(np.column_stack([pseudo[:, :2] * (2 / 3 * spacing_nm), z]))
+            sites.append((x, y))
             names += beads
             resnames.append(lipid)
             sizes.append(len(beads))
-    return Placed(names, resnames, sizes, np.vstack(coords) if coords else np.empty((0, 3)))
+    if not shapes:
+        return Placed([], [], [], np.empty((0, 3)))
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    start = np.concatenate([[0], np.cumsum(sizes)])
+    xyz = np.empty((len(owner), 3))
+    clashing = np.arange(len(sizes))
+    for attempt in range(MAX_PLACEMENT_ROUNDS):
+        for i in clashing:
+            reach = KICK_NM * attempt / 10  # retries move the lipid off its site, further each time
+            site = np.add(sites[i], rng.uniform(-reach, reach, 2))
+            xyz[start[i] : start[i + 1]] = _turned_and_kicked(shapes[i], site, rng)
+        clashing = _clashing_lipids(xyz, owner, membrane.box_nm)
+        if len(clashing) == 0:
+            return Placed(names, resnames, sizes, xyz)
+    raise ValueError(
+        f"{len(clashing)} lipids still clash with a neighbour after {MAX_PLACEMENT_ROUNDS} tries; the membrane is too "
+        "dense for its lipids: lower createsim.lipids_per_cell or createsim.jitter"
+    )
+
+
+def _turned_and_kicked(shape: np.ndarray, site: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    angle = rng.uniform(0, 2 * np.pi)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    xy = shape[:, :2] @ rot.T + site + rng.uniform(0, KICK_NM, (len(shape), 2))
+    return np.column_stack([xy, shape[:, 2]])
+
+
+def _clashing_lipids(xyz: np.ndarray, owner: np.ndarray, box_nm: float) -> np.ndarray:
+    """Lipids with a bead closer than ``MIN_DISTANCE_NM`` to a bead of another lipid (laterally periodic)."""
+    from scipy.spatial import cKDTree
+
+    wrapped = xyz.copy()
+    wrapped[:, :2] %= box_nm
+    wrapped[:, 2] -= wrapped[:, 2].min()
+    tree = cKDTree(wrapped, boxsize=[box_nm, box_nm, wrapped[:, 2].max() + 2 * MIN_DISTANCE_NM + 1.0])
+    pairs = tree.query_pairs(MIN_DISTANCE_NM, output_type="ndarray")
+    pairs = pairs[owner[pairs[:, 0]] != owner[pairs[:, 1]]]
+    return np.unique(owner[pairs])
 
 
 def place_proteins(membrane: Membrane, names: list[str], resname: str, frame_xyz: np.ndarray, mid_z: float) -> Placed:
