@@ -38,7 +38,7 @@ def read_itps(paths: list[Path]) -> Includes:
     """Atom types and molecule types of ``paths``, in order (a later molecule type of the same name wins)."""
     found = Includes()
     for path in paths:
-        with reading(path, "a GROMACS include file"):
+        with reading(path, "GROMACS include file"):
             _read_one(path.read_text(encoding="utf-8", errors="replace"), found, path)
     return found
 

@@ -24,13 +24,14 @@ The measured figures are printed (``pytest -s``) and kept in each sim folder's
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from MDAnalysis.lib.distances import self_capped_distance
-from micro_helpers import make_sim_dir, make_spec
+from micro_helpers import job, make_sim_dir, make_spec
 
 from mummi.adapters.gromacs import ForceField, write_system
 from mummi.adapters.md_engine import open_universe
@@ -191,3 +192,17 @@ def test_built_membranes_follow_the_patch_composition_cell_by_cell(tmp_path) -> 
             if res.resname == lipid and (res.atoms.positions[:, 2].mean() < mid) == (leaflet == "inner")
         ]
         assert len(side) == int(np.sum(membrane.channel == c)), (leaflet, lipid)
+
+
+def test_a_patch_with_an_empty_leaflet_fails_createsim_at_once_with_the_reason(tmp_path) -> None:
+    """Nothing to build: the job's record says why and not to retry (mummi-status shows it), before any GROMACS."""
+    coarse = _popc_coarse()
+    coarse[..., N_INNER:] = 0.0  # no outer-leaflet lipid anywhere
+    _, spec_path = make_spec(tmp_path, SECTIONS)
+    sim_dir = make_sim_dir(tmp_path / "w", coarse=coarse)
+    proc = subprocess.run(job("createsim", spec_path, sim_dir), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    record = read_status(sim_dir, "createsim")
+    assert record["state"] == Outcome.FAILED and record["retry"] is False, record
+    assert "no lipid in one leaflet" in record["error"] and "patch-1" in record["error"], record["error"]
+    assert not (sim_dir / "system.gro").exists()
