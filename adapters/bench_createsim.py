@@ -70,13 +70,14 @@ def _one(sim_dir: Path, size_nm: float, args: argparse.Namespace) -> dict[str, A
     started = time.perf_counter()
     facts = GromacsEngine().setup(sim_dir, membrane, spec, seed=1)
     wall = time.perf_counter() - started
+    stages = list(facts["stages"])  # type: ignore[call-overload]
     return {
         "size_nm": size_nm,
         "lipids": membrane.n_lipids,
         "particles": facts["atoms"],
-        "stages": facts["stages"],
+        "stages": stages,
         "wall_s": round(wall, 1),
-        "stage_wall_s": {stage: _mdrun_wall(sim_dir / f"{stage}.log") for stage in facts["stages"]},  # type: ignore[union-attr]
+        "stage_wall_s": {stage: _mdrun_wall(sim_dir / f"{stage}.log") for stage in stages},
         "cores": args.cores,
         "lengths": {"em_steps": args.em_steps, "pull_ns": args.pull_ns, "equilibration_ns": args.equilibration_ns},
     }

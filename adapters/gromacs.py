@@ -200,7 +200,7 @@ def _write_insane_system(
     definitions = ff.insane.get("lipid_definitions")
     definitions_text = (ff.directory / definitions).read_text(encoding="utf-8") if definitions else ""
     templates = insane_build.lipid_templates(lipid_names, definitions_text, spacing)
-    names, _, _, frame = _protein_structure(protein)
+    names, frame = _protein_structure(protein)
     proteins = insane_build.place_proteins(membrane, names, protein_type.residues[0], frame, mid)
     lipids = insane_build.clear_anchors(
         insane_build.place_lipids(membrane, templates, spacing, mid, rng), proteins, mid, membrane.box_nm
@@ -211,7 +211,7 @@ def _write_insane_system(
     charge = len(membrane.ras_xy_nm) * protein_type.charge + sum(
         topology.molecules[lipid].charge * int(np.sum(membrane.channel == c)) for c, (_, lipid) in enumerate(CHANNELS)
     )
-    solvent, solute_xyz, solvent_counts, _ = insane_build.solvate(
+    solvent, solute_xyz, solvent_counts = insane_build.solvate(
         sim_dir / "solute.gro",
         round(charge),
         ff.insane.get("solvent", ["W"]),
@@ -232,10 +232,11 @@ def _write_insane_system(
     _write_topology(sim_dir, membrane, [*includes, protein.itp], molecules + solvent_counts)
 
 
-def _protein_structure(protein: ProteinFiles) -> tuple[list[str], list[str], list[int], np.ndarray]:
+def _protein_structure(protein: ProteinFiles) -> tuple[list[str], np.ndarray]:
+    """Atom names and positions (nm) of the protein's structure."""
     with reading(protein.gro, "GRO structure of the protein"):
         atoms = open_universe(protein.gro).atoms
-        return list(atoms.names), list(atoms.resnames), list(atoms.resids), atoms.positions / 10.0
+        return list(atoms.names), atoms.positions / 10.0
 
 
 def _protein_type(protein: ProteinFiles, atom_types: set[str]) -> MoleculeType:
@@ -244,7 +245,7 @@ def _protein_type(protein: ProteinFiles, atom_types: set[str]) -> MoleculeType:
     if len(found) != 1:
         raise ValueError(f"{protein.itp}: holds {len(found)} molecule types; give one (the protein)")
     mol = next(iter(found.values()))
-    names = _protein_structure(protein)[0]
+    names, _ = _protein_structure(protein)
     if len(names) != len(mol.atom_names):
         raise ValueError(f"{protein.gro} has {len(names)} atoms but {protein.itp} defines {len(mol.atom_names)}")
     if names != mol.atom_names:
@@ -292,7 +293,8 @@ def stage_mdp(
     }
     base = {k: v for k, v in ff.mdp.items() if k != "tau-t"}
     if stage == "em":
-        steep = {"integrator": "steep", "nsteps": spec.createsim.em_steps, "emtol": 100.0, "emstep": 0.01}
+        steep: dict[str, MdpValue] = {"integrator": "steep", "nsteps": spec.createsim.em_steps, "emtol": 100.0,
+                                      "emstep": 0.01}  # fmt: skip
         return base | ff.mdp_em | steep
     if stage in ("pull", "eq"):
         dt_ps = (ff.eq_dt_fs or spec.sim.dt_fs) / 1000
@@ -451,7 +453,10 @@ class GromacsEngine:
         sim_dir = Path(sim_dir)
         ff = ForceField.load(spec.sim.gromacs.forcefield)
         if not (sim_dir / "topol.top").exists():
-            write_system(sim_dir, membrane, ff, protein_files(spec, ff), seed)
+            try:
+                write_system(sim_dir, membrane, ff, protein_files(spec, ff), seed)
+            except ValueError as err:  # the inputs cannot make this system: a rerun fails the same way
+                raise DeterministicFailure(f"createsim cannot build the system of {sim_dir.name}: {err}") from err
         index = sim_dir / "index.ndx"
         groups = read_index(index) if index.exists() else {}
         stages = ["em", *(["pull"] if len(membrane.ras_xy_nm) and _pulls(ff, spec) else []), "eq"]

@@ -86,7 +86,8 @@ def place_lipids(
     """Every lipid of ``membrane`` at its site, as insane builds one: outer leaflet up, inner leaflet down.
 
     Sites are jittered (unlike insane's grid), so neighbours may clash; a clashing lipid is turned
-    and kicked again, further off its site each time, until no two beads of different lipids are closer than ``MIN_DISTANCE_NM``.
+    and kicked again, further off its site each time, until no two beads of different lipids are
+    closer than ``MIN_DISTANCE_NM``.
     """
     names, resnames, sizes, shapes, sites = [], [], [], [], []
     for c, (_, lipid) in enumerate(CHANNELS):
@@ -170,11 +171,11 @@ def clear_anchors(lipids: Placed, proteins: Placed, mid_z: float, box_nm: float)
 
 def solvate(
     solute_gro: Path, charge: int, solvent: Sequence[str], salt_molar: float, seed: int
-) -> tuple[Placed, np.ndarray, list[tuple[str, int]], np.ndarray]:
+) -> tuple[Placed, np.ndarray, list[tuple[str, int]]]:
     """insane's solvent and ions around ``solute_gro`` (its shape kept, centred in the box).
 
-    Returns the solvent, the solute's coordinates as insane moved them, the solvent's
-    molecule counts in order, and the box (3x3, nm).
+    Returns the solvent, the solute's coordinates as insane moved them, and the solvent's
+    molecule counts in order.
     """
     core, _, options = _insane()
     args = [
@@ -193,7 +194,7 @@ def solvate(
     for entry in solvent:
         args += ["-sol", entry]
     random.seed(seed)  # insane draws from the random module
-    _, solute, _, water, _, box = core.old_main(**options.parse(args))
+    _, solute, _, water, _, _ = core.old_main(**options.parse(args))
     solute_xyz = np.asarray(solute.coord, dtype=np.float64).reshape(-1, 3)
     water_xyz = np.asarray(water.coord, dtype=np.float64).reshape(-1, 3)
     water_names = [a[0] for a in water.atoms]
@@ -204,4 +205,4 @@ def solvate(
         else:
             counts.append((atom[1], 1))
     placed = Placed(water_names, [a[1] for a in water.atoms], [1] * len(water_names), water_xyz)
-    return placed, solute_xyz, counts, np.asarray(box, dtype=np.float64)
+    return placed, solute_xyz, counts
