@@ -56,7 +56,7 @@ def _one(sim_dir: Path, size_nm: float, args: argparse.Namespace) -> dict[str, A
     spec = CampaignSpec.model_validate(
         {
             "campaign": {"name": "bench", "workdir": str(sim_dir.parent / "w")},
-            "resources": {"cores_per_node": max(args.cores + 1, 2), "wfm_cores": 1},
+            "resources": {"cores_per_node": args.cores + 4, "wfm_cores": 1},  # room for the macro model and a sim
             "createsim": {"engine": "gromacs", "lipids_per_cell": per_cell, "cell_nm": cell_nm,
                           "em_steps": args.em_steps, "pull_ns": args.pull_ns,
                           "equilibration_ns": args.equilibration_ns, "resources": {"cores_per_task": args.cores}},
