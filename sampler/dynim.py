@@ -156,6 +156,18 @@ class DynimSampler:
     def selected_latents(self) -> np.ndarray:
         return self._index.points.copy()
 
+    @property
+    def selected_indices(self) -> np.ndarray:
+        """Positions in :attr:`seen_latents` of the selected points, in order of selection."""
+        return self._sel.view.copy()
+
+    @property
+    def seen_latents(self) -> np.ndarray:
+        """Every point ever added, in arrival order (a read-only view)."""
+        view = self._x.view.view()
+        view.flags.writeable = False
+        return view
+
     def __repr__(self) -> str:
         s = self.settings
         return (

@@ -21,10 +21,12 @@ BENCHMARKS: dict[str, str] = {
     "dynim-small": "mummi.sampler.bench_small",
     "dynim-convergence": "mummi.sampler.bench_convergence",
     "encoder": "mummi.sampler.bench_encoder",
+    "metric": "mummi.sampler.bench_metric",
     "analysis": "mummi.analysis.bench",
     "backend": "mummi.adapters.bench",
     "createsim": "mummi.adapters.bench_createsim",
     "replay": "mummi.workflow.bench_replay",
+    "report": "mummi.workflow.bench_report",
     "scale": "mummi.workflow.bench_scale",
     "reliability": "mummi.workflow.bench_reliability",
 }

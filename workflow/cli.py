@@ -160,7 +160,13 @@ def status_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("workdir", type=Path, help="the campaign's workdir (holds campaign.db)")
     parser.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    parser.add_argument("--report", action="store_true",
+                        help="write the HTML report into WORKDIR/report instead (as mummi-report WORKDIR)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.report:
+        from mummi.workflow.report import write_report
+
+        return write_report(args.workdir, None, "mummi-status")
     from mummi.workflow.status import StatusError, collect, render
 
     try:
