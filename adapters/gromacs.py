@@ -482,7 +482,12 @@ class GromacsEngine:
         run_gmx(gmx, args, sim_dir, f"{stage}.grompp.log")
         threads = ["-nt", str(spec.createsim.resources.cores_per_task)]
         # the final structure goes to a temporary name: <stage>.gro appears only once <stage>.cpt is complete
-        run_gmx(gmx, ["mdrun", "-deffnm", stage, "-c", f"{stage}.final.gro", *threads], sim_dir, f"{stage}.mdrun.log")
+        try:
+            run_gmx(
+                gmx, ["mdrun", "-deffnm", stage, "-c", f"{stage}.final.gro", *threads], sim_dir, f"{stage}.mdrun.log"
+            )
+        except RuntimeError as err:  # the stage's seed is the sim's: a rerun blows up the same way
+            raise _unstable(sim_dir / f"{stage}.mdrun.log") or err from err
         if stage == "eq":
             os.replace(sim_dir / "eq.top", sim_dir / "topol_pp.top")
         os.replace(sim_dir / f"{stage}.final.gro", sim_dir / f"{stage}.gro")
@@ -547,7 +552,7 @@ def _unstable(log_path: Path) -> DeterministicFailure | None:
         return None
     return DeterministicFailure(
         f"the system is unstable (mdrun: {found!r}); a rerun from the same checkpoint fails the same way: check the "
-        f"setup (createsim) or lower sim.dt_fs; log: {log_path}"
+        f"setup (createsim: more createsim.em_steps, fewer lipids per cell) or lower sim.dt_fs; log: {log_path}"
     )
 
 
