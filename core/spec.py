@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mummi.core.lipids import N_CHANNELS, N_INNER
+
 #: Scheduler backends this version runs; each has a factory in ``mummi.adapters.backends``.
 Backend = Literal["local", "flux", "slurm", "parsl", "simulated"]
 BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
@@ -330,19 +332,84 @@ class EncoderTrainingSettings(Settings):
     )
     epochs: PositiveInt = 40
     batch_size: PositiveInt = 256
-    learning_rate: PositiveFloat = 1e-3
+    learning_rate: PositiveFloat = Field(
+        1e-3, description="Adam's learning rate; default 1e-3 for the VAE, 3e-3 for the metric."
+    )
     patience: PositiveInt = Field(5, description="Early stopping: epochs without validation improvement.")
     validation_fraction: Fraction = 0.1
-    augment_rotations: bool = True
+    augment_rotations: bool = Field(True, description="VAE: train on the grid rotations too (the metric always does).")
+
+
+class MetricSettings(Settings):
+    """The learned patch metric of seed 002: loss weights, margins and the radial-profile feature.
+
+    ``L = w_inv L_inv + w_rad L_rad + w_lab L_lab``; the defaults are the paper's selected model.
+    """
+
+    w_inv: NonNegativeFloat = Field(2.0, description="Weight of the invariance (hard-triplet) loss.")
+    alpha_inv: PositiveFloat = Field(1.0, description="Margin between a patch's transformations and other patches.")
+    w_rad: NonNegativeFloat = Field(2.0, description="Weight of the radial-profile proportionality loss.")
+    lambda_rad: PositiveFloat = Field(0.1, description="Proportionality factor: d_z ≈ lambda_rad · d_Υ.")
+    w_lab: NonNegativeFloat = Field(1.0, description="Weight of the label-separation (triplet) loss.")
+    alpha_lab: PositiveFloat = Field(8.0, description="Margin between patches of different constellation classes.")
+    profile_channels: list[Annotated[int, Field(ge=0, lt=N_CHANNELS)]] = Field(
+        default_factory=lambda: list(range(N_INNER)),
+        min_length=1,
+        description="Channels of the radial-profile feature Υ (default: the 8 inner-leaflet lipids, where RAS sits).",
+    )
+    control_fraction: NonNegativeFloat = Field(
+        0.25,
+        description=(
+            "No-protein control patches per RAS patch, cut from the pre-campaign frames at random points with no "
+            "RAS inside the patch."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> MetricSettings:
+        if self.w_inv == self.w_rad == self.w_lab == 0:
+            raise ValueError("at least one of w_inv, w_rad, w_lab must be positive")
+        if len(set(self.profile_channels)) != len(self.profile_channels):
+            raise ValueError(f"profile_channels has repeated channels: {self.profile_channels}")
+        return self
+
+
+#: The latent size of each encoder kind when the spec gives none: the VAE's 15 (seed 000), the metric's 9 (seed 002).
+DEFAULT_LATENT_DIM: dict[str, int] = {"vae": 15, "metric": 9}
+#: The learning rate of each encoder kind when the spec gives none (the metric learns its invariance faster at 3e-3).
+DEFAULT_LEARNING_RATE: dict[str, float] = {"vae": 1e-3, "metric": 3e-3}
 
 
 class EncoderSettings(Settings):
-    kind: Literal["vae"] = Field("vae", description="The patch encoder: the VAE of seed 000.")
+    kind: Literal["vae", "metric"] = Field(
+        "vae",
+        description=(
+            "The patch encoder: 'vae', the VAE of seed 000 on 5×5 coarse patches; 'metric', the learned metric of "
+            "seed 002 on native patches."
+        ),
+    )
     model: Path | None = Field(None, description="A trained model directory; default: train one in a pre-campaign.")
-    latent_dim: PositiveInt = 15
+    latent_dim: PositiveInt = Field(15, description="Latent size; default 15 for the VAE, 9 for the metric.")
     device: Device = "auto"
     batch_size: PositiveInt = Field(4096, description="Inference batch size.")
     training: EncoderTrainingSettings = EncoderTrainingSettings()
+    metric: MetricSettings = MetricSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_kind(cls, data: object) -> object:
+        """Fill in the latent size and learning rate of the encoder kind where the spec leaves them out."""
+        if not isinstance(data, dict) or data.get("kind") not in DEFAULT_LATENT_DIM:
+            return data
+        kind = data["kind"]
+        data = {"latent_dim": DEFAULT_LATENT_DIM[kind], **data}
+        training = data.get("training", {})
+        if isinstance(training, EncoderTrainingSettings):
+            if "learning_rate" not in training.model_fields_set:
+                data["training"] = training.model_copy(update={"learning_rate": DEFAULT_LEARNING_RATE[kind]})
+        elif isinstance(training, dict) and "learning_rate" not in training:
+            data["training"] = {**training, "learning_rate": DEFAULT_LEARNING_RATE[kind]}
+        return data
 
 
 # ---------------------------------------------------------------------- sampler

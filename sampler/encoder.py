@@ -1,14 +1,19 @@
-"""A trained patch encoder on disk and in memory: :class:`Encoder`.
+"""A trained patch encoder on disk and in memory: :class:`Encoder` (the VAE), and what every encoder kind shares.
 
 A saved model is a directory with
 
-* ``weights.pt`` — the VAE's ``state_dict``, tensors only, written with
+* ``weights.pt`` — the network's ``state_dict``, tensors only, written with
   ``torch.save`` and read back with ``torch.load(weights_only=True)``, so loading
   never unpickles arbitrary objects;
 * ``training.json`` — the training report (optional for loading);
-* ``encoder.json`` — the manifest: format, architecture, per-channel normalisation,
-  and the size and SHA-256 of the weights file. It is written last, atomically, so a
-  directory holding a manifest holds a complete model.
+* ``encoder.json`` — the manifest: format, kind (``vae`` or ``metric``),
+  architecture, per-channel normalisation, and the size and SHA-256 of the weights
+  file. It is written last, atomically, so a directory holding a manifest holds a
+  complete model.
+
+:func:`load_encoder` loads a model of either kind (the learned metric is
+:class:`mummi.sampler.metric.MetricEncoder`); both answer the :class:`PatchEncoder`
+protocol the campaign encodes its patches with.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import logging
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 FORMAT = "mummi-encoder/1"
 MANIFEST, WEIGHTS, REPORT = "encoder.json", "weights.pt", "training.json"
 DEVICES = ("auto", "cpu", "gpu")
+KINDS = ("vae", "metric")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -61,13 +67,127 @@ def saved_latent_dim(path: str | Path) -> int:
         raise ValueError(f"{Path(path) / MANIFEST}: no readable encoder manifest ({err})") from err
 
 
+def saved_kind(path: str | Path) -> str:
+    """The kind (``vae``, ``metric``) of the model saved in directory ``path``, from its manifest alone."""
+    try:
+        return str(_read_manifest(Path(path)).get("kind", "vae"))
+    except (OSError, TypeError) as err:
+        raise ValueError(f"{Path(path) / MANIFEST}: no readable encoder manifest ({err})") from err
+
+
+class PatchEncoder(Protocol):
+    """What a campaign needs of a trained encoder, whatever its kind."""
+
+    kind: ClassVar[str]
+    needs_native: ClassVar[bool]
+    """True: :meth:`encode` takes native patches (n, P, P, 14); False: coarse ones (n, 5, 5, 14)."""
+    report: dict[str, Any] | None
+
+    @property
+    def latent_dim(self) -> int: ...
+
+    def encode(self, patches: np.ndarray) -> np.ndarray:
+        """Latent vectors (n, latent_dim) float32 of raw (unnormalised) patches."""
+        ...
+
+    def save(self, path: str | Path, report: dict[str, Any] | None = None) -> Path: ...
+
+
+def load_encoder(path: str | Path, device: str = "cpu", batch_size: int = 4096) -> PatchEncoder:
+    """The model saved in directory ``path``, of the kind its manifest names (ValueError as :meth:`Encoder.load`)."""
+    kind = saved_kind(path)
+    if kind == "vae":
+        return Encoder.load(path, device=device, batch_size=batch_size)
+    if kind == "metric":
+        from mummi.sampler.metric import MetricEncoder  # the metric module builds on this one
+
+        return MetricEncoder.load(path, device=device, batch_size=batch_size)
+    msg = f"{Path(path) / MANIFEST}: unknown encoder kind {kind!r}; known: {KINDS}"
+    raise ValueError(msg)
+
+
+def save_model(
+    path: str | Path,
+    kind: str,
+    architecture: dict[str, Any],
+    scaling: ChannelRange,
+    model: torch.nn.Module,
+    report: dict[str, Any] | None,
+) -> Path:
+    """Write a model into directory ``path``: weights, then the report, then the manifest (last)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path / WEIGHTS, lambda tmp: torch.save(state, tmp))
+    if report is not None:
+        atomic_write_text(path / REPORT, json.dumps(report, indent=2) + "\n")
+    manifest = {
+        "format": FORMAT,
+        "kind": kind,
+        "architecture": architecture,
+        "normalisation": scaling.to_json(),
+        "weights": {"file": WEIGHTS, "bytes": (path / WEIGHTS).stat().st_size, "sha256": sha256_of(path / WEIGHTS)},
+        "torch": torch.__version__,
+    }
+    atomic_write_text(path / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def load_model(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any] | None]:
+    """(manifest, state_dict, report or None) of the ``kind`` model saved in directory ``path``.
+
+    Raises ValueError for an incomplete or corrupt model, one of another kind, a
+    weights file that does not match its manifest, or one that holds anything but
+    tensors; the weights file is never unpickled.
+    """
+    path = Path(path)
+    try:
+        manifest = _read_manifest(path)
+        weights = path / manifest["weights"]["file"]
+        expected = manifest["weights"]["sha256"]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
+        msg = f"{path}: no complete encoder model here ({err})"
+        raise ValueError(msg) from err
+    if manifest.get("kind", "vae") != kind:
+        msg = f"{path}: holds a {manifest.get('kind')!r} encoder, not a {kind!r} one (load_encoder loads either)"
+        raise ValueError(msg)
+    if not weights.is_file() or sha256_of(weights) != expected:
+        msg = f"{weights}: missing, or its SHA-256 does not match the manifest {path / MANIFEST}"
+        raise ValueError(msg)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        msg = f"{weights}: refused: not a plain tensor state_dict ({err.__class__.__name__})"
+        raise ValueError(msg) from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        msg = f"{weights}: refused: expected a dict of tensors"
+        raise ValueError(msg)
+    try:
+        report = json.loads((path / REPORT).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        report = None
+    return manifest, state, report
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load ``state`` into ``model`` exactly (ValueError naming the model when they do not fit)."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        msg = f"{Path(path) / WEIGHTS}: does not fit the architecture in {Path(path) / MANIFEST}: {err}"
+        raise ValueError(msg) from err
+
+
 class Encoder:
-    """Maps coarse patches (n, 5, 5, 14) to latent vectors (n, latent_dim), float32.
+    """The VAE: maps coarse patches (n, 5, 5, 14) to latent vectors (n, latent_dim), float32.
 
     Inference is in eval mode and uses the mean of the latent distribution, so it is
     deterministic. Build one with :func:`mummi.sampler.train.train_encoder` or
     :meth:`load`.
     """
+
+    kind: ClassVar[str] = "vae"
+    needs_native: ClassVar[bool] = False
 
     def __init__(self, model: PatchVAE, scaling: ChannelRange, device: str = "cpu", batch_size: int = 4096) -> None:
         if batch_size <= 0:
@@ -117,27 +237,13 @@ class Encoder:
     # ------------------------------------------------------------------ on disk
     def save(self, path: str | Path, report: dict[str, Any] | None = None) -> Path:
         """Write the model into directory ``path``: weights, then the report, then the manifest (last)."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        atomic_write(path / WEIGHTS, lambda tmp: torch.save(state, tmp))
-        if report is not None:
-            atomic_write_text(path / REPORT, json.dumps(report, indent=2) + "\n")
-        manifest = {
-            "format": FORMAT,
-            "kind": "vae",
-            "architecture": self.arch.to_json(),
-            "normalisation": self.scaling.to_json(),
-            "weights": {"file": WEIGHTS, "bytes": (path / WEIGHTS).stat().st_size, "sha256": sha256_of(path / WEIGHTS)},
-            "torch": torch.__version__,
-        }
-        atomic_write_text(path / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        path = save_model(path, self.kind, self.arch.to_json(), self.scaling, self.model, report)
         log.info("saved encoder (latent_dim %d) to %s", self.latent_dim, path)
         return path
 
     @staticmethod
     def exists(path: str | Path) -> bool:
-        """True when directory ``path`` holds a complete saved model (a valid manifest and its weights file)."""
+        """True when directory ``path`` holds a complete saved model of any kind (a valid manifest and its weights)."""
         path = Path(path)
         try:
             manifest = _read_manifest(path)
@@ -148,42 +254,22 @@ class Encoder:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", batch_size: int = 4096) -> Encoder:
-        """The model saved in directory ``path``, for inference on ``device`` (auto, cpu or gpu).
+        """The VAE saved in directory ``path``, for inference on ``device`` (auto, cpu or gpu).
 
-        Raises ValueError for an incomplete or corrupt model, a weights file that
-        does not match its manifest, or one that holds anything but tensors.
+        Raises ValueError for an incomplete or corrupt model, a model of another
+        kind, a weights file that does not match its manifest, or one that holds
+        anything but tensors.
         """
-        path = Path(path)
+        manifest, state, report = load_model(path, cls.kind)
         try:
-            manifest = _read_manifest(path)
             arch = Architecture.from_json(manifest["architecture"])
             scaling = ChannelRange.from_json(manifest["normalisation"], arch.channels)
-            weights = path / manifest["weights"]["file"]
-            expected = manifest["weights"]["sha256"]
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
+        except (KeyError, TypeError) as err:
             msg = f"{path}: no complete encoder model here ({err})"
             raise ValueError(msg) from err
-        if not weights.is_file() or sha256_of(weights) != expected:
-            msg = f"{weights}: missing, or its SHA-256 does not match the manifest {path / MANIFEST}"
-            raise ValueError(msg)
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-            msg = f"{weights}: refused: not a plain tensor state_dict ({err.__class__.__name__})"
-            raise ValueError(msg) from err
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            msg = f"{weights}: refused: expected a dict of tensors"
-            raise ValueError(msg)
         model = PatchVAE(arch)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            msg = f"{weights}: does not fit the architecture in {path / MANIFEST}: {err}"
-            raise ValueError(msg) from err
+        load_state(model, state, path)
         log.info("loaded encoder (latent_dim %d) from %s", arch.latent_dim, path)
         encoder = cls(model, scaling, device=device, batch_size=batch_size)
-        try:
-            encoder.report = json.loads((path / REPORT).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            encoder.report = None
+        encoder.report = report
         return encoder

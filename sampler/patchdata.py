@@ -16,24 +16,41 @@ import numpy as np
 PATCH_SHAPE: tuple[int, int, int] = (5, 5, 14)
 
 
-def check_coarse(coarse: np.ndarray, shape: tuple[int, int, int] = PATCH_SHAPE) -> np.ndarray:
-    """``coarse`` as a float32 array of shape (n, *shape); ValueError naming the bad shape otherwise."""
+def check_coarse(coarse: np.ndarray, shape: tuple[int, int, int] = PATCH_SHAPE, what: str = "coarse") -> np.ndarray:
+    """``coarse`` as a float32 array of shape (n, *shape); ValueError naming the bad shape otherwise.
+
+    ``what`` names the patches in the messages ("coarse", "native").
+    """
     arr = np.asarray(coarse, dtype=np.float32)
     if arr.ndim != 4 or arr.shape[1:] != tuple(shape):
-        msg = f"coarse patches must have shape (n, {', '.join(map(str, shape))}), got {arr.shape}"
+        msg = f"{what} patches must have shape (n, {', '.join(map(str, shape))}), got {arr.shape}"
         raise ValueError(msg)
     if not np.isfinite(arr).all():
-        msg = "coarse patches contain NaN or infinite values"
+        msg = f"{what} patches contain NaN or infinite values"
         raise ValueError(msg)
     return arr
 
 
 @dataclass(frozen=True)
 class ChannelRange:
-    """Per-channel min/max normalisation: ``(x - low) / span`` maps the training data onto [0, 1]."""
+    """Per-channel affine normalisation ``(x - low) / span``: :meth:`fit` maps the training data onto [0, 1] (the
+    VAE's), :meth:`standardise` gives them zero mean and unit variance (the learned metric's)."""
 
     low: np.ndarray  # (channels,) float32
     span: np.ndarray  # (channels,) float32, > 0
+
+    @classmethod
+    def standardise(cls, patches: np.ndarray) -> ChannelRange:
+        """Zero mean and unit standard deviation per channel over ``patches`` (n, ..., channels), as seed 002 scales
+        its native patches (Appendix A.2); a constant channel gets span 1."""
+        flat = np.asarray(patches).reshape(-1, patches.shape[-1])
+        mean = flat.mean(axis=0, dtype=np.float64)
+        sq = np.zeros_like(mean)
+        for lo in range(0, len(flat), 1 << 20):  # in chunks: native training sets are large
+            sq += np.sum((flat[lo : lo + (1 << 20)] - mean) ** 2, axis=0)
+        std = np.sqrt(sq / max(len(flat), 1))
+        std[std <= 0] = 1.0
+        return cls(low=mean.astype(np.float32), span=std.astype(np.float32))
 
     @classmethod
     def fit(cls, coarse: np.ndarray) -> ChannelRange:

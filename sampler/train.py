@@ -65,6 +65,10 @@ def train_encoder(
     of the data, the settings and ``seed``. ``recon_sigma`` sets the KL weight
     (see :func:`mummi.sampler.vae.kl_weight_for`).
     """
+    if settings.kind != "vae":
+        msg = (f"train_encoder trains the VAE (encoder.kind 'vae'), not {settings.kind!r}; "
+               "the learned metric trains with mummi.sampler.metric_train.train_metric")  # fmt: skip
+        raise ValueError(msg)
     started = time.perf_counter()
     tset = settings.training
     coarse = check_coarse(coarse)

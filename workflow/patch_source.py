@@ -32,7 +32,7 @@ from mummi.core.patch_input import COARSE_CELLS, PatchInput
 from mummi.core.spec import CampaignSpec
 from mummi.macro.params import kt_kj_mol
 from mummi.macro.patches import list_patch_files, read_patches
-from mummi.sampler.encoder import Encoder
+from mummi.sampler.encoder import PatchEncoder
 from mummi.workflow import macro_link
 
 
@@ -77,11 +77,11 @@ class PatchSource(abc.ABC):
 
 
 class MacroPatches(PatchSource):
-    """The macro model's patch files, encoded by the campaign's encoder."""
+    """The macro model's patch files, encoded by the campaign's encoder (native or coarse patches, as it needs)."""
 
     needs_encoder = True
 
-    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, encoder: Encoder) -> None:
+    def __init__(self, spec: CampaignSpec, cdir: CampaignLayout, encoder: PatchEncoder) -> None:
         self.spec, self.cdir, self.encoder = spec, cdir, encoder
         self.directory = cdir.patches
 
@@ -89,8 +89,9 @@ class MacroPatches(PatchSource):
         return [p.name for p in list_patch_files(self.directory) if not is_taken(p.name)]
 
     def read(self, name: str) -> PatchFrame:
-        patches = read_patches(self.directory / name, native=False)
-        latents = np.ascontiguousarray(self.encoder.encode(patches.coarse), dtype=np.float32)
+        native = self.encoder.needs_native  # the learned metric reads native patches, the VAE coarse ones
+        patches = read_patches(self.directory / name, native=native)
+        latents = np.ascontiguousarray(self.encoder.encode(patches.native if native else patches.coarse), np.float32)
         return PatchFrame(name, float(patches.time_ns), [str(i) for i in patches.ids], patches.ras_ids, latents)
 
     def patch_input(self, name: str, patch_id: str) -> PatchInput:

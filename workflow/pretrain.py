@@ -1,9 +1,11 @@
 """Before the campaign proper: an uncoupled pre-campaign macro run, and the encoder trained on its patches.
 
 As in the paper, unless the spec names a trained encoder, the campaign first runs
-the macro model alone for ``encoder.training.pre_campaign_ns`` and trains the VAE
-on the patches it produced. Both are jobs, so the coordinator stays responsive;
-the trained model is saved in the workdir and reused on resume.
+the macro model alone for ``encoder.training.pre_campaign_ns`` and trains the
+encoder (``encoder.kind``: the VAE on the coarse patches, or the learned metric on
+the native patches, with control patches cut from the pre-campaign frames) on the
+patches it produced. Both are jobs, so the coordinator stays responsive; the
+trained model is saved in the workdir and reused on resume.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 from mummi.core.layout import CampaignLayout
 from mummi.core.spec import CampaignSpec, JobResources
 from mummi.core.states import JobKind, JobState
-from mummi.sampler.encoder import Encoder
+from mummi.sampler.encoder import Encoder, PatchEncoder
+from mummi.sampler.encoder import load_encoder as load_saved_encoder
 from mummi.workflow.jobrunner import JobRunner
 
 
@@ -26,8 +29,9 @@ def model_exists(path: Path) -> bool:
     return Encoder.exists(path)
 
 
-def load_encoder(path: Path) -> Encoder:
-    return Encoder.load(path)
+def load_encoder(path: Path) -> PatchEncoder:
+    """The trained encoder in ``path``, of the kind its manifest names."""
+    return load_saved_encoder(path)
 
 
 def macro_command(
@@ -77,6 +81,8 @@ def advance(spec: CampaignSpec, cdir: CampaignLayout, runner: JobRunner) -> None
         "--out", str(encoder_dir(spec, cdir)), "--seed", str(spec.campaign.seed),
         *[str(p) for p in sorted(pre.patches.glob("*.h5"))],
     ]  # fmt: skip
+    if spec.encoder.kind == "metric":  # its no-protein control patches come from the frames
+        command += ["--frames", str(pre.macro_frames)]
     cores = spec.macro.resources.cores_per_task
     resources = JobResources(cores_per_task=cores, gpus_per_task=spec.macro.resources.gpus_per_task, walltime_min=240)
     runner.submit(JobKind.TRAIN, JobKind.TRAIN.value, command, resources, cdir.sampler, cdir.logs / "train-encoder.log")
