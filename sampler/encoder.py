@@ -178,18 +178,13 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str
         raise ValueError(msg) from err
 
 
-class Encoder:
-    """The VAE: maps coarse patches (n, 5, 5, 14) to latent vectors (n, latent_dim), float32.
+class TorchEncoder:
+    """What the encoders share: a torch model in eval mode on a device, the channel scaling, batches, saving."""
 
-    Inference is in eval mode and uses the mean of the latent distribution, so it is
-    deterministic. Build one with :func:`mummi.sampler.train.train_encoder` or
-    :meth:`load`.
-    """
+    kind: ClassVar[str]
+    model: Any
 
-    kind: ClassVar[str] = "vae"
-    needs_native: ClassVar[bool] = False
-
-    def __init__(self, model: PatchVAE, scaling: ChannelRange, device: str = "cpu", batch_size: int = 4096) -> None:
+    def __init__(self, model: Any, scaling: ChannelRange, device: str = "cpu", batch_size: int = 4096) -> None:
         if batch_size <= 0:
             msg = f"batch_size must be positive, got {batch_size}"
             raise ValueError(msg)
@@ -200,12 +195,31 @@ class Encoder:
         self.report: dict[str, Any] | None = None  # the training report, when known
 
     @property
-    def arch(self) -> Architecture:
-        return self.model.arch
+    def latent_dim(self) -> int:
+        return int(self.model.arch.latent_dim)
+
+    def save(self, path: str | Path, report: dict[str, Any] | None = None) -> Path:
+        """Write the model into directory ``path``: weights, then the report, then the manifest (last)."""
+        path = save_model(path, self.kind, self.model.arch.to_json(), self.scaling, self.model, report)
+        log.info("saved the %s encoder (latent_dim %d) to %s", self.kind, self.latent_dim, path)
+        return path
+
+
+class Encoder(TorchEncoder):
+    """The VAE: maps coarse patches (n, 5, 5, 14) to latent vectors (n, latent_dim), float32.
+
+    Inference is in eval mode and uses the mean of the latent distribution, so it is
+    deterministic. Build one with :func:`mummi.sampler.train.train_encoder` or
+    :meth:`load`.
+    """
+
+    kind: ClassVar[str] = "vae"
+    needs_native: ClassVar[bool] = False
+    model: PatchVAE
 
     @property
-    def latent_dim(self) -> int:
-        return self.model.arch.latent_dim
+    def arch(self) -> Architecture:
+        return self.model.arch
 
     def __repr__(self) -> str:
         return f"Encoder(latent_dim={self.latent_dim}, device={str(self.device)!r}, batch_size={self.batch_size})"
@@ -235,12 +249,6 @@ class Encoder:
         return self.scaling.invert(out)
 
     # ------------------------------------------------------------------ on disk
-    def save(self, path: str | Path, report: dict[str, Any] | None = None) -> Path:
-        """Write the model into directory ``path``: weights, then the report, then the manifest (last)."""
-        path = save_model(path, self.kind, self.arch.to_json(), self.scaling, self.model, report)
-        log.info("saved encoder (latent_dim %d) to %s", self.latent_dim, path)
-        return path
-
     @staticmethod
     def exists(path: str | Path) -> bool:
         """True when directory ``path`` holds a complete saved model of any kind (a valid manifest and its weights)."""

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mummi.sampler.encoder import load_model, load_state, resolve_device, save_model
+from mummi.sampler.encoder import TorchEncoder, load_model, load_state
 from mummi.sampler.patchdata import ChannelRange, check_coarse
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,7 @@ def metric_losses(
 
 
 # ---------------------------------------------------------------------------- the trained metric
-class MetricEncoder:
+class MetricEncoder(TorchEncoder):
     """The learned metric: maps native patches (n, P, P, 14) to z (n, latent_dim) float32.
 
     Inference is in eval mode, so it is deterministic. Build one with
@@ -310,26 +310,11 @@ class MetricEncoder:
 
     kind: ClassVar[str] = "metric"
     needs_native: ClassVar[bool] = True
-
-    def __init__(
-        self, model: PatchMetricNet, scaling: ChannelRange, device: str = "cpu", batch_size: int = 4096
-    ) -> None:
-        if batch_size <= 0:
-            msg = f"batch_size must be positive, got {batch_size}"
-            raise ValueError(msg)
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        self.scaling = scaling
-        self.batch_size = batch_size
-        self.report: dict[str, Any] | None = None  # the training report, when known
+    model: PatchMetricNet
 
     @property
     def arch(self) -> MetricArchitecture:
         return self.model.arch
-
-    @property
-    def latent_dim(self) -> int:
-        return self.model.arch.latent_dim
 
     def __repr__(self) -> str:
         return (f"MetricEncoder(latent_dim={self.latent_dim}, grid={self.arch.grid}, device={str(self.device)!r}, "
@@ -369,12 +354,6 @@ class MetricEncoder:
                     raise ValueError(msg)
                 out[lo : lo + len(batch)] = self.model.trunk(batch @ mixing.T + bias).float().cpu().numpy()
         return out
-
-    def save(self, path: str | Path, report: dict[str, Any] | None = None) -> Path:
-        """Write the model into directory ``path``: weights, then the report, then the manifest (last)."""
-        path = save_model(path, self.kind, self.arch.to_json(), self.scaling, self.model, report)
-        log.info("saved the learned metric (latent_dim %d) to %s", self.latent_dim, path)
-        return path
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", batch_size: int = 4096) -> MetricEncoder:
