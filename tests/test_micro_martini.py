@@ -1,17 +1,17 @@
 """Real micro scale: Martini membranes built with insane, set up and run with real GROMACS.
 
 Two small patches, shrunk from the issue's 10 x 10 nm to fit the suite's budget on
-2 cores (a 10 x 10 nm patch, 300 lipids and 8,457 particles, takes about 4.5
-minutes here; ``mummi-bench createsim`` times the full sizes), each set up
+2 cores (a 10 x 10 nm patch, 300 lipids and 8,457 particles, took 15 minutes
+here at a load of 4-6; ``mummi-bench createsim`` times the full sizes), each set up
 (minimisation, the restrained pulled equilibration where there is a protein, free
-equilibration) and run for 1 ns of production at 20 fs:
+equilibration) and run at 20 fs:
 
 * pure POPC without protein, 6 x 6 nm (cells of 1.2 nm, 2 lipids per cell and
-  leaflet): the published Martini 2 area per lipid and PO4-PO4
-  thickness (Marrink et al. 2007; Wassenaar et al. 2015), lateral diffusion, no
-  lipid leaving its leaflet;
+  leaflet), 0.6 ns of production (the suite's budget; 0.4 ns averaged): the
+  published Martini 2 area per lipid and PO4-PO4 thickness (Marrink et al. 2007;
+  Wassenaar et al. 2015), lateral diffusion, no lipid leaving its leaflet;
 * the MuMMI mixture (the macro model's mean composition) with the RAS proxy, 7 x 7 nm
-  (cells of 1.4 nm, 3 lipids per cell and leaflet): its
+  (cells of 1.4 nm, 3 lipids per cell and leaflet), 1 ns of production: its
   area per lipid and thickness reported, diffusion, PIP2 stays in the inner
   leaflet (cholesterol may flip: it does within nanoseconds in Martini), the RAS
   proxy ends on the inner leaflet, and the in situ RDF analysis
@@ -80,9 +80,16 @@ def _popc_coarse() -> np.ndarray:
 
 
 def _run(
-    tmp_path: Path, coarse: np.ndarray, cell: tuple[float, int], with_ras: bool, temperature_K: float = 310.0
+    tmp_path: Path,
+    coarse: np.ndarray,
+    cell: tuple[float, int],
+    with_ras: bool,
+    temperature_K: float = 310.0,
+    length_ns: float = 1.0,
 ) -> tuple[Path, dict]:
-    spec, _ = make_spec(tmp_path, {**SECTIONS, "macro": {"temperature_K": temperature_K}})
+    sections = {**SECTIONS, "macro": {"temperature_K": temperature_K}}
+    sections["sim"] = {**SECTIONS["sim"], "length_ns": length_ns}
+    spec, _ = make_spec(tmp_path, sections)
     sim_dir = make_sim_dir(tmp_path / "w", coarse=coarse)
     patch = read_patch_input(sim_dir / "patch_input.npz")
     membrane = build_membrane(patch, cell[1], cell[0], 0.2, np.random.default_rng(3))
@@ -103,7 +110,9 @@ def _run(
 
 @pytest.fixture(scope="module")
 def popc(tmp_path_factory, gmx) -> tuple[Path, dict]:
-    return _run(tmp_path_factory.mktemp("popc"), _popc_coarse(), POPC_CELL, with_ras=False, temperature_K=300.0)
+    return _run(
+        tmp_path_factory.mktemp("popc"), _popc_coarse(), POPC_CELL, with_ras=False, temperature_K=300.0, length_ns=0.6
+    )
 
 
 @pytest.fixture(scope="module")
