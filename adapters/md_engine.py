@@ -82,12 +82,33 @@ def open_universe(*paths: str | Path):  # -> MDAnalysis.Universe
     import MDAnalysis as mda
 
     kwargs = _ddcmd_format() if len(paths) > 1 and Path(paths[-1]).is_dir() else {}
+    if len(paths) > 1:
+        drop_unreadable_offsets(Path(paths[-1]))
     with warnings.catch_warnings():  # a growing trajectory invalidates MDAnalysis' cached frame offsets
         warnings.filterwarnings("ignore", message="Reload offsets", category=UserWarning)
         try:
             return mda.Universe(*map(str, paths), to_guess=(), **kwargs)  # MDAnalysis >= 2.8
         except TypeError:
             return mda.Universe(*map(str, paths), **kwargs)
+
+
+def offsets_cache(trajectory: Path) -> Path:
+    """Where MDAnalysis caches the frame offsets of an XTC/TRR trajectory (beside it, hidden)."""
+    return trajectory.with_name(f".{trajectory.name}_offsets.npz")
+
+
+def drop_unreadable_offsets(trajectory: Path) -> None:
+    """Remove MDAnalysis' offsets cache of ``trajectory`` when it does not read back whole (a write cut short, e.g.
+    by a full disk): MDAnalysis rebuilds a missing cache, but fails on a truncated one."""
+    cache = offsets_cache(trajectory)
+    if not cache.is_file():
+        return
+    try:
+        with np.load(cache, allow_pickle=False) as data:
+            for key in data.files:
+                data[key]
+    except Exception:  # whatever numpy raises for a cut-short archive
+        cache.unlink(missing_ok=True)
 
 
 def _ddcmd_format() -> dict[str, str]:

@@ -12,7 +12,7 @@ from conftest import require_program
 from micro_helpers import copy_setup, job, kill_when, make_sim_dir, make_spec
 
 from mummi.adapters.gromacs import checkpoint_step
-from mummi.adapters.md_engine import open_universe
+from mummi.adapters.md_engine import offsets_cache, open_universe
 from mummi.analysis.insitu import analyse_sim
 from mummi.core.simdir import read_status
 from mummi.core.states import Outcome
@@ -133,3 +133,16 @@ def test_an_unstable_system_gives_up_at_once_and_says_why(reference, tmp_path) -
     assert record["state"] == Outcome.FAILED and record["retry"] is False, record
     assert "unstable" in record["error"] and "Too many LINCS warnings" in record["error"], record["error"]
     assert "sim.dt_fs" in record["error"]
+
+
+def test_a_truncated_offsets_cache_does_not_stop_the_analysis(reference, tmp_path) -> None:
+    """MDAnalysis caches frame offsets beside the trajectory; a cache cut short (a full disk) is rebuilt, not fatal."""
+    spec, _, ref_dir, _, ref_counts = reference
+    sim_dir = tmp_path / "sims" / ref_dir.name
+    shutil.copytree(ref_dir, sim_dir, ignore=shutil.ignore_patterns("rdf_counts.npz", "features.npz", "analysis.*"))
+    open_universe(sim_dir / "eq.gro", sim_dir / "md.xtc")  # writes the cache
+    cache = offsets_cache(sim_dir / "md.xtc")
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    counts = analyse_sim(sim_dir, spec)
+    assert counts.frames_done == FRAMES
+    np.testing.assert_array_equal(counts.counts, ref_counts.counts)

@@ -10,8 +10,8 @@ equilibration) and run at 20 fs:
   leaflet), 0.6 ns of production (the suite's budget; 0.4 ns averaged): the
   published Martini 2 area per lipid and PO4-PO4 thickness (Marrink et al. 2007;
   Wassenaar et al. 2015), lateral diffusion, no lipid leaving its leaflet;
-* the MuMMI mixture (the macro model's mean composition) with the RAS proxy, 7 x 7 nm
-  (cells of 1.4 nm, 3 lipids per cell and leaflet), 1 ns of production: its
+* the MuMMI mixture (the macro model's mean composition) with the RAS proxy, 6 x 6 nm
+  (cells of 1.2 nm, 2 lipids per cell and leaflet), 1 ns of production: its
   area per lipid and thickness reported, diffusion, PIP2 stays in the inner
   leaflet (cholesterol may flip: it does within nanoseconds in Martini), the RAS
   proxy ends on the inner leaflet, and the in situ RDF analysis
@@ -53,7 +53,7 @@ MARTINI = SHIPPED_FORCEFIELDS / "martini22"
 LIPID_NAMES = {lipid for _, lipid in CHANNELS}
 CELL_NM, PER_CELL = 2.0, 6  # the composition check's patches: 10 x 10 nm
 POPC_CELL = (1.2, 2)
-MIXTURE_CELL = (1.4, 3)
+MIXTURE_CELL = (1.2, 2)
 SECTIONS = {
     "resources": {"cores_per_node": 3},
     "createsim": {"engine": "gromacs", "em_steps": 1000, "pull_ns": 0.05, "equilibration_ns": 0.1,
