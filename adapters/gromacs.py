@@ -201,7 +201,7 @@ def _write_insane_system(
     definitions_text = (ff.directory / definitions).read_text(encoding="utf-8") if definitions else ""
     templates = insane_build.lipid_templates(lipid_names, definitions_text, spacing)
     names, frame = _protein_structure(protein)
-    proteins = insane_build.place_proteins(membrane, names, protein_type.residues[0], frame, mid)
+    proteins = insane_build.place_proteins(membrane, names, protein_type.residue_runs(), frame, mid)
     lipids = insane_build.clear_anchors(
         insane_build.place_lipids(membrane, templates, spacing, mid, rng), proteins, mid, membrane.box_nm
     )
@@ -401,6 +401,18 @@ def read_index(path: Path) -> dict[str, list[int]]:
             elif line.strip() and name is not None:
                 groups[name] += [int(a) for a in line.split()]
     return groups
+
+
+def protein_groups(sim_dir: Path) -> tuple[np.ndarray, ...] | None:
+    """0-based atom indices of each protein copy (``Protein_k`` of the setup's index file), or None without one."""
+    index = Path(sim_dir) / "index.ndx"
+    if not index.exists():
+        return None
+    groups = read_index(index)
+    copies = sorted(
+        (int(name.split("_")[1]), atoms) for name, atoms in groups.items() if re.fullmatch(r"Protein_\d+", name)
+    )
+    return tuple(np.asarray(atoms, dtype=np.int64) - 1 for _, atoms in copies)
 
 
 def write_index(path: Path, n_protein_atoms: int, n_proteins: int, n_membrane_atoms: int, n_atoms: int) -> None:

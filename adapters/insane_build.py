@@ -140,12 +140,16 @@ def _clashing_lipids(xyz: np.ndarray, owner: np.ndarray, box_nm: float) -> np.nd
     return np.unique(owner[pairs])
 
 
-def place_proteins(membrane: Membrane, names: list[str], resname: str, frame_xyz: np.ndarray, mid_z: float) -> Placed:
-    """One copy of a protein (coordinates in the membrane frame) at each RAS position, laterally centred there."""
+def place_proteins(
+    membrane: Membrane, names: list[str], residues: list[tuple[str, int]], frame_xyz: np.ndarray, mid_z: float
+) -> Placed:
+    """One copy of a protein (coordinates in the membrane frame; ``residues`` its (name, atom count) in order) at
+    each RAS position, laterally centred there."""
     centred = frame_xyz - [*frame_xyz[:, :2].mean(axis=0), -mid_z]
     copies = [centred + [x, y, 0.0] for x, y in membrane.ras_xy_nm]
     n = len(copies)
-    return Placed(names * n, [resname] * n, [len(names)] * n, np.vstack(copies) if copies else np.empty((0, 3)))
+    resnames, sizes = [r for r, _ in residues], [k for _, k in residues]
+    return Placed(names * n, resnames * n, sizes * n, np.vstack(copies) if copies else np.empty((0, 3)))
 
 
 def clear_anchors(lipids: Placed, proteins: Placed, mid_z: float, box_nm: float) -> Placed:

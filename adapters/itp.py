@@ -20,12 +20,23 @@ class MoleculeType:
     name: str
     atom_names: list[str] = field(default_factory=list)
     atom_types: list[str] = field(default_factory=list)
-    residues: list[str] = field(default_factory=list)
+    residues: list[str] = field(default_factory=list)  # per atom: its residue's name
+    resids: list[str] = field(default_factory=list)  # per atom: its residue's number
     charges: list[float] = field(default_factory=list)
 
     @property
     def charge(self) -> float:
         return sum(self.charges)
+
+    def residue_runs(self) -> list[tuple[str, int]]:
+        """(name, atom count) of each residue, in order."""
+        runs: list[tuple[str, int]] = []
+        for i, name in enumerate(self.residues):
+            if i and (self.resids[i], name) == (self.resids[i - 1], self.residues[i - 1]):
+                runs[-1] = (name, runs[-1][1] + 1)
+            else:
+                runs.append((name, 1))
+        return runs
 
 
 @dataclass
@@ -62,6 +73,7 @@ def _read_one(text: str, found: Includes, path: Path) -> None:
             if mol is None or len(fields) < 7:
                 raise ValueError(f"{path}:{number}: an [ atoms ] line needs 7 fields inside a [ moleculetype ]")
             mol.atom_types.append(fields[1])
+            mol.resids.append(fields[2])
             mol.residues.append(fields[3])
             mol.atom_names.append(fields[4])
             mol.charges.append(float(fields[6]))

@@ -3,9 +3,10 @@
 ``select_membrane`` reads the equilibrated structure once: one head atom per lipid
 (its residue's first atom), the lipid's channel (leaflet found with MDAnalysis'
 LeafletFinder, the inner leaflet being the one on the protein's side), and the
-protein residues. ``LateralRDF`` (an MDAnalysis ``AnalysisBase``) turns frames into
-counts and per-frame features. ``analyse_sim`` drives it over the growing
-trajectory and commits ``features.npz`` then ``rdf_counts.npz`` every
+proteins (the setup's ``Protein_k`` index groups, else residues named ``RAS``).
+``LateralRDF`` (an MDAnalysis ``AnalysisBase``) turns frames into counts and
+per-frame features. ``analyse_sim`` drives it over the growing trajectory and
+commits ``features.npz`` then ``rdf_counts.npz`` every
 ``analysis.write_every_frames`` frames; ``frames_done`` in the counts file is the
 commit point, so a restarted analysis resumes there and never loses or recounts
 a frame. While the sim runs, the newest frame is left for the next poll (it may
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from MDAnalysis.analysis.base import AnalysisBase
 
+from mummi.adapters.gromacs import protein_groups
 from mummi.adapters.md_engine import get_engine, open_universe
 from mummi.analysis.rdf import RDFCounts, frame_counts, lateral_distances
 from mummi.core.atomic import atomic_savez
@@ -47,9 +49,16 @@ class MembraneSelection:
     channel_mask: np.ndarray  # (14,) channels analysed
 
 
-def select_membrane(universe, settings: AnalysisSettings) -> MembraneSelection:
-    """Heads, channels and proteins of ``universe`` (a topology with coordinates)."""
-    proteins = tuple(res.atoms.indices for res in universe.select_atoms(f"resname {PROTEIN_NAME}").residues)
+def select_membrane(
+    universe, settings: AnalysisSettings, proteins: tuple[np.ndarray, ...] | None = None
+) -> MembraneSelection:
+    """Heads, channels and proteins of ``universe`` (a topology with coordinates).
+
+    ``proteins``: atom indices of each protein copy (a real protein's residues are amino acids); without them,
+    each residue named ``RAS`` is one.
+    """
+    if proteins is None:
+        proteins = tuple(res.atoms.indices for res in universe.select_atoms(f"resname {PROTEIN_NAME}").residues)
     lipids = [
         res
         for res in universe.residues
@@ -114,7 +123,7 @@ class LateralRDF(AnalysisBase):
     ) -> None:
         super().__init__(universe.trajectory, **kwargs)
         if not selection.protein_index:
-            raise ValueError(f"no protein residue (resname {PROTEIN_NAME}) to centre the RDF on")
+            raise ValueError(f"no protein (Protein_k index group or resname {PROTEIN_NAME}) to centre the RDF on")
         if not 0 < bin_nm < r_max_nm:
             raise ValueError(f"need 0 < bin_nm < r_max_nm, got bin_nm={bin_nm}, r_max_nm={r_max_nm}")
         self.sel = selection
@@ -183,7 +192,7 @@ def analyse_sim(sim_dir: str | Path, spec: CampaignSpec, follow: bool = False) -
         if not follow:
             raise FileNotFoundError(f"{topology}: the sim's structure is missing; has createsim finished?")
         time.sleep(settings.poll_interval_s)
-    selection = select_membrane(open_universe(topology), settings)
+    selection = select_membrane(open_universe(topology), settings, protein_groups(sim_dir))
     counts, features = _resume(sim_dir, settings, selection)
     while True:
         sim_done = is_done(sim_dir, "sim")

@@ -8,12 +8,14 @@ equilibration) and run at 20 fs:
   leaflet), 1 ns of production: the published Martini 2 area per lipid and PO4-PO4
   thickness (Marrink et al. 2007; Wassenaar et al. 2015), lateral diffusion, no
   lipid leaving its leaflet;
-* the MuMMI mixture (the macro model's mean composition) with the RAS proxy, the
+* the MuMMI mixture (the macro model's mean composition) with the RAS proxy named
+  as a real protein (molecule KRAS, one amino-acid residue per bead, given as
+  ``createsim.protein``), the
   issue's 10 x 10 nm (cells of 2 nm, 6 lipids per cell and leaflet, 300 lipids),
   1 ns of production: its area per lipid and thickness reported, diffusion, PIP2
   stays in the inner leaflet (cholesterol may flip: it does within nanoseconds in
-  Martini), the RAS proxy ends on the inner leaflet, and the in situ RDF analysis
-  runs unchanged on the trajectory.
+  Martini), the protein ends on the inner leaflet, and the in situ RDF analysis
+  runs unchanged on the trajectory, finding the protein by its index groups.
 
 On an idle 2-core machine the whole file takes about 80 s (the 10 x 10 nm patch:
 setup 12 s, 1 ns in 48 s); GROMACS' two threads slow down many times on a busy one.
@@ -34,7 +36,7 @@ import pytest
 from MDAnalysis.lib.distances import self_capped_distance
 from micro_helpers import job, make_sim_dir, make_spec
 
-from mummi.adapters.gromacs import ForceField, write_system
+from mummi.adapters.gromacs import ForceField, protein_groups, write_system
 from mummi.adapters.md_engine import open_universe
 from mummi.adapters.membrane import Membrane, build_membrane, compositions
 from mummi.analysis.bilayer import bilayer_properties
@@ -70,6 +72,34 @@ THICKNESS_POPC = (4.0, 4.2)  # nm, PO4-PO4
 THICKNESS_TOLERANCE = 0.075
 
 
+# one per proxy bead: a real KRAS model's residues are amino acids, none of them called RAS
+AMINO_ACIDS = ("MET", "THR", "GLU", "TYR", "LYS", "LEU", "VAL", "GLY", "ALA", "SER",
+               "ASP", "ILE", "GLN", "HIS", "ARG", "PRO", "LYS", "LYS", "CYS")  # fmt: skip
+
+
+def _proxy_named_as_kras(directory: Path) -> dict:
+    """The RAS proxy's files rewritten with a real protein's naming, as ``createsim.protein``."""
+    gro_lines = (MARTINI / "ras_proxy.gro").read_text().splitlines()
+    gro_lines[2:-1] = [
+        f"{i + 1:5d}{aa:<5s}{line[10:]}" for i, (aa, line) in enumerate(zip(AMINO_ACIDS, gro_lines[2:-1]))
+    ]
+    itp_lines, section = [], ""
+    for line in (MARTINI / "ras_proxy.itp").read_text().splitlines():
+        fields = line.split()
+        if line.strip().startswith("["):
+            section = line.strip()
+        elif section == "[ moleculetype ]" and fields and not line.lstrip().startswith(";"):
+            line = "  KRAS  1"
+        elif section == "[ atoms ]" and len(fields) >= 8 and not line.lstrip().startswith(";"):
+            i = int(fields[0]) - 1
+            line = "  ".join([fields[0], fields[1], str(i + 1), AMINO_ACIDS[i], *fields[4:]])
+        itp_lines.append(line)
+    (directory / "kras.gro").write_text("\n".join(gro_lines) + "\n")
+    (directory / "kras.itp").write_text("\n".join(itp_lines) + "\n")
+    pull_to_nm = json.loads((MARTINI / "build.json").read_text())["protein"]["pull_to_nm"]
+    return {"gro": str(directory / "kras.gro"), "itp": str(directory / "kras.itp"), "pull_to_nm": pull_to_nm}
+
+
 def _mummi_coarse() -> np.ndarray:
     return np.broadcast_to(default_parameters().mean_concentration_per_nm2, (5, 5, 14)).copy()
 
@@ -90,6 +120,8 @@ def _run(
 ) -> tuple[Path, dict]:
     sections = {**SECTIONS, "macro": {"temperature_K": temperature_K}}
     sections["sim"] = {**SECTIONS["sim"], "length_ns": length_ns}
+    if with_ras:
+        sections["createsim"] = {**SECTIONS["createsim"], "protein": _proxy_named_as_kras(tmp_path)}
     spec, _ = make_spec(tmp_path, sections)
     sim_dir = make_sim_dir(tmp_path / "w", coarse=coarse)
     patch = read_patch_input(sim_dir / "patch_input.npz")
@@ -149,10 +181,15 @@ def test_the_mixture_keeps_pip2_inside_and_ras_on_the_inner_leaflet(mixture) -> 
     mid = heads.mean()
     pip2 = np.array([res.atoms.positions[0, 2] for res in u.residues if res.resname == "PAP6"])
     assert len(pip2) > 0 and np.all(pip2 < mid), "PIP2 is an inner-leaflet lipid"
-    ras = u.select_atoms("resname RAS")
+    assert not u.select_atoms("resname RAS"), "the protein is named as a real one: its residues are amino acids"
+    copies = protein_groups(sim_dir)
+    assert copies is not None and len(copies) == len(Membrane.load(sim_dir / MEMBRANE).ras_xy_nm)
     inner = heads[heads < mid].mean()
-    assert ras.center_of_geometry()[2] < inner, "the RAS proxy's G-domain sits below the inner head groups"
-    assert ras.positions[:, 2].max() > inner, "its anchor stays in the membrane"
+    for atoms in copies:
+        ras = u.atoms[atoms]
+        assert set(ras.resnames) <= set(AMINO_ACIDS) and ras.n_atoms == len(AMINO_ACIDS)
+        assert ras.center_of_geometry()[2] < inner, "the protein's G-domain sits below the inner head groups"
+        assert ras.positions[:, 2].max() > inner, "its anchor stays in the membrane"
 
 
 def test_the_in_situ_rdf_analysis_runs_unchanged_on_the_martini_trajectory(mixture) -> None:
