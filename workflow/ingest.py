@@ -14,7 +14,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from mummi.core.atomic import atomic_savez
@@ -25,6 +24,7 @@ from mummi.core.states import PatchState
 from mummi.core.unreadable import reading
 from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.dynim import DynimSampler, Selection
+from mummi.sampler.kernels import sampler_threads
 from mummi.workflow.patch_source import PatchSource
 from mummi.workflow.store import StateStore
 
@@ -52,7 +52,7 @@ class Ingest:
         self.spec, self.cdir, self.store, self.source = spec, cdir, store, source
         cdir.latents.mkdir(parents=True, exist_ok=True)
         if spec.resources.wfm_cores:  # the sampler's compiled loops stay on the coordinator's cores
-            numba.set_num_threads(min(spec.resources.wfm_cores, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+            sampler_threads(spec.resources.wfm_cores)
         self.sampler = recover_sampler(spec, cdir, store)
         self._ingested = {Path(f).name for f in store.patch_files()}
 
