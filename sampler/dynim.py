@@ -37,16 +37,19 @@ point and a fresh approximate search.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from mummi.core.spec import SamplerSettings
 from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.buffers import Growing
+from mummi.sampler.core_share import CoreShare
 from mummi.sampler.groups import grouped_knn
 from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
@@ -56,6 +59,7 @@ from mummi.sampler.knn import knn_scores
 log = logging.getLogger(__name__)
 
 CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
+SERIAL_WORK = 1 << 20  # pairs (candidates x picks, queries x selected points) below which a phase runs serially
 
 
 def _best(score: np.ndarray, age: np.ndarray, m: int) -> np.ndarray:
@@ -108,6 +112,7 @@ class DynimSampler:
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._history = EventHistory(history) if history is not None else None
+        self._cores = CoreShare()
         k = self.settings.k
         self._index = make_index(self.settings.index, dim, self.settings.device, self.settings.index_probe)
         # Every point ever added, in arrival order, with the nearest selected point
@@ -198,7 +203,8 @@ class DynimSampler:
         self._nn_pos.extend(np.full(n, -1))
         self._nn_epoch.extend(np.zeros(n, dtype=np.int64))
 
-        dist, pos = self._index.search(x, self.settings.k)
+        with self._threads(n * len(self._sel)):
+            dist, pos = self._index.search(x, self.settings.k)
         discarded = self._insert(np.arange(first, first + n), x, dist, pos)
         self._event("add", "", np.nan, n)
         if len(discarded):
@@ -308,6 +314,10 @@ class DynimSampler:
         """Pick up to ``n`` candidates one after another (fewer if C runs out)."""
         if n < 0:
             raise ValueError(f"the number of selections must be >= 0, got {n}")
+        with self._threads(n * self._n_alive):
+            return self._select(n)
+
+    def _select(self, n: int) -> list[Selection]:
         picks: list[Selection] = []
         while len(picks) < n and self._n_alive > 0 and len(self._sel) < self.settings.warmup:
             slot = int(self._alive()[self._rng.integers(self._n_alive)])
@@ -340,6 +350,17 @@ class DynimSampler:
                 self._history.append("select", self._ids[j], score, 1, n_alive - i - 1, first + i + 1, self.n_seen)
             picks.append(Selection(self._ids[j], score, first + i, random))
         return picks
+
+    @contextlib.contextmanager
+    def _threads(self, work: int) -> Iterator[None]:
+        """Run a phase of ``work`` pairs on one thread if it is small, else on the cores free now
+        (:mod:`~mummi.sampler.core_share`), at most the compiled loops' thread count."""
+        limit = numba.get_num_threads()
+        numba.set_num_threads(1 if work < SERIAL_WORK else self._cores.threads(limit))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(limit)
 
     # ---------------------------------------------------------------- weights
     def weights(self, normalize: bool | None = None) -> dict[str, float]:
@@ -380,7 +401,8 @@ class DynimSampler:
         # Positions relative to S[first:]: the known neighbours become negative, so
         # they stay first among equal distances.
         dist, pos = self._nn_dist[todo][:, None], self._nn_pos[todo][:, None] - first
-        grouped_knn(self._x[todo], self._index.points[first:], 1, dist, pos, epoch - first)
+        with self._threads(len(todo) * (n_sel - first)):
+            grouped_knn(self._x[todo], self._index.points[first:], 1, dist, pos, epoch - first)
         self._nn_dist[todo], self._nn_pos[todo] = dist[:, 0], pos[:, 0] + first
         self._nn_epoch[todo] = n_sel
 

@@ -19,6 +19,13 @@ import numpy as np
 _U32 = float(np.finfo(np.float32).eps) / 2
 
 
+def sampler_threads(n: int | None = None) -> int:
+    """Run the compiled loops on ``n`` threads (None: one per core numba found); returns the number in use."""
+    most = nb.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    nb.set_num_threads(min(n or most, most))
+    return nb.get_num_threads()
+
+
 def filter_factor(dim: int) -> float:
     """Squared k-th distances are widened by this factor before the float32 filter."""
     return 1.0 + 2.0 * (dim + 3) * _U32

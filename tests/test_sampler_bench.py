@@ -15,25 +15,43 @@ def bench(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_dynim_small(capsys: pytest.CaptureFixture[str]) -> None:
-    out = bench(
-        capsys,
-        "dynim-small",
-        "--candidates",
-        "3000",
-        "--batch",
-        "500",
-        "--selections",
-        "200",
-        "--burst",
-        "20",
-        "--cap",
-        "800",
-        "--repeats",
-        "1",
-    )
+SMALL = ["--candidates", "3000", "--batch", "500", "--selections", "200", "--burst", "20", "--cap", "800"]
+PHASES = {"add_s", "select_s", "weights_s", "total_s"}
+
+
+def test_dynim_small_times_ours_beside_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    """Both samplers on one stream, alternating; each phase's ratio per repeat pair with its spread."""
+    from conftest import REQUIRE_EXTERNAL
+
+    from mummi.sampler.bench_reference import load_reference, reference_dir
+
+    if load_reference(reference_dir(None))[0] is None:
+        message = f"LLNL's dynim not importable: {load_reference(reference_dir(None))[1]}"
+        if REQUIRE_EXTERNAL:
+            pytest.fail(message)
+        pytest.skip(message)
+    out = bench(capsys, "dynim-small", *SMALL, "--repeats", "2")
+    assert out["reference"] == "LLNL/dynim"
     for order in ("adds_then_selections", "interleaved"):
-        assert set(out[order]) >= {"add_s", "select_s", "weights_s", "total_s"}
+        runs = out["idle"][order]
+        assert set(runs) == {"ours", "reference", "ratio"}
+        for who in runs:
+            assert set(runs[who]) == PHASES
+            for spread in runs[who].values():
+                assert 0 < spread["min"] <= spread["median"] <= spread["max"]
+
+
+def test_dynim_small_without_the_reference_reports_no_ratio(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = bench(capsys, "dynim-small", *SMALL, "--repeats", "1", "--reference", str(tmp_path))
+    assert out["reference"].startswith(f"not run: {tmp_path}: no dynim package there")
+    assert set(out["idle"]["interleaved"]) == {"ours"}
+
+
+def test_dynim_small_busy_cores_reports_slowdowns(capsys: pytest.CaptureFixture[str]) -> None:
+    out = bench(capsys, "dynim-small", *SMALL, "--repeats", "1", "--no-reference", "--busy-cores", "1")
+    assert set(out["busy_1"]["interleaved"]["ours"]) == PHASES
+    for order in ("adds_then_selections", "interleaved"):
+        assert out["slowdown_vs_idle"][order]["ours"] > 0
 
 
 def test_dynim_replay_exact(capsys: pytest.CaptureFixture[str]) -> None:
