@@ -19,6 +19,7 @@ from mummi.core.exit_codes import EXIT_RESUMABLE
 from mummi.workflow.invariants import check
 
 RESERVE_MB, HEADROOM_MB = 60, 30
+RUNNING_SIMS = "SELECT COUNT(*) FROM jobs WHERE kind = 'sim' AND state = 'running'"
 
 
 @pytest.fixture
@@ -50,52 +51,55 @@ def _fill(filler: Path) -> None:
                 block //= 2
 
 
-@pytest.mark.slow
-def test_a_full_disk_stops_the_campaign_resumably_and_it_resumes_once_space_is_freed(small_disk: Path) -> None:
-    spec = SPEC.replace("  workdir: run\n", f"  workdir: run\n  min_free_mb: {RESERVE_MB}\n")
-    (small_disk / "tiny.yaml").write_text(spec)
-    run = small_disk / "run"
-    proc = mummi("tiny.yaml", "--dry-run", cwd=small_disk)
+def _start_until_a_sim_runs(disk: Path, min_free_mb: int) -> subprocess.Popen:
+    """Start the tiny campaign in ``disk``, reserving ``min_free_mb``, and wait until one of its sims runs."""
+    spec = SPEC.replace("  workdir: run\n", f"  workdir: run\n  min_free_mb: {min_free_mb}\n")
+    (disk / "tiny.yaml").write_text(spec)
+    proc = mummi("tiny.yaml", "--dry-run", cwd=disk)
     deadline = time.monotonic() + 300
-    while db_count(run / "campaign.db", "SELECT COUNT(*) FROM jobs WHERE kind = 'sim' AND state = 'running'") < 1:
+    while db_count(disk / "run" / "campaign.db", RUNNING_SIMS) < 1:
         assert proc.poll() is None and time.monotonic() < deadline, finish(proc)[1][-3000:]
         time.sleep(0.2)
+    return proc
+
+
+def _assert_intact(run: Path) -> None:
+    report = check(run)
+    assert not report.violations and not report.corrupted, report
+
+
+def _resume_to_the_end(disk: Path) -> str:
+    """Run the stopped campaign in ``disk`` again, check that it finishes whole, and return its output."""
+    code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=disk))
+    assert code == 0, out[-3000:]
+    check_campaign(disk / "run", feedback=False)
+    assert not check(disk / "run").violations
+    return out
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_campaign_resumably_and_it_resumes_once_space_is_freed(small_disk: Path) -> None:
+    proc = _start_until_a_sim_runs(small_disk, RESERVE_MB)
     filler = small_disk / "filler"
     with open(filler, "wb") as fh:  # leaves HEADROOM_MB free: below the reserve, room for the jobs to stop
         fh.truncate(0)
         os.posix_fallocate(fh.fileno(), 0, int((_free_mb(small_disk) - HEADROOM_MB) * 2**20))
     code, out = finish(proc)
     assert code == EXIT_RESUMABLE, out[-3000:]
-    assert "disk nearly full" in out and str(run) in out and "min_free_mb" in out
-    report = check(run)
-    assert not report.violations and not report.corrupted, report
+    assert "disk nearly full" in out and str(small_disk / "run") in out and "min_free_mb" in out
+    _assert_intact(small_disk / "run")
     filler.unlink()
-    code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=small_disk))
-    assert code == 0, out[-3000:]
-    assert "resuming campaign" in out
-    check_campaign(run, feedback=False)
-    assert not check(run).violations
+    assert "resuming campaign" in _resume_to_the_end(small_disk)
 
 
 @pytest.mark.slow
 def test_a_write_that_finds_no_space_stops_the_campaign_with_exit_75_and_nothing_corrupted(small_disk: Path) -> None:
-    spec = SPEC.replace("  workdir: run\n", "  workdir: run\n  min_free_mb: 0\n")
-    (small_disk / "tiny.yaml").write_text(spec)
-    run = small_disk / "run"
-    proc = mummi("tiny.yaml", "--dry-run", cwd=small_disk)
-    deadline = time.monotonic() + 300
-    while db_count(run / "campaign.db", "SELECT COUNT(*) FROM jobs WHERE kind = 'sim' AND state = 'running'") < 1:
-        assert proc.poll() is None and time.monotonic() < deadline, finish(proc)[1][-3000:]
-        time.sleep(0.2)
+    proc = _start_until_a_sim_runs(small_disk, 0)
     filler = small_disk / "filler"
     _fill(filler)
     code, out = finish(proc)
     assert code == EXIT_RESUMABLE, out[-3000:]
     assert "no space left" in out, out[-3000:]
     filler.unlink()
-    report = check(run)
-    assert not report.violations and not report.corrupted, report
-    code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=small_disk))
-    assert code == 0, out[-3000:]
-    check_campaign(run, feedback=False)
-    assert not check(run).violations
+    _assert_intact(small_disk / "run")
+    _resume_to_the_end(small_disk)
