@@ -22,7 +22,7 @@ import json
 import logging
 import pickle
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ FORMAT = "mummi-encoder/1"
 MANIFEST, WEIGHTS, REPORT = "encoder.json", "weights.pt", "training.json"
 DEVICES = ("auto", "cpu", "gpu")
 KINDS = ("vae", "metric")
+AnyEncoder = TypeVar("AnyEncoder", bound="TorchEncoder")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -179,9 +180,13 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str
 
 
 class TorchEncoder:
-    """What the encoders share: a torch model in eval mode on a device, the channel scaling, batches, saving."""
+    """What the encoders share: a torch model in eval mode on a device, the channel scaling, batches, save, load."""
 
     kind: ClassVar[str]
+    architecture: ClassVar[Any]
+    """The architecture class (``from_json``, ``channels``) the manifest describes."""
+    network: ClassVar[Any]
+    """The torch module class built from an architecture."""
     model: Any
 
     def __init__(self, model: Any, scaling: ChannelRange, device: str = "cpu", batch_size: int = 4096) -> None:
@@ -204,6 +209,28 @@ class TorchEncoder:
         log.info("saved the %s encoder (latent_dim %d) to %s", self.kind, self.latent_dim, path)
         return path
 
+    @classmethod
+    def load(cls: type[AnyEncoder], path: str | Path, device: str = "cpu", batch_size: int = 4096) -> AnyEncoder:
+        """The model of this kind saved in directory ``path``, for inference on ``device`` (auto, cpu or gpu).
+
+        Raises ValueError for an incomplete or corrupt model, a model of another
+        kind, a weights file that does not match its manifest, or one that holds
+        anything but tensors.
+        """
+        manifest, state, report = load_model(path, cls.kind)
+        try:
+            arch = cls.architecture.from_json(manifest["architecture"])
+            scaling = ChannelRange.from_json(manifest["normalisation"], arch.channels)
+        except (KeyError, TypeError) as err:
+            msg = f"{path}: no complete encoder model here ({err})"
+            raise ValueError(msg) from err
+        model = cls.network(arch)
+        load_state(model, state, path)
+        log.info("loaded the %s encoder (latent_dim %d) from %s", cls.kind, arch.latent_dim, path)
+        encoder = cls(model, scaling, device=device, batch_size=batch_size)
+        encoder.report = report
+        return encoder
+
 
 class Encoder(TorchEncoder):
     """The VAE: maps coarse patches (n, 5, 5, 14) to latent vectors (n, latent_dim), float32.
@@ -215,6 +242,8 @@ class Encoder(TorchEncoder):
 
     kind: ClassVar[str] = "vae"
     needs_native: ClassVar[bool] = False
+    architecture: ClassVar[type[Architecture]] = Architecture
+    network: ClassVar[type[PatchVAE]] = PatchVAE
     model: PatchVAE
 
     @property
@@ -259,25 +288,3 @@ class Encoder(TorchEncoder):
             return weights.is_file() and weights.stat().st_size == int(manifest["weights"]["bytes"])
         except (OSError, ValueError, KeyError, TypeError):
             return False
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", batch_size: int = 4096) -> Encoder:
-        """The VAE saved in directory ``path``, for inference on ``device`` (auto, cpu or gpu).
-
-        Raises ValueError for an incomplete or corrupt model, a model of another
-        kind, a weights file that does not match its manifest, or one that holds
-        anything but tensors.
-        """
-        manifest, state, report = load_model(path, cls.kind)
-        try:
-            arch = Architecture.from_json(manifest["architecture"])
-            scaling = ChannelRange.from_json(manifest["normalisation"], arch.channels)
-        except (KeyError, TypeError) as err:
-            msg = f"{path}: no complete encoder model here ({err})"
-            raise ValueError(msg) from err
-        model = PatchVAE(arch)
-        load_state(model, state, path)
-        log.info("loaded encoder (latent_dim %d) from %s", arch.latent_dim, path)
-        encoder = cls(model, scaling, device=device, batch_size=batch_size)
-        encoder.report = report
-        return encoder

@@ -29,19 +29,15 @@ the paper chose λ_rad = 0.1.
 from __future__ import annotations
 
 import functools
-import logging
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from mummi.sampler.encoder import TorchEncoder, load_model, load_state
-from mummi.sampler.patchdata import ChannelRange, check_coarse
-
-log = logging.getLogger(__name__)
+from mummi.sampler.encoder import TorchEncoder
+from mummi.sampler.patchdata import check_coarse
 
 TRANSFORMS: tuple[str, ...] = ("rot90", "rot180", "rot270", "flip_h", "flip_v")
 """The transformations the metric is invariant to, in the order :func:`transform` and :func:`with_transforms` use."""
@@ -310,6 +306,8 @@ class MetricEncoder(TorchEncoder):
 
     kind: ClassVar[str] = "metric"
     needs_native: ClassVar[bool] = True
+    architecture: ClassVar[type[MetricArchitecture]] = MetricArchitecture
+    network: ClassVar[type[PatchMetricNet]] = PatchMetricNet
     model: PatchMetricNet
 
     @property
@@ -354,21 +352,3 @@ class MetricEncoder(TorchEncoder):
                     raise ValueError(msg)
                 out[lo : lo + len(batch)] = self.model.trunk(batch @ mixing.T + bias).float().cpu().numpy()
         return out
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", batch_size: int = 4096) -> MetricEncoder:
-        """The metric saved in directory ``path``, for inference on ``device`` (auto, cpu or gpu); ValueError as
-        :meth:`mummi.sampler.encoder.Encoder.load`."""
-        manifest, state, report = load_model(path, cls.kind)
-        try:
-            arch = MetricArchitecture.from_json(manifest["architecture"])
-            scaling = ChannelRange.from_json(manifest["normalisation"], arch.channels)
-        except (KeyError, TypeError) as err:
-            msg = f"{path}: no complete encoder model here ({err})"
-            raise ValueError(msg) from err
-        model = PatchMetricNet(arch)
-        load_state(model, state, path)
-        log.info("loaded the learned metric (latent_dim %d) from %s", arch.latent_dim, path)
-        encoder = cls(model, scaling, device=device, batch_size=batch_size)
-        encoder.report = report
-        return encoder

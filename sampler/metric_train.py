@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from mummi.sampler.metric import (
     radial_profiles,
 )
 from mummi.sampler.patchdata import ChannelRange, check_coarse
-from mummi.sampler.train import split_indices
+from mummi.sampler.train import fit, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -118,44 +116,28 @@ def train_metric(
     arch = MetricArchitecture(grid=native.shape[1], channels=native.shape[-1], latent_dim=settings.latent_dim)
     model = PatchMetricNet(arch).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=tset.learning_rate)
-    batch = min(tset.batch_size, len(x_train))
     classes = {int(c): int(k) for c, k in zip(*np.unique(labels, return_counts=True))}
     log.info("training the metric on %d patches (classes %s), %d held out, on %s",
              len(train_rows), classes, len(val_rows), device)  # fmt: skip
 
-    history: dict[str, list[float]] = {f"{split}_{k}": [] for split in ("train", "val") for k in PARTS}
-    history["seconds"] = []
-    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
-    for epoch in range(1, tset.epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
-        sums, seen = dict.fromkeys(PARTS, 0.0), 0
-        for lo in range(0, len(order), batch):
-            idx = order[lo : lo + batch]
-            if len(idx) < 2:  # batch norm and pairs need two patches
-                continue
-            parts = metric_losses(model, x_train[idx], u_train[idx], y_train[idx], w)
-            optimiser.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            optimiser.step()
-            for key in PARTS:
-                sums[key] += float(parts[key].detach()) * len(idx)
-            seen += len(idx)
-        val = _evaluate(model, x_val, u_val, y_val, batch, w)
-        for key in PARTS:
-            history[f"train_{key}"].append(sums[key] / max(seen, 1))
-            history[f"val_{key}"].append(val[key])
-        history["seconds"].append(time.perf_counter() - t0)
+    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        return metric_losses(model, x_train[idx], u_train[idx], y_train[idx], w)
+
+    def log_epoch(epoch: int, train: dict[str, float], val: dict[str, float], seconds: float) -> None:
         log.info("epoch %d: train loss %.4f, validation loss %.4f (inv %.4f, rad %.4f, lab %.4f), %.1f s", epoch,
-                 sums["loss"] / max(seen, 1), val["loss"], val["inv"], val["rad"], val["lab"],
-                 history["seconds"][-1])  # fmt: skip
-        if val["loss"] < best_loss:
-            best_loss, best_epoch, best_state = val["loss"], epoch, copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= tset.patience:
-            log.info("early stop after epoch %d: no improvement since epoch %d", epoch, best_epoch)
-            break
-    model.load_state_dict(best_state)
+                 train["loss"], val["loss"], val["inv"], val["rad"], val["lab"], seconds)  # fmt: skip
+
+    history, best_epoch, best_loss = fit(
+        model,
+        optimiser,
+        len(x_train),
+        tset,
+        generator,
+        parts=PARTS,
+        step=step,
+        validate=lambda: _evaluate(model, x_val, u_val, y_val, min(tset.batch_size, len(x_train)), w),
+        log_epoch=log_epoch,
+    )
 
     report: dict[str, Any] = {
         "kind": "metric",

@@ -6,13 +6,14 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mummi.core.spec import EncoderSettings
+from mummi.core.spec import EncoderSettings, EncoderTrainingSettings
 from mummi.sampler.encoder import Encoder, resolve_device
 from mummi.sampler.patchdata import ChannelRange, check_coarse, with_rotations
 from mummi.sampler.vae import RECON_SIGMA, Architecture, PatchVAE, kl_weight_for, vae_loss
@@ -30,8 +31,66 @@ def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.nda
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _evaluate(model: PatchVAE, x: torch.Tensor, batch_size: int, kl_weight: float) -> tuple[float, float]:
-    """(loss, reconstruction MSE) of ``x`` in eval mode (latent means), averaged over patches."""
+def fit(
+    model: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    n_train: int,
+    tset: EncoderTrainingSettings,
+    generator: torch.Generator,
+    *,
+    parts: tuple[str, ...],
+    step: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    validate: Callable[[], dict[str, float]],
+    log_epoch: Callable[[int, dict[str, float], dict[str, float], float], None],
+) -> tuple[dict[str, list[float]], int, float]:
+    """Train ``model`` epoch by epoch with early stopping and keep its best weights; (history, best epoch, best loss).
+
+    Each epoch shuffles the ``n_train`` training rows with ``generator``, and ``step`` gives the losses ``parts``
+    (``loss``, the one minimised, among them) of each batch of ``tset.batch_size`` row indices (at most ``n_train``;
+    a last batch of one row is skipped). ``validate`` gives the validation losses after each epoch, and ``log_epoch`` is
+    told (epoch, train losses, validation losses, seconds). Training stops after ``tset.epochs`` epochs or
+    ``tset.patience`` epochs without a better validation loss; ``model`` is left with the best epoch's weights. The
+    history holds ``train_<part>``, ``val_<part>`` and ``seconds`` lists, one value per epoch.
+    """
+    device = next(model.parameters()).device
+    batch = min(tset.batch_size, n_train)
+    history: dict[str, list[float]] = {f"{split}_{k}": [] for split in ("train", "val") for k in parts}
+    history["seconds"] = []
+    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
+    for epoch in range(1, tset.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n_train, generator=generator).to(device)
+        sums, seen = dict.fromkeys(parts, 0.0), 0
+        for lo in range(0, len(order), batch):
+            idx = order[lo : lo + batch]
+            if len(idx) < 2:  # batch norm (and the metric's pairs) need two patches
+                continue
+            losses = step(idx)
+            optimiser.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimiser.step()
+            for key in parts:
+                sums[key] += float(losses[key].detach()) * len(idx)
+            seen += len(idx)
+        train = {key: value / max(seen, 1) for key, value in sums.items()}
+        val = validate()
+        for key in parts:
+            history[f"train_{key}"].append(train[key])
+            history[f"val_{key}"].append(val[key])
+        history["seconds"].append(time.perf_counter() - t0)
+        log_epoch(epoch, train, val, history["seconds"][-1])
+        if val["loss"] < best_loss:
+            best_loss, best_epoch, best_state = val["loss"], epoch, copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= tset.patience:
+            log.info("early stop after epoch %d: no improvement since epoch %d", epoch, best_epoch)
+            break
+    model.load_state_dict(best_state)
+    return history, best_epoch, best_loss
+
+
+def _evaluate(model: PatchVAE, x: torch.Tensor, batch_size: int, kl_weight: float) -> dict[str, float]:
+    """The loss and reconstruction MSE of ``x`` in eval mode (latent means), averaged over patches."""
     model.eval()
     loss_sum = mse_sum = 0.0
     with torch.inference_mode():
@@ -41,7 +100,7 @@ def _evaluate(model: PatchVAE, x: torch.Tensor, batch_size: int, kl_weight: floa
             loss, mse = vae_loss(batch, recon, mu, log_var, kl_weight)
             loss_sum += float(loss) * len(batch)
             mse_sum += float(mse) * len(batch)
-    return loss_sum / len(x), mse_sum / len(x)
+    return {"loss": loss_sum / len(x), "mse": mse_sum / len(x)}
 
 
 def train_encoder(
@@ -94,42 +153,30 @@ def train_encoder(
         output_layer.bias.copy_(torch.from_numpy(train_np.reshape(len(train_np), -1).mean(axis=0)))
     model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=tset.learning_rate)
-    batch = min(tset.batch_size, len(x_train))
     log.info("training the VAE on %d patches (%d after augmentation), %d held out, on %s",
              len(train_rows), len(x_train), len(val_rows), device)  # fmt: skip
 
-    history: dict[str, list[float]] = {"train_loss": [], "train_mse": [], "val_loss": [], "val_mse": [], "seconds": []}
-    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
-    for epoch in range(1, tset.epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
-        loss_sum = mse_sum = 0.0
-        seen = 0
-        for lo in range(0, len(order), batch):
-            idx = order[lo : lo + batch]
-            if len(idx) < 2:  # batch norm needs two patches
-                continue
-            xb = x_train[idx]
-            recon, mu, log_var = model(xb)
-            loss, mse = vae_loss(xb, recon, mu, log_var, kl_weight)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            mse_sum += float(mse.detach()) * len(idx)
-            seen += len(idx)
-        val_loss, val_mse = _evaluate(model, x_val, settings.batch_size, kl_weight)
-        for key, value in zip(history, (loss_sum / seen, mse_sum / seen, val_loss, val_mse, time.perf_counter() - t0)):
-            history[key].append(value)
+    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        xb = x_train[idx]
+        recon, mu, log_var = model(xb)
+        loss, mse = vae_loss(xb, recon, mu, log_var, kl_weight)
+        return {"loss": loss, "mse": mse}
+
+    def log_epoch(epoch: int, train: dict[str, float], val: dict[str, float], _seconds: float) -> None:
         log.info("epoch %d: train loss %.5f, validation loss %.5f (MSE %.5f; mean predictor %.5f)",
-                 epoch, loss_sum / seen, val_loss, val_mse, trivial_mse)  # fmt: skip
-        if val_loss < best_loss:
-            best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= tset.patience:
-            log.info("early stop after epoch %d: no improvement since epoch %d", epoch, best_epoch)
-            break
-    model.load_state_dict(best_state)
+                 epoch, train["loss"], val["loss"], val["mse"], trivial_mse)  # fmt: skip
+
+    history, best_epoch, _ = fit(
+        model,
+        optimiser,
+        len(x_train),
+        tset,
+        generator,
+        parts=("loss", "mse"),
+        step=step,
+        validate=lambda: _evaluate(model, x_val, settings.batch_size, kl_weight),
+        log_epoch=log_epoch,
+    )
 
     report: dict[str, Any] = {
         "seed": seed,
