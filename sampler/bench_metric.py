@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from mummi.core.spec import EncoderSettings, EncoderTrainingSettings, MacroSettings, PatchSettings
-from mummi.macro.frames import Frame
 from mummi.macro.model import MacroModel
 from mummi.macro.params import default_parameters
 from mummi.sampler import metric_eval
@@ -50,41 +49,52 @@ ABLATIONS: dict[str, dict[str, float]] = {
 SPACING_NM = 1000.0 / 1200.0
 
 
+OPTIONS: tuple[tuple[str, type, object, str | None], ...] = (  # flag, type, default, help
+    ("--grid", int, 240, "macro grid points per edge for the data (default 240)"),
+    ("--ras", int, 32, "RAS in the data's macro runs (default 32)"),
+    ("--train-frames", int, 50, "pre-campaign frames (default 50)"),
+    ("--heldout-frames", int, 16, "held-out frames (default 16)"),
+    ("--interval-ns", float, 200.0, "macro time between frames (default 200)"),
+    ("--burn-in-ns", float, 2000.0, "held-out run: time before its first frame"),
+    ("--control-fraction", float, 0.25, "control patches per RAS patch"),
+    ("--epochs", int, 40, "metric training epochs (default 40, the spec's)"),
+    ("--batch-size", int, 256, None),
+    ("--vae-epochs", int, 40, "VAE training epochs (default 40, the spec's)"),
+    ("--ablations", str, "no_inv", f"comma-separated ablations to train too, of {sorted(ABLATIONS)}"),
+    ("--inference-patches", int, 4096, "patches to time inference on"),
+    ("--macro-grid", int, 1200, "grid of the macro model timed for the margin"),
+    ("--macro-ras", int, 300, "RAS of the macro model timed for the margin"),
+    ("--macro-steps", int, 2, "timed macro steps (0: do not time the margin)"),
+    ("--patches-per-frame", int, 300, "patches per full-scale frame"),
+    ("--threads", int, 1, "torch CPU threads (default 1)"),
+    ("--seed", int, 0, None),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--grid", type=int, default=240, help="macro grid points per edge for the data (default 240)")
-    parser.add_argument("--ras", type=int, default=32, help="RAS in the data's macro runs (default 32)")
-    parser.add_argument("--train-frames", type=int, default=50, help="pre-campaign frames (default 50)")
-    parser.add_argument("--heldout-frames", type=int, default=16, help="held-out frames (default 16)")
-    parser.add_argument("--interval-ns", type=float, default=200.0, help="macro time between frames (default 200)")
-    parser.add_argument("--burn-in-ns", type=float, default=2000.0, help="held-out run: time before its first frame")
-    parser.add_argument("--control-fraction", type=float, default=0.25, help="control patches per RAS patch")
-    parser.add_argument("--epochs", type=int, default=40, help="metric training epochs (default 40, the spec's)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--vae-epochs", type=int, default=40, help="VAE training epochs (default 40, the spec's)")
-    parser.add_argument(
-        "--ablations", default="no_inv", help=f"comma-separated ablations to train too, of {sorted(ABLATIONS)}"
-    )
-    parser.add_argument("--inference-patches", type=int, default=4096, help="patches to time inference on")
-    parser.add_argument("--macro-grid", type=int, default=1200, help="grid of the macro model timed for the margin")
-    parser.add_argument("--macro-ras", type=int, default=300, help="RAS of the macro model timed for the margin")
-    parser.add_argument("--macro-steps", type=int, default=2, help="timed macro steps (0: do not time the margin)")
-    parser.add_argument("--patches-per-frame", type=int, default=300, help="patches per full-scale frame")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    for flag, kind, default, help_text in OPTIONS:
+        parser.add_argument(flag, type=kind, default=default, help=help_text)
 
 
-def _frames(args: argparse.Namespace, seed: int, count: int, burn_in_ns: float) -> list[Frame]:
-    settings = MacroSettings(box_nm=args.grid * SPACING_NM, grid_points=args.grid, n_ras=args.ras)
-    model = MacroModel(default_parameters(settings.temperature_K), settings, seed=seed, compute="numpy")
-    every = max(1, round(args.interval_ns / settings.dt_ns))
-    for _ in range(round(burn_in_ns / settings.dt_ns)):
+def _macro_model(grid: int, ras: int, seed: int) -> MacroModel:
+    """The macro model of ``grid`` points per edge at the full-scale spacing, with ``ras`` RAS."""
+    settings = MacroSettings(box_nm=grid * SPACING_NM, grid_points=grid, n_ras=ras)
+    return MacroModel(default_parameters(settings.temperature_K), settings, seed=seed, compute="numpy")
+
+
+def _patches(args: argparse.Namespace, seed: int, count: int, burn_in_ns: float) -> LabelledPatches:
+    """The labelled patches of ``count`` frames, every ``--interval-ns`` after ``burn_in_ns``, of a run of ``seed``."""
+    model = _macro_model(args.grid, args.ras, seed)
+    dt_ns = model.settings.dt_ns
+    every = max(1, round(args.interval_ns / dt_ns))
+    for _ in range(round(burn_in_ns / dt_ns)):
         model.step()
     frames = []
     for _ in range(count):
         frames.append(model.frame())
         for _ in range(every):
             model.step()
-    return frames
+    return labelled_frames(frames, PatchSettings(), args.control_fraction, seed)
 
 
 def coarsen(native: np.ndarray, widths: list[int]) -> np.ndarray:
@@ -129,9 +139,8 @@ def _inference(encoder: MetricEncoder, native: np.ndarray, n: int, per_frame: in
 
 
 def _macro_frame_s(args: argparse.Namespace) -> dict[str, Any]:
-    box = args.macro_grid * SPACING_NM
-    settings = MacroSettings(box_nm=box, grid_points=args.macro_grid, n_ras=args.macro_ras)
-    model = MacroModel(default_parameters(settings.temperature_K), settings, seed=args.seed, compute="numpy")
+    model = _macro_model(args.macro_grid, args.macro_ras, args.seed)
+    settings = model.settings
     model.step()  # warm-up
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(args.macro_steps):
@@ -155,19 +164,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     patch_settings = PatchSettings()
     t0 = time.perf_counter()
-    train = labelled_frames(_frames(args, args.seed + 1, args.train_frames, 0.0), patch_settings,
-                            args.control_fraction, args.seed + 1)  # fmt: skip
-    held = labelled_frames(_frames(args, args.seed + 2, args.heldout_frames, args.burn_in_ns), patch_settings,
-                           args.control_fraction, args.seed + 2)  # fmt: skip
+    train = _patches(args, args.seed + 1, args.train_frames, 0.0)
+    held = _patches(args, args.seed + 2, args.heldout_frames, args.burn_in_ns)
     data_s = time.perf_counter() - t0
 
     training = EncoderTrainingSettings(epochs=args.epochs, batch_size=args.batch_size, patience=args.epochs)
     settings = EncoderSettings(kind="metric", device="cpu", training=training)
     base = loss_weights(settings.metric)
-    models: dict[str, MetricEncoder] = {"metric": train_metric(train.native, train.labels, settings, None, args.seed)}
-    for name in ablations:
-        weights = LossWeights(**{**base.__dict__, **ABLATIONS[name]})
-        models[name] = train_metric(train.native, train.labels, settings, None, args.seed, weights=weights)
+    weights = {"metric": base, **{name: LossWeights(**{**base.__dict__, **ABLATIONS[name]}) for name in ablations}}
+    models: dict[str, MetricEncoder] = {
+        name: train_metric(train.native, train.labels, settings, None, args.seed, weights=w)
+        for name, w in weights.items()
+    }
     vae_settings = EncoderSettings(device="cpu", training=EncoderTrainingSettings(epochs=args.vae_epochs))
     vae = train_encoder(coarsen(train.native, patch_settings.block_widths), vae_settings, None, args.seed)
 

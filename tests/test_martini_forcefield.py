@@ -21,7 +21,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import require_program
 
 from mummi.adapters import martini22
 
@@ -256,13 +255,23 @@ def test_lipid_particle_types_and_charges(topologies) -> None:
     assert topologies["PAPS"]["atoms"]["CNO"] == ("P5", 0.0, None)
 
 
-def test_lipid_bonded_parameters(topologies) -> None:
-    for lipid, i, j, length, force in PUBLISHED_BONDS:
-        assert lookup(topologies[lipid]["bonds"], (i, j)) == (1, length, force), (lipid, i, j)
-    for lipid, i, j, k, theta, force in PUBLISHED_ANGLES:
-        assert lookup(topologies[lipid]["angles"], (i, j, k)) == (2, theta, force), (lipid, i, j, k)
-    for lipid, i, j, length in PUBLISHED_CONSTRAINTS:
-        assert lookup(topologies[lipid]["constraints"], (i, j)) == (1, length), (lipid, i, j)
+@pytest.mark.parametrize(
+    ("section", "atoms", "function", "published"),
+    [
+        ("bonds", 2, 1, PUBLISHED_BONDS),
+        ("angles", 3, 2, PUBLISHED_ANGLES),
+        ("constraints", 2, 1, PUBLISHED_CONSTRAINTS),
+    ],
+    ids=["bonds", "angles", "constraints"],
+)
+def test_lipid_bonded_parameters(topologies, section: str, atoms: int, function: int, published: list) -> None:
+    """Each published row is (lipid, ``atoms`` bead names, parameters after the GROMACS ``function``)."""
+    for lipid, *row in published:
+        names, parameters = tuple(row[:atoms]), tuple(row[atoms:])
+        assert lookup(topologies[lipid][section], names) == (function, *parameters), (lipid, *names)
+
+
+def test_lipid_dihedrals(topologies) -> None:
     for (lipid, atoms), parameters in PUBLISHED_DIHEDRALS.items():
         assert topologies[lipid]["dihedrals"][atoms] == parameters, (lipid, atoms)
 
@@ -354,6 +363,13 @@ def minimise(gmx: str, directory: Path, structure: str, name: str, defines: str 
     return energy
 
 
+def minimise_flexible_then_constrained(gmx: str, directory: Path, structure: str) -> None:
+    """insane's straight-line heads violate the PIP2 ring and cholesterol frame constraints far beyond what LINCS
+    corrects, so (as the lipidome advises) minimise with stiff bonds first, then with the constraints."""
+    minimise(gmx, directory, structure, "flexible", defines="-DFLEXIBLE")
+    minimise(gmx, directory, "flexible.gro", "constrained")
+
+
 def one_of_each_gro(path: Path, molecules: list[tuple[str, int]], box_nm: float) -> None:
     """Each molecule on its own 3 nm grid point, beads in insane's pseudo-geometry (z 0.3 nm per level)."""
     table = martini22.insane_lipid_table()
@@ -381,16 +397,12 @@ def insane_molecules(top: Path) -> list[tuple[str, int]]:
 
 
 @pytest.mark.external
-def test_grompp_accepts_one_of_each_molecule(generated, tmp_path) -> None:
-    gmx = require_program("gmx", "GROMACS is needed (apt-get install gromacs)")
+def test_grompp_accepts_one_of_each_molecule(generated, tmp_path, gmx: str) -> None:
     # PAPS (-1) and PAP6 (-4) are neutralised by 5 of the 6 sodium ions
     molecules = [(lipid, 1) for lipid in martini22.MUMMI_LIPIDS] + [("W", 3), ("WF", 1), ("NA+", 6), ("CL-", 1)]
     write_topology(tmp_path, generated, molecules)
     one_of_each_gro(tmp_path / "conf.gro", molecules, box_nm=10.0)
-    # insane's straight-line heads violate the PIP2 ring and cholesterol frame constraints far beyond what LINCS
-    # corrects, so (as the lipidome advises) minimise with stiff bonds first, then with the constraints.
-    minimise(gmx, tmp_path, "conf.gro", "flexible", defines="-DFLEXIBLE")
-    minimise(gmx, tmp_path, "flexible.gro", "constrained")
+    minimise_flexible_then_constrained(gmx, tmp_path, "conf.gro")
 
 
 def build_with_insane(directory: Path, arguments: list[str]) -> list[tuple[str, int]]:
@@ -402,8 +414,7 @@ def build_with_insane(directory: Path, arguments: list[str]) -> list[tuple[str, 
 
 
 @pytest.mark.external
-def test_a_popc_patch_built_by_insane_minimises(generated, tmp_path) -> None:
-    gmx = require_program("gmx", "GROMACS is needed (apt-get install gromacs)")
+def test_a_popc_patch_built_by_insane_minimises(generated, tmp_path, gmx: str) -> None:
     molecules = build_with_insane(tmp_path, ["-l", "POPC", "-x", "4", "-y", "4", "-z", "8"])
     assert {name for name, _ in molecules} == {"POPC", "W", "WF"}
     write_topology(tmp_path, generated, molecules)
@@ -411,8 +422,7 @@ def test_a_popc_patch_built_by_insane_minimises(generated, tmp_path) -> None:
 
 
 @pytest.mark.external
-def test_a_bilayer_of_all_eight_lipids_built_by_insane_minimises(generated, tmp_path) -> None:
-    gmx = require_program("gmx", "GROMACS is needed (apt-get install gromacs)")
+def test_a_bilayer_of_all_eight_lipids_built_by_insane_minimises(generated, tmp_path, gmx: str) -> None:
     lipids = [argument for lipid in martini22.MUMMI_LIPIDS for argument in ("-l", f"{lipid}:1")]
     charge = 2 * 4 * sum(LIPID_CHARGES.values())  # 4 of each lipid per leaflet; insane counts only its own lipids
     molecules = build_with_insane(
@@ -420,6 +430,6 @@ def test_a_bilayer_of_all_eight_lipids_built_by_insane_minimises(generated, tmp_
     )
     assert dict(molecules)["NA+"] == -charge
     write_topology(tmp_path, generated, molecules)
-    minimise(gmx, tmp_path, "system.gro", "flexible", defines="-DFLEXIBLE")
-    minimise(gmx, tmp_path, "flexible.gro", "constrained")  # no constraint error, a finite energy (its sign varies
-    # with insane's unseeded numpy draws for so small and charged a patch)
+    # no constraint error, a finite energy (its sign varies with insane's unseeded numpy draws for so small and
+    # charged a patch)
+    minimise_flexible_then_constrained(gmx, tmp_path, "system.gro")
