@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from campaign_helpers import SPEC, check_campaign, finish, mummi
 
+from mummi.core.exit_codes import EXIT_USAGE
+
 METRIC_SPEC = SPEC.replace("encoder:\n  training: {", "encoder:\n  kind: metric\n  training: {batch_size: 64, ")
 
 
@@ -29,3 +31,6 @@ def test_dry_run_with_the_learned_metric_completes_the_whole_loop(tmp_path: Path
     assert caches
     with np.load(caches[-1], allow_pickle=False) as cached:
         assert cached["latents"].shape[1] == 9 and np.isfinite(cached["latents"]).all()
+    (tmp_path / "vae.yaml").write_text(SPEC)  # the same workdir, whose saved model is the metric
+    code, out = finish(mummi("vae.yaml", "--validate", cwd=tmp_path))
+    assert code == EXIT_USAGE and "delete the model" in out and "or set encoder.kind: metric" in out, out[-2000:]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -62,6 +63,42 @@ def test_a_spec_whose_allocation_holds_no_sim_is_refused_before_anything_is_writ
         assert f"{bad}:{line}: sim.resources.gpus_per_task: the allocation leaves no room for one sim" in err
         assert "lower sim.resources.gpus_per_task" in err
         assert not (tmp_path / "w").exists()
+
+
+def saved_metric_model(directory: Path) -> Path:
+    """A small learned-metric model saved in ``directory`` (as a campaign saves the one it trains)."""
+    from mummi.sampler.metric import MetricArchitecture, MetricEncoder, PatchMetricNet
+    from mummi.sampler.patchdata import ChannelRange
+
+    scaling = ChannelRange(low=np.zeros(14, np.float32), span=np.ones(14, np.float32))
+    return MetricEncoder(PatchMetricNet(MetricArchitecture(grid=9)), scaling).save(directory)
+
+
+def test_a_saved_encoder_of_another_kind_is_refused_before_anything_is_written(tmp_path, capsys):
+    saved = saved_metric_model(tmp_path / "run" / "sampler" / "encoder")
+    vae = spec_file(tmp_path)  # encoder.kind: vae, the default
+    for extra in (["--validate"], ["--dry-run"]):
+        assert run_main([str(vae), *extra]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert f"{vae}: encoder.kind: the campaign's saved model {saved / 'encoder.json'} was trained for " in err
+        assert "encoder.kind 'metric', but the spec asks for 'vae'" in err
+        assert f"delete the model ({saved}) to train a 'vae' one, or set encoder.kind: metric" in err
+        assert not (tmp_path / "run" / "campaign.db").exists()
+    given = tmp_path / "given.yaml"
+    given.write_text(f"campaign:\n  name: tiny\n  workdir: elsewhere\nencoder: {{model: {saved}}}\n")
+    assert run_main([str(given), "--validate"]) == EXIT_USAGE
+    assert "set encoder.kind: metric, or give a 'vae' model" in capsys.readouterr().err
+    metric = tmp_path / "metric.yaml"
+    metric.write_text("campaign:\n  name: tiny\n  workdir: run\nencoder: {kind: metric}\n")
+    assert run_main([str(metric), "--validate"]) == EXIT_OK
+
+
+def test_fresh_force_validates_a_spec_whose_campaign_it_deletes_with_its_saved_encoder(tmp_path):
+    vae = spec_file(tmp_path)
+    prepare(load_spec(vae))[1].close()
+    saved_metric_model(tmp_path / "run" / "sampler" / "encoder")
+    assert run_main([str(vae), "--validate"]) == EXIT_USAGE
+    assert run_main([str(vae), "--fresh", "--force", "--validate"]) == EXIT_OK
 
 
 def test_missing_spec_exits_2(tmp_path, capsys):

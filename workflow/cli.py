@@ -22,6 +22,7 @@ from mummi.adapters.backend import BackendError, backend_class
 from mummi.adapters.gromacs import system_input_problems
 from mummi.adapters.md_engine import missing_executables
 from mummi.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE, EXIT_WORKDIR
+from mummi.core.layout import CampaignLayout
 from mummi.core.spec import CampaignSpec
 from mummi.core.spec_loader import SpecError, load_spec
 from mummi.core.unreadable import UnreadableFileError
@@ -75,7 +76,7 @@ def run_main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"mummi-run: {args.spec}: {err}\n")
         return EXIT_USAGE
     problems = [] if spec.resources.backend == "simulated" else missing_executables(spec)
-    problems += _encoder_problems(spec) + system_input_problems(spec)
+    problems += _encoder_problems(spec, discarding=args.fresh and args.force) + system_input_problems(spec)
     if problems:
         sys.stderr.write("".join(f"mummi-run: {args.spec}: {problem}\n" for problem in problems))
         return EXIT_USAGE
@@ -85,20 +86,46 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     return _run_campaign(spec, fresh=args.fresh, force=args.force)
 
 
-def _encoder_problems(spec: CampaignSpec) -> list[str]:
-    """A given encoder.model that is not a model, or whose latent size is not encoder.latent_dim."""
-    if spec.encoder.model is None:
+def _encoder_problems(spec: CampaignSpec, *, discarding: bool) -> list[str]:
+    """Where the encoder model the campaign would use does not fit the spec: the given encoder.model, or the model
+    the campaign saved in its workdir (unless ``discarding``: --fresh --force deletes the campaign first)."""
+    if spec.encoder.model is not None:
+        return _given_model_problems(spec, spec.encoder.model)
+    cdir = CampaignLayout(spec.campaign.workdir)
+    if not cdir.encoder.is_dir() or (discarding and cdir.holds_campaign()):
         return []
-    from mummi.sampler.encoder import saved_latent_dim
+    return _saved_model_problems(spec, cdir.encoder)
+
+
+def _given_model_problems(spec: CampaignSpec, model: Path) -> list[str]:
+    """A given encoder.model that is not a model, is not of encoder.kind, or whose latent size is not
+    encoder.latent_dim."""
+    from mummi.sampler.encoder import MANIFEST, saved_kind, saved_latent_dim
 
     try:
-        dim = saved_latent_dim(spec.encoder.model)
+        dim, kind = saved_latent_dim(model), saved_kind(model)
     except ValueError as err:
         return [f"encoder.model: {err}; point it at a model saved by mummi-train-encoder"]
+    want = spec.encoder.kind
+    if kind != want:
+        return [f"encoder.kind: the model {model / MANIFEST} was trained for encoder.kind {kind!r}, but the spec asks "
+                f"for {want!r}; set encoder.kind: {kind}, or give a {want!r} model"]  # fmt: skip
     if dim != spec.encoder.latent_dim:
-        return [f"encoder.model: the model in {spec.encoder.model} has latent size {dim}, but encoder.latent_dim is "
+        return [f"encoder.model: the model in {model} has latent size {dim}, but encoder.latent_dim is "
                 f"{spec.encoder.latent_dim}; set encoder.latent_dim: {dim}, or give a model of that size"]  # fmt: skip
     return []
+
+
+def _saved_model_problems(spec: CampaignSpec, saved: Path) -> list[str]:
+    """The campaign's saved encoder, when it was trained for another encoder.kind (the campaign would use it as is)."""
+    from mummi.sampler.encoder import MANIFEST, Encoder, saved_kind
+
+    want = spec.encoder.kind
+    if not Encoder.exists(saved) or (kind := saved_kind(saved)) == want:
+        return []
+    return [f"encoder.kind: the campaign's saved model {saved / MANIFEST} was trained for encoder.kind {kind!r}, but "
+            f"the spec asks for {want!r}; delete the model ({saved}) to train a {want!r} one, or set "
+            f"encoder.kind: {kind}"]  # fmt: skip
 
 
 def _run_campaign(spec: CampaignSpec, *, fresh: bool, force: bool) -> int:
