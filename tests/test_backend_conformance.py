@@ -115,7 +115,7 @@ def test_success_environment_workdir_and_output(harness: Harness, tmp_path: Path
     status = wait_for(backend, [job_id])[job_id]
     assert status.state is JobState.DONE and status.exit_code == 0
     out = log_of(tmp_path, "ok")
-    facts = json.loads(out.splitlines()[0])
+    facts = json.loads(next(line for line in out.splitlines() if line.startswith("{")))  # streams may interleave
     assert Path(facts["cwd"]).resolve() == (tmp_path / "work" / "ok").resolve()
     assert facts["flag"] == "on"
     assert "to stderr" in out
