@@ -17,12 +17,13 @@ import importlib
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+
+from mummi.sampler.bench_replay import timed_phases
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "vendor" / "dynim"
 REFERENCE_K = 10  # SamplerImportance._update_ranks' fixed k
@@ -54,32 +55,16 @@ def drive_reference(
     warmup: int,
     seed: int,
 ) -> dict[str, float]:
-    """Seconds per phase of the reference on (batch, burst) ``steps``, as :func:`~mummi.sampler.bench_replay.drive`."""
+    """Seconds per phase of the reference on (batch, burst) ``steps``, timed as ours (``HDPoint`` objects made
+    within the add, as a caller must)."""
     np.random.seed(seed)  # the reference's random warm-up ranks
-    seconds = {"add_s": 0.0, "select_s": 0.0, "weights_s": 0.0}
     with tempfile.TemporaryDirectory(prefix="dynim-reference-") as workspace:
         space = dynim.HDSpace()
         space.setup(dim, "exact")
         sampler = dynim.SamplerImportance("bench", workspace, buffer_size=cap, min_rand_b4_importance=warmup)
         sampler.set_hdspace(space)
-        n, bursts = 0, []
-        for x, burst in steps:
-            t = time.perf_counter()
-            sampler.add_candidates([dynim.HDPoint(f"p{n + i:08d}", row) for i, row in enumerate(x)])
-            seconds["add_s"] += time.perf_counter() - t
-            n += len(x)
-            if interleave:
-                t = time.perf_counter()
-                sampler.select(burst)
-                seconds["select_s"] += time.perf_counter() - t
-            else:
-                bursts.append(burst)
-        for burst in bursts:
-            t = time.perf_counter()
-            sampler.select(burst)
-            seconds["select_s"] += time.perf_counter() - t
-        t = time.perf_counter()
-        sampler.get_weights()
-        seconds["weights_s"] = time.perf_counter() - t
-    seconds["total_s"] = sum(seconds.values())
-    return {key: round(value, 3) for key, value in seconds.items()}
+
+        def add(ids: list[str], x: np.ndarray) -> None:
+            sampler.add_candidates([dynim.HDPoint(i, row) for i, row in zip(ids, x)])
+
+        return timed_phases(add, sampler.select, sampler.get_weights, steps, interleave)

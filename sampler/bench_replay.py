@@ -20,7 +20,7 @@ import argparse
 import contextlib
 import resource
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -80,6 +80,17 @@ def drive(sampler: DynimSampler, steps: Iterable[tuple[np.ndarray, int]], interl
 
     With ``interleave`` False all batches are added before all the selections.
     """
+    return timed_phases(sampler.add_candidates, sampler.select, sampler.weight_array, steps, interleave)
+
+
+def timed_phases(
+    add: Callable[[list[str], np.ndarray], object],
+    select: Callable[[int], object],
+    weigh: Callable[[], object],
+    steps: Iterable[tuple[np.ndarray, int]],
+    interleave: bool,
+) -> dict[str, float]:
+    """Seconds per phase of a sampler given by its ``add(ids, x)``, ``select(n)`` and ``weigh()`` on ``steps``."""
     seconds = {"add_s": 0.0, "select_s": 0.0, "weights_s": 0.0}
     n = 0
     bursts = []
@@ -87,20 +98,20 @@ def drive(sampler: DynimSampler, steps: Iterable[tuple[np.ndarray, int]], interl
         ids = [f"p{i:08d}" for i in range(n, n + len(x))]
         n += len(x)
         t = time.perf_counter()
-        sampler.add_candidates(ids, x)
+        add(ids, x)
         seconds["add_s"] += time.perf_counter() - t
         if interleave:
             t = time.perf_counter()
-            sampler.select(burst)
+            select(burst)
             seconds["select_s"] += time.perf_counter() - t
         else:
             bursts.append(burst)
     for burst in bursts:
         t = time.perf_counter()
-        sampler.select(burst)
+        select(burst)
         seconds["select_s"] += time.perf_counter() - t
     t = time.perf_counter()
-    sampler.weight_array()
+    weigh()
     seconds["weights_s"] = time.perf_counter() - t
     seconds["total_s"] = sum(seconds.values())
     return {key: round(value, 3) for key, value in seconds.items()}
