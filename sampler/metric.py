@@ -29,13 +29,14 @@ the paper chose λ_rad = 0.1.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from mummi.sampler.architecture import JsonArchitecture
 from mummi.sampler.encoder import TorchEncoder
 from mummi.sampler.patchdata import check_coarse
 
@@ -125,7 +126,7 @@ def radial_profiles(x: np.ndarray, channels: list[int] | tuple[int, ...] | None 
 
 # ---------------------------------------------------------------------------- network
 @dataclass(frozen=True)
-class MetricArchitecture:
+class MetricArchitecture(JsonArchitecture):
     """Everything needed to rebuild the network (saved in the model's JSON manifest)."""
 
     grid: int = 37
@@ -146,23 +147,6 @@ class MetricArchitecture:
             msg = f"a {self.grid}-pixel patch is too small for {len(self.conv_filters)} convolutions of {self.kernel}"
             raise ValueError(msg)
         return side
-
-    def to_json(self) -> dict[str, object]:
-        data = asdict(self)
-        data["conv_filters"] = list(self.conv_filters)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> MetricArchitecture:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            msg = f"unknown architecture keys {sorted(unknown)}; allowed: {sorted(known)}"
-            raise ValueError(msg)
-        values = dict(data)
-        if "conv_filters" in values:
-            values["conv_filters"] = tuple(int(v) for v in values["conv_filters"])
-        return cls(**values)
 
 
 class PatchMetricNet(nn.Module):

@@ -16,10 +16,12 @@ vary by only a few per cent of their range.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from mummi.sampler.architecture import JsonArchitecture
 
 ENCODER_WIDTHS: tuple[int, ...] = (700, 350, 175, 80, 40, 20)
 DECODER_WIDTHS: tuple[int, ...] = (20, 40, 80, 175)
@@ -27,7 +29,7 @@ RECON_SIGMA = 0.1
 
 
 @dataclass(frozen=True)
-class Architecture:
+class Architecture(JsonArchitecture):
     """Everything needed to rebuild the module (saved in the model's JSON manifest)."""
 
     grid: int = 5
@@ -42,24 +44,6 @@ class Architecture:
     @property
     def inputs(self) -> int:
         return self.grid * self.grid * self.channels
-
-    def to_json(self) -> dict[str, object]:
-        data = asdict(self)
-        data["encoder_widths"], data["decoder_widths"] = list(self.encoder_widths), list(self.decoder_widths)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> Architecture:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            msg = f"unknown architecture keys {sorted(unknown)}; allowed: {sorted(known)}"
-            raise ValueError(msg)
-        values = dict(data)
-        for key in ("encoder_widths", "decoder_widths"):
-            if key in values:
-                values[key] = tuple(int(v) for v in values[key])  # type: ignore[attr-defined]
-        return cls(**values)  # type: ignore[arg-type]
 
 
 def _block(n_in: int, n_out: int, dropout: float) -> list[nn.Module]:
