@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from mummi.core.atomic import atomic_write, atomic_write_text, sha256_of
+from mummi.core.spec import EncoderSettings
 from mummi.sampler.patchdata import ChannelRange, check_coarse
 from mummi.sampler.vae import Architecture, PatchVAE
 
@@ -198,6 +199,22 @@ class TorchEncoder:
         self.scaling = scaling
         self.batch_size = batch_size
         self.report: dict[str, Any] | None = None  # the training report, when known
+
+    @classmethod
+    def trained(
+        cls: type[AnyEncoder],
+        model: Any,
+        scaling: ChannelRange,
+        settings: EncoderSettings,
+        report: dict[str, Any],
+        out_dir: str | Path | None,
+    ) -> AnyEncoder:
+        """The encoder of a freshly trained ``model`` with its training ``report``, saved to ``out_dir`` if given."""
+        encoder = cls(model, scaling, device=settings.device, batch_size=settings.batch_size)
+        encoder.report = report
+        if out_dir is not None:
+            encoder.save(out_dir, report=report)
+        return encoder
 
     @property
     def latent_dim(self) -> int:

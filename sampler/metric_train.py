@@ -157,8 +157,4 @@ def train_metric(
         "seconds": time.perf_counter() - started,
         "settings": settings.model_dump(mode="json"),
     }
-    encoder = MetricEncoder(model, scaling, device=settings.device, batch_size=settings.batch_size)
-    encoder.report = report
-    if out_dir is not None:
-        encoder.save(out_dir, report=report)
-    return encoder
+    return MetricEncoder.trained(model, scaling, settings, report, out_dir)

@@ -198,8 +198,4 @@ def train_encoder(
         "seconds": time.perf_counter() - started,
         "settings": settings.model_dump(mode="json"),
     }
-    encoder = Encoder(model, scaling, device=settings.device, batch_size=settings.batch_size)
-    encoder.report = report
-    if out_dir is not None:
-        encoder.save(out_dir, report=report)
-    return encoder
+    return Encoder.trained(model, scaling, settings, report, out_dir)
