@@ -66,3 +66,14 @@ def slurm_allocation() -> Iterator[str]:
     job_id = match.group(1)
     yield job_id
     subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module: on a small, shared box two spinning threads are slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,7 @@ from mummi.sampler import train as train_mod
 from mummi.sampler.encoder import MANIFEST, REPORT, WEIGHTS, Encoder, resolve_device
 from mummi.sampler.patchdata import ChannelRange, synthetic_coarse_patches, with_rotations
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a small, shared box two spinning threads are slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def settings(**training: object) -> EncoderSettings:
