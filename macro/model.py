@@ -267,6 +267,17 @@ class MacroModel:
             param_version=self.params.version,
         )
 
+    def frames(self, count: int, every_steps: int, burn_steps: int = 0) -> list[Frame]:
+        """``count`` frames, ``every_steps`` steps apart, after ``burn_steps`` steps."""
+        for _ in range(burn_steps):
+            self.step()
+        frames = []
+        for _ in range(count):
+            frames.append(self.frame())
+            for _ in range(every_steps):
+                self.step()
+        return frames
+
     def masses(self) -> np.ndarray:
         """Σ h² c_i per channel (float64)."""
         return self.backend.channel_sum(self._c) * self.grid.spacing_nm**2

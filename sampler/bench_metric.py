@@ -86,14 +86,7 @@ def _patches(args: argparse.Namespace, seed: int, count: int, burn_in_ns: float)
     """The labelled patches of ``count`` frames, every ``--interval-ns`` after ``burn_in_ns``, of a run of ``seed``."""
     model = _macro_model(args.grid, args.ras, seed)
     dt_ns = model.settings.dt_ns
-    every = max(1, round(args.interval_ns / dt_ns))
-    for _ in range(round(burn_in_ns / dt_ns)):
-        model.step()
-    frames = []
-    for _ in range(count):
-        frames.append(model.frame())
-        for _ in range(every):
-            model.step()
+    frames = model.frames(count, max(1, round(args.interval_ns / dt_ns)), round(burn_in_ns / dt_ns))
     return labelled_frames(frames, PatchSettings(), args.control_fraction, seed)
 
 

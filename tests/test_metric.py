@@ -54,14 +54,7 @@ def macro_frames(seed: int, count: int, burn_steps: int = 0) -> list[Frame]:
     """Frames of a small macro model (50 nm box, 6 RAS), one every 200 ns: room for 37-point (30 nm) patches."""
     s = MacroSettings(box_nm=50.0, grid_points=60, n_ras=6)
     model = MacroModel(default_parameters(s.temperature_K), s, seed=seed, compute="numpy")
-    for _ in range(burn_steps):
-        model.step()
-    frames = []
-    for _ in range(count):
-        frames.append(model.frame())
-        for _ in range(10):
-            model.step()
-    return frames
+    return model.frames(count, every_steps=10, burn_steps=burn_steps)
 
 
 @pytest.fixture(scope="module")
