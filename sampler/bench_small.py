@@ -66,7 +66,8 @@ def _side_by_side(args: argparse.Namespace, steps: list, reference) -> dict[str,
     """Both samplers on ``steps`` in each ordering, alternating which runs first over the repeats."""
     settings = SamplerSettings(k=args.k, candidate_cap=args.cap, index=args.index)
     warm = SamplerSettings(k=args.k, candidate_cap=1500, index=args.index)  # every kernel compiled or loaded, untimed
-    drive(DynimSampler(15, warm, seed=args.seed), [(x[:2000], 100) for x, _ in steps[:3]])
+    for interleave in ORDERINGS.values():
+        drive(DynimSampler(15, warm, seed=args.seed), [(x[:2000], 150) for x, _ in steps[:3]], interleave)
     out: dict[str, dict] = {}
     for ordering, interleave in ORDERINGS.items():
         runs: dict[str, list[dict[str, float]]] = {"ours": [], "reference": []}

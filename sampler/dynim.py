@@ -55,11 +55,16 @@ from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
 from mummi.sampler.kernels import absorb, block_bests, filter_factor, filter_limit, greedy_picks
 from mummi.sampler.knn import knn_scores
+from mummi.sampler.layout import BLOCK, block_shells, spatial_order
 
 log = logging.getLogger(__name__)
 
 CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
 SERIAL_WORK = 1 << 20  # pairs (candidates x picks, queries x selected points) below which a phase runs serially
+# Picks from a pool in arrival order after which it is put in spatial order: about what
+# the arrangement costs in the time it saves per pick (then the pool is never more than
+# twice as costly as the better choice made in hindsight, as in ski rental).
+ARRANGE_AFTER = 200
 
 
 def _best(score: np.ndarray, age: np.ndarray, m: int) -> np.ndarray:
@@ -101,6 +106,8 @@ class DynimSampler:
         CSV file the event history is appended to (see :mod:`mummi.sampler.history`);
         ``None`` keeps no history.
     """
+
+    _shells: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # the blocks' shells, see _bound_blocks
 
     def __init__(
         self, dim: int, settings: SamplerSettings | None = None, seed: int = 0, history: str | Path | None = None
@@ -272,6 +279,7 @@ class DynimSampler:
         self._c_x[slots], self._c_xt[:, slots] = x[new], x[new].T
         self._c_limit[slots] = self._limits(slots)
         self._n_alive += len(slots)
+        self._shells_valid = self._arranged = False
         return np.sort(discarded)
 
     def _set_pool(self, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, x: np.ndarray) -> None:
@@ -282,6 +290,24 @@ class DynimSampler:
         self._c_x, self._c_xt = np.ascontiguousarray(x), np.ascontiguousarray(x.T)
         self._c_limit = self._limits(np.arange(len(age)))
         self._n_alive = int(np.count_nonzero(age >= 0))
+        self._shells_valid = self._arranged = False
+        self._picks_unarranged = 0
+
+    def _bound_blocks(self, arrange: bool) -> None:
+        """Bound every block by a shell (:mod:`~mummi.sampler.layout`), after putting the live
+        candidates in spatial order (free slots last) if ``arrange``. Picks keep the shells
+        valid until candidates arrive."""
+        if arrange:
+            live = np.flatnonzero(self._c >= 0)
+            order = np.concatenate([spatial_order(self._c_x, live, BLOCK), np.flatnonzero(self._c < 0)])
+            self._c, self._c_score, self._c_limit = self._c[order], self._c_score[order], self._c_limit[order]
+            self._c_dist, self._c_pos = self._c_dist[order], self._c_pos[order]
+            self._c_x = self._c_x[order]
+            self._c_xt = np.ascontiguousarray(self._c_x.T)
+        self._shells = block_shells(self._c_x, self._c_limit, BLOCK)
+        self._shells_valid = True
+        self._arranged = arrange
+        self._picks_unarranged = 0
 
     def _limits(self, slots: np.ndarray) -> np.ndarray:
         kth = self._c_dist[slots, -1]
@@ -319,21 +345,32 @@ class DynimSampler:
 
     def _select(self, n: int) -> list[Selection]:
         picks: list[Selection] = []
+        if not self._shells_valid:
+            self._bound_blocks(arrange=False)
         while len(picks) < n and self._n_alive > 0 and len(self._sel) < self.settings.warmup:
             slot = int(self._alive()[self._rng.integers(self._n_alive)])
             score = self._c_score[slot]
             self._c_score[slot], self._c_limit[slot] = -np.inf, -1.0
-            absorb(*self._pool(), slot, len(self._sel), self._factor, block_bests(self._c_score, self._c))
+            best = block_bests(self._c_score, self._c)
+            absorb(*self._pool(), *self._shells, slot, len(self._sel), self._factor, best, numba.get_num_threads())
             picks += self._record(np.array([slot]), np.array([score]), random=True)
-        if len(picks) < n and self._n_alive > 0:
-            slots, scores = greedy_picks(*self._pool(), n - len(picks), len(self._sel), self._factor)
+        while len(picks) < n and self._n_alive > 0:
+            if not self._arranged and self._picks_unarranged >= ARRANGE_AFTER:
+                self._bound_blocks(arrange=True)
+            todo = n - len(picks) if self._arranged else min(n - len(picks), ARRANGE_AFTER - self._picks_unarranged)
+            slots, scores = greedy_picks(
+                *self._pool(), *self._shells, todo, len(self._sel), self._factor, numba.get_num_threads()
+            )
+            self._picks_unarranged += len(slots)
             picks += self._record(slots, scores, random=False)
+            if len(slots) < todo:
+                break
         if len(picks) < n:
             log.info("asked for %d selections, C had only %d candidates", n, len(picks))
         return picks
 
     def _pool(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The candidate slots as the compiled loops take them."""
+        """The candidate slots as the compiled loops take them (then their blocks' shells)."""
         return self._c_xt, self._c_x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_limit
 
     def _record(self, slots: np.ndarray, scores: np.ndarray, random: bool) -> list[Selection]:

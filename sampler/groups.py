@@ -68,7 +68,6 @@ def grouped_knn(
         order,
         s_lo,
         s_t,
-        points,
         start.astype(np.int64),
         dist,
         pos,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from mummi.sampler.layout import BLOCK, shell_gap
+
 _U32 = float(np.finfo(np.float32).eps) / 2
 
 
@@ -29,32 +31,6 @@ def sampler_threads(n: int | None = None) -> int:
 def filter_factor(dim: int) -> float:
     """Squared k-th distances are widened by this factor before the float32 filter."""
     return 1.0 + 2.0 * (dim + 3) * _U32
-
-
-@nb.njit(cache=True, inline="always")
-def _tree_sum(v: np.ndarray, width: int) -> float:
-    """Sum of ``v[:width]`` in the order of :func:`mummi.sampler.knn.tree_sum` (overwrites ``v``)."""
-    while width > 1:
-        half = 1
-        while half * 2 < width:
-            half *= 2
-        for i in range(width - half):
-            v[i] += v[half + i]
-        width = half
-    return v[0]
-
-
-@nb.njit(cache=True, inline="always")
-def _canonical(a: np.ndarray, b64: np.ndarray, scratch: np.ndarray) -> float:
-    """Canonical distance of float32 row ``a`` and float64 row ``b64``.
-
-    :func:`mummi.sampler.knn.row_sq_dist`, then the root.
-    """
-    dim = b64.shape[0]
-    for c in range(dim):
-        t = np.float64(a[c]) - b64[c]
-        scratch[c] = t * t
-    return np.sqrt(_tree_sum(scratch, dim))
 
 
 @nb.njit(cache=True, inline="always")
@@ -82,9 +58,6 @@ def filter_limit(kth: float, factor: float) -> float:
     return factor * kth * kth + 1e-30
 
 
-_BLOCK = 2048  # candidates per parallel task
-
-
 @nb.njit(cache=True, parallel=True)
 def absorb(
     xt: np.ndarray,
@@ -94,49 +67,135 @@ def absorb(
     dist: np.ndarray,
     pos: np.ndarray,
     limit: np.ndarray,
+    centre: np.ndarray,
+    inner: np.ndarray,
+    outer: np.ndarray,
+    most: np.ndarray,
     src: int,
     s_pos: int,
     factor: float,
     block_best: np.ndarray,
+    threads: int,
 ) -> None:
     """Merge candidate ``src`` (just selected, position ``s_pos`` in S) into the live candidates' lists.
 
     Candidate slots hold ``xt`` (dim, n) and ``x`` (n, dim), float32, and their
     ``age`` (order of arrival); ``limit`` holds ``factor * kth^2 + 1e-30`` (``inf``
-    for lists not full, negative for dead slots). Scores are updated to
-    ``|S| = s_pos + 1``. ``block_best`` (one slot per block of ``_BLOCK``, see
+    for lists not full, negative for dead slots). The slots form blocks of
+    :data:`~mummi.sampler.layout.BLOCK` with shells ``centre``, ``inner``, ``outer``
+    and ``most``, an upper bound of their limits (:func:`~mummi.sampler.layout.block_shells`):
+    a block whose shell is farther from ``src`` than ``sqrt(most)`` is skipped, and
+    ``most`` is tightened in every block scanned. Scores are updated to
+    ``|S| = s_pos + 1``. ``block_best`` (the best slot of every block, see
     :func:`block_bests`) is kept up to date: scores only fall, so a block is
-    searched again only when its best slot was hit or is ``src``.
+    searched again only when its best slot was hit or is ``src``. The blocks are shared
+    out to ``threads`` tasks (the compiled loops' thread count).
     """
     dim, n = xt.shape
     k = dist.shape[1]
     m = min(k, s_pos + 1)
     s32 = x[src].copy()
     s64 = s32.astype(np.float64)
-    for blk in nb.prange(len(block_best)):
-        lo = blk * _BLOCK
-        hi = min(lo + _BLOCK, n)
-        acc = np.zeros(hi - lo, dtype=np.float32)
-        for c in range(dim):
-            sc = s32[c]
-            row = xt[c, lo:hi]
-            for i in range(hi - lo):
-                t = row[i] - sc
-                acc[i] += t * t
-        scratch = np.empty(max(dim, k))
-        stale = block_best[blk] == src
+    active = np.empty(len(block_best), dtype=np.int64)
+    n_active = 0
+    for blk in range(len(block_best)):
+        gap = shell_gap(s64, centre[blk], inner[blk], outer[blk])
+        if block_best[blk] == src or (most[blk] >= 0 and gap * gap <= most[blk]):
+            active[n_active] = blk
+            n_active += 1
+    accs = np.empty((threads, BLOCK), dtype=np.float32)
+    hits = np.empty((threads, BLOCK), dtype=np.int64)
+    works = np.empty((threads, max(dim, k), BLOCK))
+    for t in nb.prange(threads):  # every thread takes every threads-th active block
+        acc, hit, work = accs[t], hits[t], works[t]
+        for a in range(t, n_active, threads):
+            _absorb_block(xt, age, score, dist, pos, limit, most, active[a], s32, s64, s_pos, m, factor,
+                          block_best, src, acc, hit, work)  # fmt: skip
+
+
+@nb.njit(cache=True, inline="always")
+def _absorb_block(
+    xt: np.ndarray,
+    age: np.ndarray,
+    score: np.ndarray,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    limit: np.ndarray,
+    most: np.ndarray,
+    blk: int,
+    s32: np.ndarray,
+    s64: np.ndarray,
+    s_pos: int,
+    m: int,
+    factor: float,
+    block_best: np.ndarray,
+    src: int,
+    acc: np.ndarray,
+    hit: np.ndarray,
+    work: np.ndarray,
+) -> None:
+    """:func:`absorb` in one block (``acc``, ``hit``, ``work``: the thread's work space)."""
+    dim, n = xt.shape
+    k = dist.shape[1]
+    lo = blk * BLOCK
+    hi = min(lo + BLOCK, n)
+    acc[:] = 0
+    for c in range(dim):
+        sc = s32[c]
+        row = xt[c, lo:hi]
+        for i in range(hi - lo):
+            d = row[i] - sc
+            acc[i] += d * d
+    n_hit = 0
+    for i in range(hi - lo):
+        hit[n_hit] = lo + i
+        n_hit += acc[i] <= limit[lo + i]
+    # Canonical squared distances of the slots that passed (knn.row_sq_dist), a column each.
+    for c in range(dim):
+        sc64 = s64[c]
+        row = xt[c]
+        for j in range(n_hit):
+            d64 = np.float64(row[hit[j]]) - sc64
+            work[c, j] = d64 * d64
+    _tree_sum_columns(work, dim, n_hit)
+    n_in = 0
+    for j in range(n_hit):
+        i = hit[j]
+        if _enter(dist, pos, i, np.sqrt(work[0, j]), s_pos):
+            hit[n_in] = i
+            n_in += 1
+    # Scores of the lists that changed (knn.knn_scores).
+    for r in range(m):
+        for j in range(n_in):
+            work[r, j] = dist[hit[j], r]
+    _tree_sum_columns(work, m, n_in)
+    stale = block_best[blk] == src
+    for j in range(n_in):
+        i = hit[j]
+        score[i] = work[0, j] / m
+        limit[i] = filter_limit(dist[i, k - 1], factor)
+        stale = stale or i == block_best[blk]
+    if n_in:  # limits only fall: otherwise most[blk] stays a bound
+        highest = -1.0
         for i in range(lo, hi):
-            if acc[i - lo] > limit[i]:
-                continue
-            if not _enter(dist, pos, i, _canonical(x[i], s64, scratch), s_pos):
-                continue
-            for j in range(m):
-                scratch[j] = dist[i, j]
-            score[i] = _tree_sum(scratch, m) / m
-            limit[i] = filter_limit(dist[i, k - 1], factor)
-            stale = stale or i == block_best[blk]
-        if stale:
-            block_best[blk] = _best_slot(score, age, lo, hi)
+            if limit[i] > highest:
+                highest = limit[i]
+        most[blk] = highest
+    if stale:
+        block_best[blk] = _best_slot(score, age, lo, hi)
+
+
+@nb.njit(cache=True, inline="always")
+def _tree_sum_columns(v: np.ndarray, width: int, n: int) -> None:
+    """``v[0, j]`` = sum of ``v[:width, j]`` for j < n, in the order of :func:`mummi.sampler.knn.tree_sum`."""
+    while width > 1:
+        half = 1
+        while half * 2 < width:
+            half *= 2
+        for r in range(width - half):
+            for j in range(n):
+                v[r, j] += v[half + r, j]
+        width = half
 
 
 @nb.njit(cache=True)
@@ -151,11 +210,11 @@ def _best_slot(score: np.ndarray, age: np.ndarray, lo: int, hi: int) -> int:
 
 @nb.njit(cache=True)
 def block_bests(score: np.ndarray, age: np.ndarray) -> np.ndarray:
-    """The best slot of every block of ``_BLOCK`` slots."""
+    """The best slot of every block of :data:`~mummi.sampler.layout.BLOCK` slots."""
     n = score.shape[0]
-    out = np.empty((n + _BLOCK - 1) // _BLOCK, dtype=np.int64)
+    out = np.empty((n + BLOCK - 1) // BLOCK, dtype=np.int64)
     for blk in range(out.shape[0]):
-        out[blk] = _best_slot(score, age, blk * _BLOCK, min(blk * _BLOCK + _BLOCK, n))
+        out[blk] = _best_slot(score, age, blk * BLOCK, min(blk * BLOCK + BLOCK, n))
     return out
 
 
@@ -177,9 +236,14 @@ def greedy_picks(
     dist: np.ndarray,
     pos: np.ndarray,
     limit: np.ndarray,
+    centre: np.ndarray,
+    inner: np.ndarray,
+    outer: np.ndarray,
+    most: np.ndarray,
     n_picks: int,
     n_selected: int,
     factor: float,
+    threads: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n_picks`` exact greedy picks: their slots and their scores when picked."""
     slots = np.empty(n_picks, dtype=np.int64)
@@ -192,9 +256,13 @@ def greedy_picks(
             break
         slots[made], scores[made] = b, score[b]
         score[b], limit[b] = -np.inf, -1.0
-        absorb(xt, x, age, score, dist, pos, limit, b, n_selected + made, factor, block_best)
+        shells = (centre, inner, outer, most)
+        absorb(xt, x, age, score, dist, pos, limit, *shells, b, n_selected + made, factor, block_best, threads)
         made += 1
     return slots[:made], scores[:made]
+
+
+_SCAN_BATCH = 8  # pairs given canonical distances at once by grouped_scan
 
 
 @nb.njit(cache=True, parallel=True)
@@ -206,7 +274,6 @@ def grouped_scan(
     s_pos: np.ndarray,
     s_lo: np.ndarray,
     s_t: np.ndarray,
-    s: np.ndarray,
     start: np.ndarray,
     dist: np.ndarray,
     pos: np.ndarray,
@@ -217,8 +284,7 @@ def grouped_scan(
     Query i (row of ``q``) belongs to ``group[i]`` and lies within ``reach[i]`` of
     its centre. For group g, ``s_pos[g]`` lists the selected points in an order of
     nondecreasing lower bounds ``s_lo[g]`` of their distance to the centre, and
-    ``s_t[g]`` (dim, m) holds their coordinates in that order; ``s`` (m, dim) holds
-    them by position; coordinates are float32. A point with ``s_lo - reach > kth``
+    ``s_t[g]`` (dim, m) holds their coordinates (float32) in that order. A point with ``s_lo - reach > kth``
     is farther than the k-th neighbour, so each scan stops at the first such
     chunk. Equal distances list the smaller position first. Queries are taken in
     the order ``by_group`` (group by group), so that a group's points stay in cache.
@@ -227,13 +293,14 @@ def grouped_scan(
     chunk, per_task = 64, 64
     for task in nb.prange((n + per_task - 1) // per_task):
         acc = np.empty(chunk, dtype=np.float32)
-        scratch = np.empty(dim)
+        hit = np.empty(chunk, dtype=np.int64)
+        work = np.empty((dim, chunk))
         q64 = np.empty(dim)
         for t in range(task * per_task, min(task * per_task + per_task, n)):
             i = by_group[t]
             for c in range(dim):
                 q64[c] = q[i, c]
-            _scan_one(i, q, q64, group[i], reach[i], s_pos, s_lo, s_t, s, start[i], dist, pos, factor, acc, scratch)
+            _scan_one(i, q, q64, group[i], reach[i], s_pos, s_lo, s_t, start[i], dist, pos, factor, acc, hit, work)
 
 
 @nb.njit(cache=True, inline="always")
@@ -246,18 +313,22 @@ def _scan_one(
     s_pos: np.ndarray,
     s_lo: np.ndarray,
     s_t: np.ndarray,
-    s: np.ndarray,
     start: int,
     dist: np.ndarray,
     pos: np.ndarray,
     factor: float,
     acc: np.ndarray,
-    scratch: np.ndarray,
+    hit: np.ndarray,
+    work: np.ndarray,
 ) -> None:
-    """Query i of :func:`grouped_scan` (``q64``: its row in float64; ``acc``, ``scratch``: work space)."""
+    """Query i of :func:`grouped_scan` (``q64``: its row in float64; ``acc``, ``hit``, ``work``: work space).
+
+    Pairs that pass the float32 filter get canonical distances (as
+    :func:`mummi.sampler.knn.row_sq_dist`), a column each.
+    """
     dim = q.shape[1]
     k = dist.shape[1]
-    m = s.shape[0]
+    m = s_t.shape[2]
     chunk = acc.shape[0]
     kth = dist[i, k - 1]
     limit = filter_limit(kth, factor)
@@ -272,15 +343,29 @@ def _scan_one(
             for j in range(j1 - j0):
                 t = row[j] - qc
                 acc[j] += t * t
+        n_hit = 0
         for j in range(j1 - j0):
-            if acc[j] > limit:
-                continue
-            p_new = s_pos[g, j0 + j]
-            if p_new < start:
-                continue
-            if _enter(dist, pos, i, _canonical(s[p_new], q64, scratch), p_new):
-                kth = dist[i, k - 1]
-                limit = filter_limit(kth, factor)
+            hit[n_hit] = j
+            n_hit += (acc[j] <= limit) & (s_pos[g, j0 + j] >= start)
+        done = 0
+        while done < n_hit:  # a few at a time: each entry tightens the filter for the rest
+            upto = min(done + _SCAN_BATCH, n_hit)
+            for c in range(dim):
+                qc64 = q64[c]
+                row = s_t[g, c, j0:j1]
+                for h in range(done, upto):
+                    t64 = np.float64(row[hit[h]]) - qc64
+                    work[c, h - done] = t64 * t64
+            _tree_sum_columns(work, dim, upto - done)
+            for h in range(done, upto):
+                if _enter(dist, pos, i, np.sqrt(work[0, h - done]), s_pos[g, j0 + hit[h]]):
+                    kth = dist[i, k - 1]
+                    limit = filter_limit(kth, factor)
+            kept = upto
+            for h in range(upto, n_hit):
+                hit[kept] = hit[h]
+                kept += acc[hit[h]] <= limit
+            done, n_hit = upto, kept
 
 
 @nb.njit(cache=True, parallel=True)

@@ -1,0 +1,51 @@
+"""Candidate blocks in spatial order, bounded by shells: a pick may skip a block only if no member could take it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mummi.sampler.dynim import ARRANGE_AFTER
+from mummi.sampler.layout import BLOCK, block_shells, shell_gap, spatial_order
+from mummi.sampler.streams import MixtureStream
+from tests.test_sampler_equivalence import run_both
+
+
+def _outer_radii(x: np.ndarray) -> np.ndarray:
+    limit = np.ones(len(x))
+    return block_shells(x, limit, BLOCK)[2]
+
+
+def test_spatial_order_is_a_permutation_with_tighter_blocks():
+    x = MixtureStream(dim=15, seed=1).draw(5000)
+    slots = np.random.default_rng(0).permutation(len(x))[:4000]
+    order = spatial_order(x, slots, BLOCK)
+    assert sorted(order.tolist()) == sorted(slots.tolist())
+    # Blocks of nearby points: far smaller shells than blocks in arrival order.
+    assert np.median(_outer_radii(x[order])) < 0.6 * np.median(_outer_radii(x[slots]))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e20])
+def test_shell_gap_never_exceeds_the_distance_to_a_member(scale):
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(700, 6)).round(1) * scale).astype(np.float32)
+    limit = np.where(rng.random(len(x)) < 0.2, -1.0, 1.0)  # a fifth of the slots free
+    centre, inner, outer, most = block_shells(x, limit, BLOCK)
+    for a in rng.normal(size=(50, 6)).astype(np.float32) * scale:
+        a64 = a.astype(np.float64)
+        for b in range(len(centre)):
+            members = np.flatnonzero(limit[b * BLOCK : (b + 1) * BLOCK] >= 0) + b * BLOCK
+            if len(members) == 0:
+                assert most[b] == -1.0
+                continue
+            nearest = np.sqrt(((x[members].astype(np.float64) - a64) ** 2).sum(axis=1)).min()
+            assert shell_gap(a64, centre[b], inner[b], outer[b]) <= nearest
+
+
+def test_selection_from_an_arranged_pool_matches_brute_force():
+    """Bursts long enough for the pool to be put in spatial order, blocks skipped, ties from rounded latents."""
+    stream = MixtureStream(dim=5, seed=7)
+    adds = [(stream.draw(1500).round(1), 0) for _ in range(2)]
+    steps = adds + [(stream.draw(0), ARRANGE_AFTER + 150), (stream.draw(400).round(1), 2 * ARRANGE_AFTER)]
+    sampler = run_both(5, 6, 1200, 2, 3, steps)
+    assert sampler._arranged
