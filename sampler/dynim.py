@@ -61,10 +61,6 @@ log = logging.getLogger(__name__)
 
 CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
 SERIAL_WORK = 1 << 20  # pairs (candidates x picks, queries x selected points) below which a phase runs serially
-# Picks from a pool in arrival order after which it is put in spatial order: about what
-# the arrangement costs in the time it saves per pick (then the pool is never more than
-# twice as costly as the better choice made in hindsight, as in ski rental).
-ARRANGE_AFTER = 200
 
 
 def _best(score: np.ndarray, age: np.ndarray, m: int) -> np.ndarray:
@@ -108,6 +104,7 @@ class DynimSampler:
     """
 
     _shells: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # the blocks' shells, see _bound_blocks
+    _used: int  # slots up to the last one filled since the pool was laid out
 
     def __init__(
         self, dim: int, settings: SamplerSettings | None = None, seed: int = 0, history: str | Path | None = None
@@ -269,62 +266,70 @@ class DynimSampler:
             self._nn_epoch[discarded] = len(self._sel)
             self._free(gone)
             new = new[stay[len(alive) :]]
-        free = np.flatnonzero(self._c < 0)
-        if len(free) < len(new):
-            self._grow(len(self._c) + len(new) - len(free))
-            free = np.flatnonzero(self._c < 0)
-        slots = free[: len(new)]
-        self._c[slots], self._c_score[slots] = seen[new], score[new]
-        self._c_dist[slots], self._c_pos[slots] = dist[new], pos[new]
-        self._c_x[slots], self._c_xt[:, slots] = x[new], x[new].T
-        self._c_limit[slots] = self._limits(slots)
-        self._n_alive += len(slots)
-        self._shells_valid = self._arranged = False
+        self._place(seen[new], score[new], dist[new], pos[new], x[new])
         return np.sort(discarded)
 
-    def _set_pool(self, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, x: np.ndarray) -> None:
-        """Candidate slots: the arrival index (age) of the candidate in each, its score,
-        k-NN list and latent (row-major for canonical distances, transposed for the
-        compiled filter), and the filter's limit (negative in free slots)."""
-        self._c, self._c_score, self._c_dist, self._c_pos = age, score, dist, pos
-        self._c_x, self._c_xt = np.ascontiguousarray(x), np.ascontiguousarray(x.T)
-        self._c_limit = self._limits(np.arange(len(age)))
-        self._n_alive = int(np.count_nonzero(age >= 0))
-        self._shells_valid = self._arranged = False
-        self._picks_unarranged = 0
-
-    def _bound_blocks(self, arrange: bool) -> None:
-        """Bound every block by a shell (:mod:`~mummi.sampler.layout`), after putting the live
-        candidates in spatial order (free slots last) if ``arrange``. Picks keep the shells
-        valid until candidates arrive."""
-        if arrange:
+    def _place(self, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, x: np.ndarray) -> None:
+        """Put new candidates into fresh blocks after the used slots, in spatial order
+        (:mod:`~mummi.sampler.layout`), and bound those blocks; where they do not fit,
+        lay out the whole pool again."""
+        if len(age) == 0:
+            return
+        start = -(-self._used // BLOCK) * BLOCK
+        if start + len(age) > len(self._c):
             live = np.flatnonzero(self._c >= 0)
-            order = np.concatenate([spatial_order(self._c_x, live, BLOCK), np.flatnonzero(self._c < 0)])
-            self._c, self._c_score, self._c_limit = self._c[order], self._c_score[order], self._c_limit[order]
-            self._c_dist, self._c_pos = self._c_dist[order], self._c_pos[order]
-            self._c_x = self._c_x[order]
-            self._c_xt = np.ascontiguousarray(self._c_x.T)
-        self._shells = block_shells(self._c_x, self._c_limit, BLOCK)
-        self._shells_valid = True
-        self._arranged = arrange
-        self._picks_unarranged = 0
+            self._set_pool(
+                np.concatenate([self._c[live], age]),
+                np.concatenate([self._c_score[live], score]),
+                np.concatenate([self._c_dist[live], dist]),
+                np.concatenate([self._c_pos[live], pos]),
+                np.concatenate([self._c_x[live], x]),
+            )
+            return
+        order = spatial_order(x, np.arange(len(x)), BLOCK)
+        slots = np.arange(start, start + len(age))
+        self._c[slots], self._c_score[slots] = age[order], score[order]
+        self._c_dist[slots], self._c_pos[slots] = dist[order], pos[order]
+        self._c_x[slots], self._c_xt[:, slots] = x[order], x[order].T
+        self._c_limit[slots] = self._limits(slots)
+        self._n_alive += len(slots)
+        self._used = slots[-1] + 1
+        self._bound_blocks(start)
+
+    def _set_pool(self, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, x: np.ndarray) -> None:
+        """Lay out the candidates (all live) in spatial order in slots twice as many:
+        the arrival index (age) of the candidate in each, its score, k-NN list and latent
+        (row-major for canonical distances, transposed for the compiled filter), and the
+        filter's limit (negative in free slots); then bound the blocks."""
+        n, size = len(age), -(-2 * max(len(age), 1) // BLOCK) * BLOCK
+        order = spatial_order(x, np.arange(n), BLOCK)
+        self._c = np.concatenate([age[order], np.full(size - n, -1)])
+        self._c_score = np.concatenate([score[order], np.full(size - n, -np.inf)])
+        self._c_dist = np.concatenate([dist[order], np.full((size - n, self.settings.k), np.inf)])
+        self._c_pos = np.concatenate([pos[order], np.full((size - n, self.settings.k), -1)])
+        self._c_x = np.concatenate([x[order], np.zeros((size - n, self.dim), dtype=np.float32)])
+        self._c_xt = np.ascontiguousarray(self._c_x.T)
+        self._c_limit = self._limits(np.arange(size))
+        self._n_alive = n
+        self._used = n
+        self._bound_blocks(0)
+
+    def _bound_blocks(self, start: int) -> None:
+        """Bound the blocks from slot ``start`` (a block boundary) on by shells
+        (:func:`~mummi.sampler.layout.block_shells`). Picks and discards keep shells valid:
+        they only empty slots."""
+        centre, inner, outer, most = block_shells(self._c_x[start:], self._c_limit[start:], BLOCK)
+        if start > 0:
+            kept = start // BLOCK
+            centre = np.concatenate([self._shells[0][:kept], centre])
+            inner, outer, most = (
+                np.concatenate([old[:kept], part]) for old, part in zip(self._shells[1:], (inner, outer, most))
+            )
+        self._shells = centre, inner, outer, most
 
     def _limits(self, slots: np.ndarray) -> np.ndarray:
         kth = self._c_dist[slots, -1]
         return np.where(self._c[slots] >= 0, filter_limit(kth, self._factor), -1.0)
-
-    def _grow(self, size: int) -> None:
-        """At least ``size`` slots, the new ones free (doubling, but no further than the cap:
-        the compiled loops scan every slot)."""
-        n, k = len(self._c), self.settings.k
-        extra = max(size, min(2 * n, self.settings.candidate_cap), 1024) - n
-        self._set_pool(
-            np.concatenate([self._c, np.full(extra, -1)]),
-            np.concatenate([self._c_score, np.full(extra, -np.inf)]),
-            np.concatenate([self._c_dist, np.full((extra, k), np.inf)]),
-            np.concatenate([self._c_pos, np.full((extra, k), -1)]),
-            np.concatenate([self._c_x, np.zeros((extra, self.dim), dtype=np.float32)]),
-        )
 
     def _free(self, slots: np.ndarray) -> None:
         self._c[slots], self._c_score[slots], self._c_limit[slots] = -1, -np.inf, -1.0
@@ -345,26 +350,19 @@ class DynimSampler:
 
     def _select(self, n: int) -> list[Selection]:
         picks: list[Selection] = []
-        if not self._shells_valid:
-            self._bound_blocks(arrange=False)
+        threads = numba.get_num_threads()
         while len(picks) < n and self._n_alive > 0 and len(self._sel) < self.settings.warmup:
             slot = int(self._alive()[self._rng.integers(self._n_alive)])
             score = self._c_score[slot]
             self._c_score[slot], self._c_limit[slot] = -np.inf, -1.0
             best = block_bests(self._c_score, self._c)
-            absorb(*self._pool(), *self._shells, slot, len(self._sel), self._factor, best, numba.get_num_threads())
+            absorb(*self._pool(), *self._shells, slot, len(self._sel), self._factor, best, threads)
             picks += self._record(np.array([slot]), np.array([score]), random=True)
-        while len(picks) < n and self._n_alive > 0:
-            if not self._arranged and self._picks_unarranged >= ARRANGE_AFTER:
-                self._bound_blocks(arrange=True)
-            todo = n - len(picks) if self._arranged else min(n - len(picks), ARRANGE_AFTER - self._picks_unarranged)
+        if len(picks) < n and self._n_alive > 0:
             slots, scores = greedy_picks(
-                *self._pool(), *self._shells, todo, len(self._sel), self._factor, numba.get_num_threads()
+                *self._pool(), *self._shells, n - len(picks), len(self._sel), self._factor, threads
             )
-            self._picks_unarranged += len(slots)
             picks += self._record(slots, scores, random=False)
-            if len(slots) < todo:
-                break
         if len(picks) < n:
             log.info("asked for %d selections, C had only %d candidates", n, len(picks))
         return picks

@@ -158,13 +158,25 @@ def _principal_axis(x: np.ndarray, mean: np.ndarray, axis: np.ndarray) -> None:
             for e in range(dim):
                 cov[c, e] += row[c] * row[e]
     axis[:] = 0.0
-    axis[np.argmax(np.diag(cov))] = 1.0
+    widest = 0
+    for c in range(dim):
+        if cov[c, c] > cov[widest, widest]:
+            widest = c
+    axis[widest] = 1.0
+    nxt = np.empty(dim)
     for _ in range(_POWER_STEPS):
-        nxt = cov @ axis
-        norm = np.sqrt(np.sum(nxt * nxt))
+        norm = 0.0
+        for c in range(dim):
+            t = 0.0
+            for e in range(dim):
+                t += cov[c, e] * axis[e]
+            nxt[c] = t
+            norm += t * t
         if norm == 0.0:
             return
-        axis[:] = nxt / norm
+        norm = np.sqrt(norm)
+        for c in range(dim):
+            axis[c] = nxt[c] / norm
 
 
 @nb.njit(cache=True)
