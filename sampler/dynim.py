@@ -68,7 +68,10 @@ def _best(score: np.ndarray, age: np.ndarray, m: int) -> np.ndarray:
     v = np.partition(score, len(score) - m)[len(score) - m]
     best = score > v
     tied = np.flatnonzero(score == v)
-    best[tied[np.argsort(age[tied], kind="stable")[: m - np.count_nonzero(best)]]] = True
+    need = m - np.count_nonzero(best)
+    if need < len(tied):  # ages are distinct: the need youngest-first cut is unique
+        tied = tied[np.argpartition(age[tied], need - 1)[:need]] if need > 0 else tied[:0]
+    best[tied] = True
     return best
 
 
@@ -288,13 +291,14 @@ class DynimSampler:
                 in_order=True,
             )
             return
-        slots = np.arange(start, start + len(age))
+        slots = slice(start, start + len(age))
         self._c[slots], self._c_score[slots] = age[order], score[order]
         self._c_dist[slots], self._c_pos[slots] = dist[order], pos[order]
-        self._c_x[slots], self._c_xt[:, slots] = x[order], x[order].T
+        self._c_x[slots] = x[order]
+        self._c_xt[:, slots] = self._c_x[slots].T
         self._c_limit[slots] = self._limits(slots)
-        self._n_alive += len(slots)
-        self._used = slots[-1] + 1
+        self._n_alive += len(age)
+        self._used = start + len(age)
         self._bound_blocks(start)
 
     def _set_pool(
@@ -336,7 +340,7 @@ class DynimSampler:
             )
         self._shells = centre, inner, outer, most
 
-    def _limits(self, slots: np.ndarray) -> np.ndarray:
+    def _limits(self, slots: np.ndarray | slice) -> np.ndarray:
         kth = self._c_dist[slots, -1]
         return np.where(self._c[slots] >= 0, filter_limit(kth, self._factor), -1.0)
 

@@ -13,6 +13,8 @@ for bit, so the sampler agrees exactly with the numpy brute-force reference.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba as nb
 import numpy as np
 
@@ -53,7 +55,7 @@ def _enter(dist: np.ndarray, pos: np.ndarray, i: int, d: float, p_new: int) -> b
 
 
 @nb.njit(cache=True, inline="always")
-def filter_limit(kth: float, factor: float) -> float:
+def filter_limit(kth: Any, factor: float) -> Any:
     """The float32 filter's bound on squared distances for a k-th distance ``kth`` (a number or an array)."""
     return factor * kth * kth + 1e-30
 
