@@ -20,7 +20,8 @@ true distribution"):
 How it stays fast and exact. Every candidate keeps its sorted k-NN distances to S
 (and their positions in S), always up to date: each pick is merged into the lists
 of the candidates it comes near by a compiled loop (:mod:`~mummi.sampler.kernels`)
-that filters all candidates with a float32 sum and recomputes canonically
+that skips the blocks of nearby candidates it cannot reach (:mod:`~mummi.sampler.layout`),
+filters the rest with a float32 sum and recomputes canonically
 (:mod:`mummi.sampler.knn`) only the pairs that can enter a list. So every score is
 exact at every moment, a pick is an argmax, and the cap needs no rescoring. New
 candidates are scored against S by the :mod:`~mummi.sampler.index` (exact ``flat``

@@ -4,14 +4,14 @@ Each pick must be merged into every candidate it comes nearer to than the
 candidate's k-th neighbour (:func:`~mummi.sampler.kernels.absorb`). With the
 candidates in arrival order, a pick's partners are scattered over all of the pool:
 every pick streams every candidate's latent, and each merge misses the cache. So
-before a burst of picks the live candidates are put in spatial order (recursive
-halving along the principal axis, :func:`spatial_order`) and cut into blocks of
-:data:`BLOCK` slots. Every block keeps its centre and the smallest and largest
-distance of its members to it (:func:`block_shells`), widened by a relative margin
-of 1e-9, far above their rounding error: a pick farther from the whole shell than
-every member's k-th neighbour skips the block. On the benchmark stream a pick
-scans about a quarter of the pool, and its merges fall into a few contiguous
-blocks.
+arriving candidates are put in spatial order (recursive splits along the principal
+axis, :func:`spatial_order`) in fresh blocks of :data:`BLOCK` slots after the used
+ones; when the slots run out, the live candidates close ranks in the order they are
+in. Every block keeps its centre and the smallest and largest distance of its
+members to it (:func:`block_shells`), widened by a relative margin of 1e-9, far
+above their rounding error: a pick farther from the whole shell than every
+member's k-th neighbour skips the block. On the benchmark stream a pick scans
+about a quarter of the pool, and its merges fall into a few contiguous blocks.
 """
 
 from __future__ import annotations
