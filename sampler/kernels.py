@@ -101,8 +101,9 @@ def absorb(
     active = np.empty(len(block_best), dtype=np.int64)
     n_active = 0
     for blk in range(len(block_best)):
-        gap = shell_gap(s64, centre[blk], inner[blk], outer[blk])
-        if block_best[blk] == src or (most[blk] >= 0 and gap * gap <= most[blk]):
+        if block_best[blk] == src or (
+            most[blk] >= 0 and shell_gap(s64, centre[blk], inner[blk], outer[blk]) ** 2 <= most[blk]
+        ):
             active[n_active] = blk
             n_active += 1
     accs = np.empty((threads, BLOCK), dtype=np.float32)
@@ -347,8 +348,9 @@ def _scan_one(
                 acc[j] += t * t
         n_hit = 0
         for j in range(j1 - j0):
-            hit[n_hit] = j
-            n_hit += (acc[j] <= limit) & (s_pos[g, j0 + j] >= start)
+            if acc[j] <= limit and s_pos[g, j0 + j] >= start:  # rarely true once the list is full
+                hit[n_hit] = j
+                n_hit += 1
         done = 0
         while done < n_hit:  # a few at a time: each entry tightens the filter for the rest
             upto = min(done + _SCAN_BATCH, n_hit)
