@@ -87,7 +87,7 @@ def absorb(
     :data:`~mummi.sampler.layout.BLOCK` with shells ``centre``, ``inner``, ``outer``
     and ``most``, an upper bound of their limits (:func:`~mummi.sampler.layout.block_shells`):
     a block whose shell is farther from ``src`` than ``sqrt(most)`` is skipped, and
-    ``most`` is tightened in every block scanned. Scores are updated to
+    ``most`` is tightened in every block whose lists change. Scores are updated to
     ``|S| = s_pos + 1``. ``block_best`` (the best slot of every block, see
     :func:`block_bests`) is kept up to date: scores only fall, so a block is
     searched again only when its best slot was hit or is ``src``. The blocks are shared
