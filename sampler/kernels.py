@@ -297,7 +297,7 @@ def grouped_scan(
     for task in nb.prange((n + per_task - 1) // per_task):
         acc = np.empty(chunk, dtype=np.float32)
         hit = np.empty(chunk, dtype=np.int64)
-        work = np.empty((dim, chunk))
+        work = np.empty((dim, _SCAN_BATCH))
         q64 = np.empty(dim)
         for t in range(task * per_task, min(task * per_task + per_task, n)):
             i = by_group[t]
