@@ -265,7 +265,7 @@ def greedy_picks(
     return slots[:made], scores[:made]
 
 
-_SCAN_BATCH = 8  # pairs given canonical distances at once by grouped_scan
+_SCAN_KEPT = 128  # pairs a query of grouped_scan keeps for canonical distances before it sheds or settles them
 
 
 @nb.njit(cache=True, parallel=True)
@@ -287,23 +287,27 @@ def grouped_scan(
     Query i (row of ``q``) belongs to ``group[i]`` and lies within ``reach[i]`` of
     its centre. For group g, ``s_pos[g]`` lists the selected points in an order of
     nondecreasing lower bounds ``s_lo[g]`` of their distance to the centre, and
-    ``s_t[g]`` (dim, m) holds their coordinates (float32) in that order. A point with ``s_lo - reach > kth``
-    is farther than the k-th neighbour, so each scan stops at the first such
+    ``s_t[g]`` (dim, m) holds their coordinates (float32) in that order. A point with ``s_lo - reach`` above
+    the k-th neighbour distance cannot enter, so each scan stops at the first such
     chunk. Equal distances list the smaller position first. Queries are taken in
     the order ``by_group`` (group by group), so that a group's points stay in cache.
     """
     n, dim = q.shape
+    k = dist.shape[1]
     chunk, per_task = 64, 64
     for task in nb.prange((n + per_task - 1) // per_task):
         acc = np.empty(chunk, dtype=np.float32)
-        hit = np.empty(chunk, dtype=np.int64)
-        work = np.empty((dim, _SCAN_BATCH))
+        top = np.empty(k, dtype=np.float32)
+        kept = np.empty(_SCAN_KEPT, dtype=np.int64)
+        kept_acc = np.empty(_SCAN_KEPT, dtype=np.float32)
+        work = np.empty((dim, _SCAN_KEPT))
         q64 = np.empty(dim)
         for t in range(task * per_task, min(task * per_task + per_task, n)):
             i = by_group[t]
             for c in range(dim):
                 q64[c] = q[i, c]
-            _scan_one(i, q, q64, group[i], reach[i], s_pos, s_lo, s_t, start[i], dist, pos, factor, acc, hit, work)
+            _scan_one(i, q, q64, group[i], reach[i], s_pos, s_lo, s_t, start[i], dist, pos, factor,
+                      acc, top, kept, kept_acc, work)  # fmt: skip
 
 
 @nb.njit(cache=True, inline="always")
@@ -321,22 +325,30 @@ def _scan_one(
     pos: np.ndarray,
     factor: float,
     acc: np.ndarray,
-    hit: np.ndarray,
+    top: np.ndarray,
+    kept: np.ndarray,
+    kept_acc: np.ndarray,
     work: np.ndarray,
 ) -> None:
-    """Query i of :func:`grouped_scan` (``q64``: its row in float64; ``acc``, ``hit``, ``work``: work space).
+    """Query i of :func:`grouped_scan` (``q64``: its row in float64; the rest: work space).
 
-    Pairs that pass the float32 filter get canonical distances (as
-    :func:`mummi.sampler.knn.row_sq_dist`), a column each.
+    The scan itself is float32: ``top`` holds the k smallest float32 squared distances
+    passed so far, and ``factor**2`` times the k-th of them bounds the final k-th
+    squared distance and every float32 value that can still enter. Pairs under
+    that bound are kept (``kept``, ``kept_acc``); only those still under it at the
+    end get canonical distances (:func:`_settle`), so a query computes about k of
+    them instead of one for every improvement on the way.
     """
     dim = q.shape[1]
     k = dist.shape[1]
     m = s_t.shape[2]
     chunk = acc.shape[0]
-    kth = dist[i, k - 1]
-    limit = filter_limit(kth, factor)
+    near = dist[i, k - 1]  # bounds the final k-th distance
+    limit = filter_limit(near, factor)  # bounds the float32 squared distance of a pair that can enter
+    top[:] = np.inf
+    n_kept = 0
     for j0 in range(0, m, chunk):
-        if s_lo[g, j0] - reach > kth:
+        if s_lo[g, j0] - reach > near:
             break
         j1 = min(j0 + chunk, m)
         acc[:] = 0
@@ -346,30 +358,68 @@ def _scan_one(
             for j in range(j1 - j0):
                 t = row[j] - qc
                 acc[j] += t * t
-        n_hit = 0
         for j in range(j1 - j0):
-            if acc[j] <= limit and s_pos[g, j0 + j] >= start:  # rarely true once the list is full
-                hit[n_hit] = j
-                n_hit += 1
-        done = 0
-        while done < n_hit:  # a few at a time: each entry tightens the filter for the rest
-            upto = min(done + _SCAN_BATCH, n_hit)
-            for c in range(dim):
-                qc64 = q64[c]
-                row = s_t[g, c, j0:j1]
-                for h in range(done, upto):
-                    t64 = np.float64(row[hit[h]]) - qc64
-                    work[c, h - done] = t64 * t64
-            _tree_sum_columns(work, dim, upto - done)
-            for h in range(done, upto):
-                if _enter(dist, pos, i, np.sqrt(work[0, h - done]), s_pos[g, j0 + hit[h]]):
-                    kth = dist[i, k - 1]
-                    limit = filter_limit(kth, factor)
-            kept = upto
-            for h in range(upto, n_hit):
-                hit[kept] = hit[h]
-                kept += acc[hit[h]] <= limit
-            done, n_hit = upto, kept
+            a = acc[j]
+            if a <= limit and s_pos[g, j0 + j] >= start:  # rarely true once top is full
+                if n_kept == _SCAN_KEPT:
+                    n_kept = _shed(kept, kept_acc, n_kept, limit)
+                    if n_kept > _SCAN_KEPT // 2:  # many near-equal distances: settle them now
+                        _settle(i, q64, g, s_pos, s_t, dist, pos, kept, n_kept, work)
+                        n_kept = 0
+                        near = min(near, dist[i, k - 1])
+                        limit = min(limit, filter_limit(near, factor))
+                kept[n_kept], kept_acc[n_kept] = j0 + j, a
+                n_kept += 1
+                if a < top[k - 1]:
+                    p = k - 1
+                    while p > 0 and top[p - 1] > a:
+                        top[p] = top[p - 1]
+                        p -= 1
+                    top[p] = a
+                    if top[k - 1] < np.inf:
+                        bound = factor * factor * np.float64(top[k - 1]) + 1e-30
+                        if bound < limit:
+                            limit = bound
+                            near = min(near, np.sqrt(bound))
+    _settle(i, q64, g, s_pos, s_t, dist, pos, kept, _shed(kept, kept_acc, n_kept, limit), work)
+
+
+@nb.njit(cache=True, inline="always")
+def _shed(kept: np.ndarray, kept_acc: np.ndarray, n_kept: int, limit: float) -> int:
+    """Drop the kept pairs above ``limit``; returns how many stay."""
+    n = 0
+    for h in range(n_kept):
+        if kept_acc[h] <= limit:
+            kept[n], kept_acc[n] = kept[h], kept_acc[h]
+            n += 1
+    return n
+
+
+@nb.njit(cache=True, inline="always")
+def _settle(
+    i: int,
+    q64: np.ndarray,
+    g: int,
+    s_pos: np.ndarray,
+    s_t: np.ndarray,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    kept: np.ndarray,
+    n_kept: int,
+    work: np.ndarray,
+) -> None:
+    """Canonical distances (as :func:`mummi.sampler.knn.row_sq_dist`, a column each) of the
+    ``n_kept`` kept pairs, merged into query i's list."""
+    dim = q64.shape[0]
+    for c in range(dim):
+        qc64 = q64[c]
+        row = s_t[g, c]
+        for h in range(n_kept):
+            t64 = np.float64(row[kept[h]]) - qc64
+            work[c, h] = t64 * t64
+    _tree_sum_columns(work, dim, n_kept)
+    for h in range(n_kept):
+        _enter(dist, pos, i, np.sqrt(work[0, h]), s_pos[g, kept[h]])
 
 
 @nb.njit(cache=True, parallel=True)

@@ -92,3 +92,15 @@ def test_grouped_search_brings_lists_up_to_date():
     want_dist, want_pos = brute_knn(q, s, 3)
     np.testing.assert_array_equal(dist, want_dist)
     np.testing.assert_array_equal(pos, want_pos)
+
+
+def test_grouped_search_is_exact_among_many_equal_distances():
+    """Hundreds of selected points at the same distance: the scan settles them before its work space runs out."""
+    rng = np.random.default_rng(3)
+    s = np.repeat(rng.normal(size=(4, 15)), 200, axis=0).astype(np.float32)[rng.permutation(800)]
+    q = (s[rng.integers(800, size=600)] + rng.normal(size=(600, 15)) * 0.1).astype(np.float32)
+    for k in (1, 10):
+        dist, pos = grouped_knn(q, s, k)
+        want_dist, want_pos = brute_knn(q, s, k)
+        np.testing.assert_array_equal(dist, want_dist)
+        np.testing.assert_array_equal(pos, want_pos)
