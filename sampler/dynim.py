@@ -50,6 +50,8 @@ import numpy as np
 from mummi.core.spec import SamplerSettings
 from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.buffers import Growing
+from mummi.sampler.cap import SAMPLE, cut_holds, likely_cut, sample_rows
+from mummi.sampler.cells import Cells
 from mummi.sampler.core_share import CoreShare
 from mummi.sampler.groups import grouped_knn
 from mummi.sampler.history import EventHistory
@@ -123,6 +125,7 @@ class DynimSampler:
         self._cores = CoreShare()
         k = self.settings.k
         self._index = make_index(self.settings.index, dim, self.settings.device, self.settings.index_probe)
+        self._cells = Cells(dim, seed)  # S again, in cells: exact searches of large S on the CPU
         # Every point ever added, in arrival order, with the nearest selected point
         # of discarded points (valid for S[:epoch]).
         self._x = Growing(np.float32, (dim,))
@@ -212,12 +215,47 @@ class DynimSampler:
         self._nn_epoch.extend(np.zeros(n, dtype=np.int64))
 
         with self._threads(n * len(self._sel)):
-            dist, pos = self._index.search(x, self.settings.k)
-        discarded = self._insert(np.arange(first, first + n), x, dist, pos)
+            dist, pos, dropped = self._search_arrivals(x)
+        kept = np.flatnonzero(~dropped)
+        discarded = self._insert(first + kept, x[kept], dist[kept], pos[kept])
+        if len(kept) < n:  # the nearest selected point is searched when weights are asked for (epoch 0)
+            gone = np.flatnonzero(dropped)
+            self._status[first + gone] = DISCARDED
+            self._nn_dist[first + gone], self._nn_pos[first + gone] = dist[gone, 0], pos[gone, 0]
+            discarded = np.union1d(discarded, first + gone)
         self._event("add", "", np.nan, n)
         if len(discarded):
             self._event("discard", "", np.nan, len(discarded))
         return list(map(self._ids.__getitem__, discarded.tolist()))
+
+    def _search_arrivals(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """k-NN lists of new candidates, except for those surely cut by the cap (:mod:`~mummi.sampler.cap`):
+        the lists and the mask of those dropped (only their first column is set: a selected point near
+        them). Arrivals are dropped only where the exact index searches on the CPU and S is large
+        enough for cells (:mod:`~mummi.sampler.cells`)."""
+        k, cap, n = self.settings.k, self.settings.candidate_cap, len(x)
+        none = np.zeros(n, dtype=np.bool_)
+        if not self._index.exact or self._index.on_gpu or len(self._sel) < Cells.MIN_POINTS:
+            return (*self._index.search(x, k), none)
+        s = self._index.points
+        if n < 4 * SAMPLE:
+            return self._cells.search(s, x, k)
+        sample = none.copy()
+        sample[sample_rows(n)] = True
+        rest = np.flatnonzero(~sample)
+        dist, pos = np.empty((n, k)), np.empty((n, k), dtype=np.int64)
+        dist[sample], pos[sample], _ = self._cells.search(s, x[sample], k)
+        alive, sampled = self._c_score[self._c >= 0], knn_scores(dist[sample], len(self._sel))
+        give_up = likely_cut(alive, sampled, len(rest), cap)
+        dist[rest], pos[rest], dropped = self._cells.search(s, x[rest], k, give_up)
+        searched = np.concatenate([sampled, knn_scores(dist[rest[~dropped]], len(self._sel))])
+        if dropped.any() and not cut_holds(alive, searched, cap, give_up):
+            log.debug("cut guess %.6g failed; %d dropped arrivals searched in full", give_up, dropped.sum())
+            again = rest[dropped]
+            dist[again], pos[again] = self._index.search(x[again], k)
+            dropped[:] = False
+        none[rest] = dropped
+        return dist, pos, none
 
     def _validate(self, ids: Sequence[str], latents: np.ndarray) -> np.ndarray:
         if isinstance(ids, str):

@@ -57,6 +57,10 @@ class SelectedIndex:
         return len(self._x)
 
     @property
+    def on_gpu(self) -> bool:
+        return self._gpu
+
+    @property
     def points(self) -> np.ndarray:
         """The selected latents in order of selection (a view)."""
         return self._x.view

@@ -335,11 +335,10 @@ def _scan_one(
     The scan itself is float32: ``top`` holds the k smallest float32 squared distances
     passed so far, and ``factor**2`` times the k-th of them bounds the final k-th
     squared distance and every float32 value that can still enter. Pairs under
-    that bound are kept (``kept``, ``kept_acc``); only those still under it at the
-    end get canonical distances (:func:`_settle`), so a query computes about k of
-    them instead of one for every improvement on the way.
+    that bound are kept (:func:`_keep`); only those still under it at the end get
+    canonical distances (:func:`_settle`), so a query computes about k of them
+    instead of one for every improvement on the way.
     """
-    dim = q.shape[1]
     k = dist.shape[1]
     m = s_t.shape[2]
     chunk = acc.shape[0]
@@ -351,37 +350,81 @@ def _scan_one(
         if s_lo[g, j0] - reach > near:
             break
         j1 = min(j0 + chunk, m)
-        acc[:] = 0
-        for c in range(dim):
-            qc = q[i, c]
-            row = s_t[g, c, j0:j1]
-            for j in range(j1 - j0):
-                t = row[j] - qc
-                acc[j] += t * t
+        _float32_distances(q, i, s_t[g], j0, j1, acc)
         for j in range(j1 - j0):
-            a = acc[j]
-            if a <= limit and s_pos[g, j0 + j] >= start:  # rarely true once top is full
+            if acc[j] <= limit and s_pos[g, j0 + j] >= start:  # rarely true once top is full
                 if n_kept == _SCAN_KEPT:
-                    n_kept = _shed(kept, kept_acc, n_kept, limit)
-                    if n_kept > _SCAN_KEPT // 2:  # many near-equal distances: settle them now
-                        _settle(i, q64, g, s_pos, s_t, dist, pos, kept, n_kept, work)
-                        n_kept = 0
-                        near = min(near, dist[i, k - 1])
-                        limit = min(limit, filter_limit(near, factor))
-                kept[n_kept], kept_acc[n_kept] = j0 + j, a
-                n_kept += 1
-                if a < top[k - 1]:
-                    p = k - 1
-                    while p > 0 and top[p - 1] > a:
-                        top[p] = top[p - 1]
-                        p -= 1
-                    top[p] = a
-                    if top[k - 1] < np.inf:
-                        bound = factor * factor * np.float64(top[k - 1]) + 1e-30
-                        if bound < limit:
-                            limit = bound
-                            near = min(near, np.sqrt(bound))
-    _settle(i, q64, g, s_pos, s_t, dist, pos, kept, _shed(kept, kept_acc, n_kept, limit), work)
+                    n_kept, near, limit = _make_room(i, q64, s_pos[g], s_t[g], dist, pos, kept, kept_acc, limit,
+                                                     near, factor, work)  # fmt: skip
+                n_kept, limit = _keep(acc[j], j0 + j, top, kept, kept_acc, n_kept, limit, factor)
+                near = min(near, np.sqrt(limit))
+    _settle(i, q64, s_pos[g], s_t[g], dist, pos, kept, _shed(kept, kept_acc, n_kept, limit), work)
+
+
+@nb.njit(cache=True, inline="always")
+def _float32_distances(q: np.ndarray, i: int, rows_t: np.ndarray, j0: int, j1: int, acc: np.ndarray) -> None:
+    """``acc[j - j0]``: float32 squared distance of query i to column j of ``rows_t`` (dim, m), j0 <= j < j1."""
+    acc[: j1 - j0] = 0
+    for c in range(q.shape[1]):
+        qc = q[i, c]
+        row = rows_t[c, j0:j1]
+        for j in range(j1 - j0):
+            t = row[j] - qc
+            acc[j] += t * t
+
+
+@nb.njit(cache=True, inline="always")
+def _keep(
+    a: float,
+    j: int,
+    top: np.ndarray,
+    kept: np.ndarray,
+    kept_acc: np.ndarray,
+    n_kept: int,
+    limit: float,
+    factor: float,
+) -> tuple[int, float]:
+    """Keep pair j (float32 squared distance ``a``, within ``limit``); update ``top`` and the limit.
+
+    Returns the number kept and the limit.
+    """
+    kept[n_kept], kept_acc[n_kept] = j, a
+    k = top.shape[0]
+    if a < top[k - 1]:
+        p = k - 1
+        while p > 0 and top[p - 1] > a:
+            top[p] = top[p - 1]
+            p -= 1
+        top[p] = a
+        if top[k - 1] < np.inf:
+            limit = min(limit, factor * factor * np.float64(top[k - 1]) + 1e-30)
+    return n_kept + 1, limit
+
+
+@nb.njit(cache=True, inline="always")
+def _make_room(
+    i: int,
+    q64: np.ndarray,
+    positions: np.ndarray,
+    rows_t: np.ndarray,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    kept: np.ndarray,
+    kept_acc: np.ndarray,
+    limit: float,
+    near: float,
+    factor: float,
+    work: np.ndarray,
+) -> tuple[int, float, float]:
+    """The kept pairs are full: drop those above the limit, and if many near-equal ones stay, settle
+    them now. Returns the number kept, the bound of the k-th distance and the limit."""
+    n_kept = _shed(kept, kept_acc, kept.shape[0], limit)
+    if n_kept > kept.shape[0] // 2:
+        _settle(i, q64, positions, rows_t, dist, pos, kept, n_kept, work)
+        near = min(near, dist[i, dist.shape[1] - 1])
+        limit = min(limit, filter_limit(near, factor))
+        n_kept = 0
+    return n_kept, near, limit
 
 
 @nb.njit(cache=True, inline="always")
@@ -399,27 +442,26 @@ def _shed(kept: np.ndarray, kept_acc: np.ndarray, n_kept: int, limit: float) -> 
 def _settle(
     i: int,
     q64: np.ndarray,
-    g: int,
-    s_pos: np.ndarray,
-    s_t: np.ndarray,
+    positions: np.ndarray,
+    rows_t: np.ndarray,
     dist: np.ndarray,
     pos: np.ndarray,
     kept: np.ndarray,
     n_kept: int,
     work: np.ndarray,
 ) -> None:
-    """Canonical distances (as :func:`mummi.sampler.knn.row_sq_dist`, a column each) of the
-    ``n_kept`` kept pairs, merged into query i's list."""
+    """Canonical distances (as :func:`mummi.sampler.knn.row_sq_dist`, a column each) of query i to the
+    ``n_kept`` kept columns of ``rows_t`` (at S positions ``positions``), merged into its list."""
     dim = q64.shape[0]
     for c in range(dim):
         qc64 = q64[c]
-        row = s_t[g, c]
+        row = rows_t[c]
         for h in range(n_kept):
             t64 = np.float64(row[kept[h]]) - qc64
             work[c, h] = t64 * t64
     _tree_sum_columns(work, dim, n_kept)
     for h in range(n_kept):
-        _enter(dist, pos, i, np.sqrt(work[0, h]), s_pos[g, kept[h]])
+        _enter(dist, pos, i, np.sqrt(work[0, h]), positions[kept[h]])
 
 
 @nb.njit(cache=True, parallel=True)
@@ -433,3 +475,133 @@ def gather_transposed(s: np.ndarray, order: np.ndarray) -> np.ndarray:
             for j in range(m):
                 out[g, c, j] = s[order[g, j], c]
     return out
+
+
+@nb.njit(cache=True, parallel=True)
+def cell_knn(
+    q: np.ndarray,
+    centres_t: np.ndarray,
+    cell_start: np.ndarray,
+    members_t: np.ndarray,
+    member_pos: np.ndarray,
+    member_ds: np.ndarray,
+    visits: int,
+    factor: float,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    give_up: float,
+    dropped: np.ndarray,
+) -> None:
+    """Exact k-NN lists (``dist``, ``pos``, empty on entry) of the queries among the members of cells.
+
+    Cell c holds the columns ``cell_start[c]:cell_start[c + 1]`` of ``members_t`` (dim, m;
+    float32), at positions ``member_pos`` in S, in increasing order of ``member_ds``, their
+    distances to the centre ``centres_t[:, c]`` (float64, within 1e-15 relative). A member
+    farther from the centre than the query by more than the k-th neighbour distance, or
+    nearer by more, cannot enter (triangle inequality), so only a window of each cell is
+    scanned, and a cell whose members are all out of reach not at all. The ``visits``
+    nearest cells go first; then a query whose k nearest members found so far prove its
+    DynIm score below ``give_up`` (:func:`_score_above`) stops: ``dropped[i]`` is set, and ``dist[i, 0]``, ``pos[i, 0]``
+    hold the canonical distance to the member nearest in float32 (at least the nearest
+    one's). Otherwise every other cell within reach follows.
+    """
+    n, dim = q.shape
+    k = dist.shape[1]
+    n_cells = centres_t.shape[1]
+    per_task, chunk = 64, 64
+    for task in nb.prange((n + per_task - 1) // per_task):
+        cell_acc = np.empty(n_cells, dtype=np.float32)
+        acc = np.empty(chunk, dtype=np.float32)
+        top = np.empty(k, dtype=np.float32)
+        kept = np.empty(_SCAN_KEPT, dtype=np.int64)
+        kept_acc = np.empty(_SCAN_KEPT, dtype=np.float32)
+        work = np.empty((dim, _SCAN_KEPT))
+        nearest = np.empty(visits, dtype=np.int64)
+        q64 = np.empty(dim)
+        for i in range(task * per_task, min(task * per_task + per_task, n)):
+            for c in range(dim):
+                q64[c] = q[i, c]
+            _float32_distances(q, i, centres_t, 0, n_cells, cell_acc)
+            _nearest_cells(cell_acc, nearest)
+            top[:] = np.inf
+            near, limit, n_kept = np.inf, np.inf, 0
+            for v in range(visits + n_cells):
+                cell = nearest[v] if v < visits else v - visits
+                if cell < 0 or (v >= visits and _among(cell, nearest)):
+                    continue
+                c0, c1 = cell_start[cell], cell_start[cell + 1]
+                reach = (near + member_ds[c1 - 1]) * (1 + 3e-9) if c1 > c0 else -1.0
+                if cell_acc[cell] > factor * reach * reach:  # the whole cell is out of reach
+                    continue
+                # The query's distance to the centre lies within [dq_lo, dq_hi].
+                dq_lo = np.sqrt(np.float64(cell_acc[cell]) / factor) * (1 - 1e-9)
+                dq_hi = np.sqrt(np.float64(cell_acc[cell]) * factor + 1e-30) * (1 + 1e-9)
+                j0 = c0 + np.searchsorted(member_ds[c0:c1], (dq_lo - near) * (1 - 1e-9) - 1e-300)
+                while j0 < c1 and member_ds[j0] <= (dq_hi + near) * (1 + 1e-9):
+                    j1 = min(j0 + chunk, c1)
+                    _float32_distances(q, i, members_t, j0, j1, acc)
+                    for j in range(j1 - j0):
+                        if acc[j] <= limit:
+                            if n_kept == _SCAN_KEPT:
+                                n_kept, near, limit = _make_room(i, q64, member_pos, members_t, dist, pos, kept,
+                                                                 kept_acc, limit, near, factor, work)  # fmt: skip
+                            n_kept, limit = _keep(acc[j], j0 + j, top, kept, kept_acc, n_kept, limit, factor)
+                            near = min(near, np.sqrt(limit))
+                    j0 = j1
+                if v < visits and top[k - 1] < np.inf and _score_above(top, factor) < give_up:
+                    break
+            else:
+                _settle(i, q64, member_pos, members_t, dist, pos, kept, _shed(kept, kept_acc, n_kept, limit), work)
+                continue
+            dropped[i] = True
+            _settle(i, q64, member_pos, members_t, dist, pos, kept, _float32_nearest(kept, kept_acc, n_kept), work)
+
+
+@nb.njit(cache=True, inline="always")
+def _nearest_cells(cell_acc: np.ndarray, nearest: np.ndarray) -> None:
+    """``nearest``: the cells of the smallest values of ``cell_acc``, ascending (-1: fewer cells)."""
+    m = nearest.shape[0]
+    best = np.full(m, np.inf, dtype=np.float32)
+    nearest[:] = -1
+    for j in range(cell_acc.shape[0]):
+        a = cell_acc[j]
+        if a < best[m - 1]:
+            p = m - 1
+            while p > 0 and best[p - 1] > a:
+                best[p], nearest[p] = best[p - 1], nearest[p - 1]
+                p -= 1
+            best[p], nearest[p] = a, j
+
+
+@nb.njit(cache=True, inline="always")
+def _among(cell: int, nearest: np.ndarray) -> bool:
+    for c in nearest:
+        if c == cell:
+            return True
+    return False
+
+
+@nb.njit(cache=True, inline="always")
+def _float32_nearest(kept: np.ndarray, kept_acc: np.ndarray, n_kept: int) -> int:
+    """Move the kept pair of smallest float32 distance first; returns 1 (0 if none is kept)."""
+    if n_kept == 0:
+        return 0
+    b = 0
+    for h in range(1, n_kept):
+        if kept_acc[h] < kept_acc[b]:
+            b = h
+    kept[0], kept_acc[0] = kept[b], kept_acc[b]
+    return 1
+
+
+@nb.njit(cache=True, inline="always")
+def _score_above(top: np.ndarray, factor: float) -> float:
+    """An upper bound of the DynIm score of a query whose k smallest float32 squared distances to S are ``top``.
+
+    The i-th smallest true distance is at most ``sqrt(factor * top[i])`` (1e-30: underflow),
+    and the canonical score is within 1e-9 of the true mean.
+    """
+    total = 0.0
+    for a in top:
+        total += np.sqrt(factor * np.float64(a) + 1e-30)
+    return total / len(top) * (1 + 1e-9)

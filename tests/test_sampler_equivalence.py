@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mummi.core.spec import SamplerSettings
+from mummi.sampler import cap
 from mummi.sampler.brute import BruteForceSampler
+from mummi.sampler.cells import Cells
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.streams import MixtureStream
 
@@ -81,3 +85,27 @@ def test_large_batches_with_ties_match_brute_force(scale):
     steps = [((stream.draw(600).round(0) * scale).astype(np.float32), 40) for _ in range(3)]
     sampler = run_both(15, 10, 800, 2, 1, steps)
     assert sampler.n_discarded > 0
+
+
+@pytest.mark.parametrize("guess", ["fair", "too_high"])
+def test_arrivals_dropped_below_the_cut_match_brute_force(monkeypatch, caplog, guess):
+    """With cells from 100 selected points on, most arrivals are proven below the cap's cut and dropped without a
+    full search; a guess of the cut that is too high is caught and those arrivals are searched in full."""
+    monkeypatch.setattr(Cells, "MIN_POINTS", 100)
+    if guess == "too_high":
+        monkeypatch.setattr(cap, "SHARE", 50.0)
+    dropped = []
+    search = Cells.search
+
+    def counted(self, points, q, k, give_up=-np.inf):
+        result = search(self, points, q, k, give_up)
+        dropped.append(int(result[2].sum()))
+        return result
+
+    monkeypatch.setattr(Cells, "search", counted)
+    stream = MixtureStream(dim=15, seed=8)
+    steps = [(stream.draw(2100).round(1), 60) for _ in range(5)]
+    with caplog.at_level(logging.DEBUG, logger="mummi.sampler.dynim"):
+        run_both(15, 10, 700, 2, 3, steps)
+    assert sum(dropped) > 1000
+    assert ("searched in full" in caplog.text) == (guess == "too_high")
