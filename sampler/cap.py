@@ -19,6 +19,7 @@ import numpy as np
 
 SAMPLE = 512  # arrivals per batch searched in full to guess the cut
 SHARE = 0.8  # of the expected arrivals above a score that the guess counts on
+FLOOR = 0.95  # of the last guess: sampled arrivals proven below it are not searched in full
 
 
 def sample_rows(n: int) -> np.ndarray:
@@ -26,25 +27,27 @@ def sample_rows(n: int) -> np.ndarray:
     return np.arange(0, n, max(1, n // SAMPLE))
 
 
-def likely_cut(alive: np.ndarray, sample: np.ndarray, n_rest: int, cap: int) -> float:
-    """The highest sample score t such that the live candidates scoring at least t, the
-    sample scoring at least t and :data:`SHARE` of the other ``n_rest`` arrivals expected to
-    (as many as in the sample) still fill the cap; ``-inf`` if none does."""
+def likely_cut(alive: np.ndarray, sample: np.ndarray, n_rest: int, cap: int, floor: float = -np.inf) -> float:
+    """The highest t, among ``floor`` and the sample scores above it, such that the live candidates
+    scoring at least t, the sample scoring at least t and :data:`SHARE` of the other ``n_rest``
+    arrivals expected to (as many as in the sample) still fill the cap; ``-inf`` if none does.
+    Sample scores known only to lie below ``floor`` may be given as ``-inf``."""
     values = np.sort(sample)
     weight = 1 + SHARE * n_rest / max(len(values), 1)
+    candidates = np.concatenate([[floor], values[values > floor]])
 
     def fills(j: int) -> bool:
-        t = values[j]
+        t = candidates[j]
         above = len(values) - int(np.searchsorted(values, t, side="left"))
         return int(np.count_nonzero(alive >= t)) + above * weight >= cap
 
-    if len(values) == 0 or not fills(0):
+    if not fills(0):
         return -np.inf
-    lo, hi = 0, len(values) - 1  # fills(lo); the answer is the last j that fills (it falls with j)
+    lo, hi = 0, len(candidates) - 1  # fills(lo); the answer is the last j that fills (it falls with j)
     while lo < hi:
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if fills(mid) else (lo, mid - 1)
-    return float(values[lo])
+    return float(candidates[lo])
 
 
 def cut_holds(alive: np.ndarray, kept: np.ndarray, cap: int, give_up: float) -> bool:

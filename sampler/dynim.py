@@ -50,7 +50,7 @@ import numpy as np
 from mummi.core.spec import SamplerSettings
 from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.buffers import Growing
-from mummi.sampler.cap import SAMPLE, cut_holds, likely_cut, sample_rows
+from mummi.sampler.cap import FLOOR, SAMPLE, cut_holds, likely_cut, sample_rows
 from mummi.sampler.cells import Cells
 from mummi.sampler.core_share import CoreShare
 from mummi.sampler.groups import grouped_knn
@@ -126,6 +126,7 @@ class DynimSampler:
         k = self.settings.k
         self._index = make_index(self.settings.index, dim, self.settings.device, self.settings.index_probe)
         self._cells = Cells(dim, seed)  # S again, in cells: exact searches of large S on the CPU
+        self._last_cut = -np.inf  # the last guess of the cap's cut (cap.likely_cut)
         # Every point ever added, in arrival order, with the nearest selected point
         # of discarded points (valid for S[:epoch]).
         self._x = Growing(np.float32, (dim,))
@@ -240,22 +241,26 @@ class DynimSampler:
         s = self._index.points
         if n < 4 * SAMPLE:
             return self._cells.search(s, x, k)
-        sample = none.copy()
-        sample[sample_rows(n)] = True
-        rest = np.flatnonzero(~sample)
-        dist, pos = np.empty((n, k)), np.empty((n, k), dtype=np.int64)
-        dist[sample], pos[sample], _ = self._cells.search(s, x[sample], k)
-        alive, sampled = self._c_score[self._c >= 0], knn_scores(dist[sample], len(self._sel))
-        give_up = likely_cut(alive, sampled, len(rest), cap)
-        dist[rest], pos[rest], dropped = self._cells.search(s, x[rest], k, give_up)
-        searched = np.concatenate([sampled, knn_scores(dist[rest[~dropped]], len(self._sel))])
+        sample, rest = sample_rows(n), np.setdiff1d(np.arange(n), sample_rows(n))
+        dist, pos, dropped = np.empty((n, k)), np.empty((n, k), dtype=np.int64), none
+        alive = self._c_score[self._c >= 0]
+        floor = FLOOR * self._last_cut
+        for _ in range(2):  # a second time, in full, if the floor was above the cut
+            dist[sample], pos[sample], dropped[sample] = self._cells.search(s, x[sample], k, floor)
+            sampled = np.where(dropped[sample], -np.inf, knn_scores(dist[sample], len(self._sel)))
+            give_up = likely_cut(alive, sampled, len(rest), cap, floor)
+            if give_up > -np.inf or floor == -np.inf:
+                break
+            log.debug("floor %.6g above the cut; the sample searched again in full", floor)
+            floor = -np.inf
+        self._last_cut = give_up
+        dist[rest], pos[rest], dropped[rest] = self._cells.search(s, x[rest], k, give_up)
+        searched = knn_scores(dist[~dropped], len(self._sel))
         if dropped.any() and not cut_holds(alive, searched, cap, give_up):
             log.debug("cut guess %.6g failed; %d dropped arrivals searched in full", give_up, dropped.sum())
-            again = rest[dropped]
-            dist[again], pos[again] = self._index.search(x[again], k)
+            dist[dropped], pos[dropped] = self._index.search(x[dropped], k)
             dropped[:] = False
-        none[rest] = dropped
-        return dist, pos, none
+        return dist, pos, dropped
 
     def _validate(self, ids: Sequence[str], latents: np.ndarray) -> np.ndarray:
         if isinstance(ids, str):

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mummi.core.spec import SamplerSettings
-from mummi.sampler import cap
+from mummi.sampler import cap, dynim
 from mummi.sampler.brute import BruteForceSampler
 from mummi.sampler.cells import Cells
 from mummi.sampler.dynim import DynimSampler
@@ -87,13 +87,16 @@ def test_large_batches_with_ties_match_brute_force(scale):
     assert sampler.n_discarded > 0
 
 
-@pytest.mark.parametrize("guess", ["fair", "too_high"])
+@pytest.mark.parametrize("guess", ["fair", "too_high", "floor_too_high"])
 def test_arrivals_dropped_below_the_cut_match_brute_force(monkeypatch, caplog, guess):
     """With cells from 100 selected points on, most arrivals are proven below the cap's cut and dropped without a
-    full search; a guess of the cut that is too high is caught and those arrivals are searched in full."""
+    full search; a guess of the cut that is too high is caught and those arrivals are searched in full, and so is
+    the sample when the floor from the last guess is too high."""
     monkeypatch.setattr(Cells, "MIN_POINTS", 100)
     if guess == "too_high":
         monkeypatch.setattr(cap, "SHARE", 50.0)
+    if guess == "floor_too_high":
+        monkeypatch.setattr(dynim, "FLOOR", 100.0)
     dropped = []
     search = Cells.search
 
@@ -108,4 +111,5 @@ def test_arrivals_dropped_below_the_cut_match_brute_force(monkeypatch, caplog, g
     with caplog.at_level(logging.DEBUG, logger="mummi.sampler.dynim"):
         run_both(15, 10, 700, 2, 3, steps)
     assert sum(dropped) > 1000
-    assert ("searched in full" in caplog.text) == (guess == "too_high")
+    assert ("arrivals searched in full" in caplog.text) == (guess == "too_high")
+    assert guess != "floor_too_high" or caplog.text.count("sample searched again") >= 2
