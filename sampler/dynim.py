@@ -25,9 +25,13 @@ filters the rest with a float32 sum and recomputes canonically
 (:mod:`mummi.sampler.knn`) only the pairs that can enter a list. So every score is
 exact at every moment, a pick is an argmax, and the cap needs no rescoring. New
 candidates are scored against S by the :mod:`~mummi.sampler.index` (exact ``flat``
-by default). Discarded points keep their nearest selected point and are brought up
-to date only when weights are asked for, by a search that skips the selected points
-the triangle inequality rules out (:mod:`~mummi.sampler.groups`).
+by default); once S is large, the exact search goes cell by cell
+(:mod:`~mummi.sampler.cells`) and stops as soon as an arrival is proven to score
+below the cap's cut (:mod:`~mummi.sampler.cap`): most arrivals of a long campaign.
+Discarded points keep their nearest selected point (or, if dropped that way, a
+selected point near them) and are brought up to date only when weights are asked
+for, by a search that skips the selected points the triangle inequality rules out
+(:mod:`~mummi.sampler.groups`).
 
 With an approximate index (``ivf``, ``hnsw``) new candidates get approximate k-NN
 lists (true neighbours may be missing, so scores may be too high); every later
@@ -235,14 +239,13 @@ class DynimSampler:
         them). Arrivals are dropped only where the exact index searches on the CPU and S is large
         enough for cells (:mod:`~mummi.sampler.cells`)."""
         k, cap, n = self.settings.k, self.settings.candidate_cap, len(x)
-        none = np.zeros(n, dtype=np.bool_)
         if not self._index.exact or self._index.on_gpu or len(self._sel) < Cells.MIN_POINTS:
-            return (*self._index.search(x, k), none)
+            return (*self._index.search(x, k), np.zeros(n, dtype=np.bool_))
         s = self._index.points
         if n < 4 * SAMPLE:
             return self._cells.search(s, x, k)
         sample, rest = sample_rows(n), np.setdiff1d(np.arange(n), sample_rows(n))
-        dist, pos, dropped = np.empty((n, k)), np.empty((n, k), dtype=np.int64), none
+        dist, pos, dropped = np.empty((n, k)), np.empty((n, k), dtype=np.int64), np.zeros(n, dtype=np.bool_)
         alive = self._c_score[self._c >= 0]
         floor = FLOOR * self._last_cut
         for _ in range(2):  # a second time, in full, if the floor was above the cut

@@ -517,12 +517,13 @@ def cell_knn(
         kept_acc = np.empty(_SCAN_KEPT, dtype=np.float32)
         work = np.empty((dim, _SCAN_KEPT))
         nearest = np.empty(visits, dtype=np.int64)
+        nearest_acc = np.empty(visits, dtype=np.float32)
         q64 = np.empty(dim)
         for i in range(task * per_task, min(task * per_task + per_task, n)):
             for c in range(dim):
                 q64[c] = q[i, c]
             _float32_distances(q, i, centres_t, 0, n_cells, cell_acc)
-            _nearest_cells(cell_acc, nearest)
+            _nearest_cells(cell_acc, nearest, nearest_acc)
             top[:] = np.inf
             near, limit, n_kept = np.inf, np.inf, 0
             for v in range(visits + n_cells):
@@ -558,10 +559,11 @@ def cell_knn(
 
 
 @nb.njit(cache=True, inline="always")
-def _nearest_cells(cell_acc: np.ndarray, nearest: np.ndarray) -> None:
-    """``nearest``: the cells of the smallest values of ``cell_acc``, ascending (-1: fewer cells)."""
+def _nearest_cells(cell_acc: np.ndarray, nearest: np.ndarray, best: np.ndarray) -> None:
+    """``nearest``: the cells of the smallest values of ``cell_acc``, ascending (-1: fewer cells);
+    ``best``: those values."""
     m = nearest.shape[0]
-    best = np.full(m, np.inf, dtype=np.float32)
+    best[:] = np.inf
     nearest[:] = -1
     for j in range(cell_acc.shape[0]):
         a = cell_acc[j]
