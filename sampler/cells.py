@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mummi.sampler.groups import nearest_centre
 from mummi.sampler.kernels import cell_knn, filter_factor
 from mummi.sampler.knn import row_sq_dist
 
@@ -69,7 +70,7 @@ class Cells:
             return
         new = points[n_old:]
         centres = self._centres_t.T
-        label = np.argmin(np.einsum("ij,ij->i", centres, centres)[None, :] - 2 * (new @ self._centres_t), axis=1)
+        label = nearest_centre(new, centres)
         ds = np.sqrt(row_sq_dist(new, centres[label]))
         if n_old == 0:
             self._order = np.lexsort((ds, label))

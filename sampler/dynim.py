@@ -244,7 +244,8 @@ class DynimSampler:
         s = self._index.points
         if n < 4 * SAMPLE:
             return self._cells.search(s, x, k)
-        sample, rest = sample_rows(n), np.setdiff1d(np.arange(n), sample_rows(n))
+        sample = sample_rows(n)
+        rest = np.setdiff1d(np.arange(n), sample)
         dist, pos, dropped = np.empty((n, k)), np.empty((n, k), dtype=np.int64), np.zeros(n, dtype=np.bool_)
         alive = self._c_score[self._c >= 0]
         floor = FLOOR * self._last_cut
