@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from mummi.sampler.groups import nearest_centre
-from mummi.sampler.kernels import cell_knn, filter_factor
+from mummi.sampler.kernels import cell_knn, cell_refine, filter_factor
 from mummi.sampler.knn import row_sq_dist
+from mummi.sampler.layout import BLOCK, spatial_order
 
 VISITS = 6  # nearest cells visited before a query may give up
 GROWTH = 1.5  # the cells are trained again whenever S has grown by this factor
@@ -54,6 +55,18 @@ class Cells:
         cell_knn(q, self._centres_t, self._cell_start, self._members_t, self._order, self._ds, VISITS,
                  filter_factor(self.dim), dist, pos, give_up, dropped)  # fmt: skip
         return dist, pos, dropped
+
+    def refine(self, points: np.ndarray, q: np.ndarray, dist: np.ndarray, pos: np.ndarray, start: np.ndarray) -> None:
+        """Bring the canonical k-NN lists ``dist``, ``pos`` of ``q`` among ``points[:start[i]]`` (full, so
+        finite) up to date with all of ``points``, in place (:func:`~mummi.sampler.kernels.cell_refine`;
+        queries go in order of their nearest known point in a spatial order of ``points``)."""
+        self._update(points)
+        rank = np.empty(len(points), dtype=np.int64)
+        rank[spatial_order(points, np.arange(len(points)), BLOCK)] = np.arange(len(points))
+        by_near = np.argsort(rank[pos[:, 0]], kind="stable")
+        cell_refine(np.ascontiguousarray(q, dtype=np.float32), by_near, self._centres_t, self._cell_start,
+                    self._members_t, self._order, self._ds, start.astype(np.int64), dist, pos,
+                    filter_factor(self.dim))  # fmt: skip
 
     def _update(self, points: np.ndarray) -> None:
         """Train the cells again if S has grown by half, else put the points selected since into their cells."""

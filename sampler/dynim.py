@@ -485,11 +485,19 @@ class DynimSampler:
     def _update_discarded(self) -> None:
         """Bring the nearest selected point of every discarded point up to date.
 
-        Exact whatever the index: each point is only compared with the points
-        selected since its nearest one was last known (:func:`grouped_knn`).
+        Exact whatever the index: each point is only compared with the points selected
+        since its nearest one was last known, and those beyond that one's distance are
+        ruled out by the triangle inequality (:meth:`Cells.refine <mummi.sampler.cells.Cells.refine>`
+        once S is large, else :func:`grouped_knn`).
         """
         n_sel = len(self._sel)
         todo = np.flatnonzero((self._status.view == DISCARDED) & (self._nn_epoch.view < n_sel))
+        if n_sel >= Cells.MIN_POINTS:  # each point with a known selected point: through the cells of S
+            near, todo = todo[self._nn_pos[todo] >= 0], todo[self._nn_pos[todo] < 0]
+            dist, pos = self._nn_dist[near][:, None], self._nn_pos[near][:, None]
+            with self._threads(len(near) * n_sel):
+                self._cells.refine(self._index.points, self._x[near], dist, pos, self._nn_epoch[near])
+            self._nn_dist[near], self._nn_pos[near], self._nn_epoch[near] = dist[:, 0], pos[:, 0], n_sel
         if len(todo) == 0:
             return
         epoch = self._nn_epoch[todo]

@@ -18,7 +18,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from mummi.sampler.layout import BLOCK, shell_gap
+from mummi.sampler.layout import BLOCK, shell_gap, spatial_order
 
 _U32 = float(np.finfo(np.float32).eps) / 2
 
@@ -561,6 +561,143 @@ def cell_knn(
                 continue
             dropped[i] = True
             _settle(i, q64, member_pos, members_t, dist, pos, kept, _float32_nearest(kept, kept_acc, n_kept), work)
+
+
+_REGION, _GROUP = 4096, 256  # queries of cell_refine ordered together, and sharing a gathered list
+_BUCKETS = 256  # levels of the lower bounds that order a group's gathered members
+
+
+@nb.njit(cache=True, parallel=True)
+def cell_refine(
+    q: np.ndarray,
+    by_near: np.ndarray,
+    centres_t: np.ndarray,
+    cell_start: np.ndarray,
+    members_t: np.ndarray,
+    member_pos: np.ndarray,
+    member_ds: np.ndarray,
+    start: np.ndarray,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    factor: float,
+) -> None:
+    """Merge the members at positions >= ``start[i]`` into the (full, finite) k-NN lists of the queries.
+
+    The cells are laid out as for :func:`cell_knn`. ``by_near`` orders the queries so that
+    neighbours come close together; each run of :data:`_REGION` is put in spatial order
+    (:func:`~mummi.sampler.layout.spatial_order`) and cut into groups of :data:`_GROUP`,
+    and each group is merged by :func:`_refine_group`.
+    """
+    n = by_near.shape[0]
+    for region in nb.prange((n + _REGION - 1) // _REGION):
+        r0, r1 = region * _REGION, min(region * _REGION + _REGION, n)
+        local = spatial_order(q, by_near[r0:r1], _GROUP)
+        for a in range(0, r1 - r0, _GROUP):
+            group = local[a : min(a + _GROUP, r1 - r0)]
+            _refine_group(q, group, centres_t, cell_start, members_t, member_pos, member_ds, start, dist, pos,
+                          factor)  # fmt: skip
+
+
+@nb.njit(cache=True)
+def _refine_group(
+    q: np.ndarray,
+    group: np.ndarray,
+    centres_t: np.ndarray,
+    cell_start: np.ndarray,
+    members_t: np.ndarray,
+    member_pos: np.ndarray,
+    member_ds: np.ndarray,
+    start: np.ndarray,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    factor: float,
+) -> None:
+    """:func:`cell_refine` for the queries ``group``: a member farther from their centre than every
+    query's distance to it plus its k-th distance cannot enter any list; the others, gathered from
+    the windows of the cells in reach (as in :func:`cell_knn`) and ordered by a lower bound of that
+    distance (:func:`_by_bound`), are scanned by each query as in :func:`grouped_scan`."""
+    dim, k, n_cells = q.shape[1], dist.shape[1], centres_t.shape[1]
+    centre = np.zeros((1, dim), dtype=np.float32)
+    total = np.zeros(dim)
+    for i in group:
+        for c in range(dim):
+            total[c] += q[i, c]
+    for c in range(dim):
+        centre[0, c] = total[c] / len(group)
+    acc = np.empty(max(n_cells, len(group), 64), dtype=np.float32)
+    reach = np.empty(len(group))
+    cut = 0.0
+    for t, i in enumerate(group):
+        a = np.float32(0)
+        for c in range(dim):
+            d = q[i, c] - centre[0, c]
+            a += d * d
+        reach[t] = np.sqrt(np.float64(a) * factor + 1e-30) * (1 + 1e-9)
+        cut = max(cut, reach[t] + dist[i, k - 1])
+    cut *= 1 + 1e-9
+    _float32_distances(centre, 0, centres_t, 0, n_cells, acc)
+    window = np.empty((n_cells, 2), dtype=np.int64)
+    size = 0
+    for cell in range(n_cells):
+        c0, c1 = cell_start[cell], cell_start[cell + 1]
+        d_lo = np.sqrt(np.float64(acc[cell]) / factor) * (1 - 1e-9)
+        d_hi = np.sqrt(np.float64(acc[cell]) * factor + 1e-30) * (1 + 1e-9)
+        window[cell, 0] = c0 + np.searchsorted(member_ds[c0:c1], (d_lo - cut) * (1 - 1e-9) - 1e-300)
+        window[cell, 1] = max(window[cell, 0], c0 + np.searchsorted(member_ds[c0:c1], (d_hi + cut) * (1 + 1e-9)))
+        size += window[cell, 1] - window[cell, 0]
+    found = np.empty(size, dtype=np.int64)
+    bound = np.empty(size)
+    n_found = 0
+    for cell in range(n_cells):
+        for j0 in range(window[cell, 0], window[cell, 1], 64):
+            j1 = min(j0 + 64, window[cell, 1])
+            _float32_distances(centre, 0, members_t, j0, j1, acc)
+            for j in range(j1 - j0):
+                d = np.sqrt(np.float64(acc[j]) / factor) * (1 - 1e-9)
+                if d <= cut:
+                    found[n_found], bound[n_found] = j0 + j, d
+                    n_found += 1
+    s_pos, s_lo, s_t = _by_bound(found[:n_found], bound[:n_found], cut, member_pos, members_t)
+    top = np.empty(k, dtype=np.float32)
+    kept = np.empty(_SCAN_KEPT, dtype=np.int64)
+    kept_acc = np.empty(_SCAN_KEPT, dtype=np.float32)
+    work = np.empty((dim, _SCAN_KEPT))
+    q64 = np.empty(dim)
+    for t, i in enumerate(group):
+        for c in range(dim):
+            q64[c] = q[i, c]
+        _scan_one(i, q, q64, 0, reach[t], s_pos, s_lo, s_t, start[i], dist, pos, factor, acc[:64], top, kept, kept_acc,
+                  work)  # fmt: skip
+
+
+@nb.njit(cache=True, inline="always")
+def _by_bound(
+    found: np.ndarray, bound: np.ndarray, cut: float, member_pos: np.ndarray, members_t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``found`` columns of ``members_t`` in nondecreasing buckets of their lower ``bound`` (in [0, ``cut``]),
+    as :func:`_scan_one` takes them for one group: their positions in S, their bucket's smallest bound
+    (nondecreasing, so a bound for every later member too) and their coordinates, transposed."""
+    n = found.shape[0]
+    scale = (_BUCKETS - 1) / max(cut, 1e-300)
+    key = np.empty(n, dtype=np.int64)
+    at = np.zeros(_BUCKETS + 1, dtype=np.int64)
+    least = np.full(_BUCKETS, np.inf)
+    for j in range(n):
+        key[j] = min(int(bound[j] * scale), _BUCKETS - 1)
+        at[key[j] + 1] += 1
+        least[key[j]] = min(least[key[j]], bound[j])
+    for h in range(_BUCKETS):
+        at[h + 1] += at[h]
+    s_pos = np.empty((1, n), dtype=np.int64)
+    s_lo = np.empty((1, n))
+    s_t = np.empty((1, members_t.shape[0], n), dtype=members_t.dtype)
+    for j in range(n):
+        to = at[key[j]]
+        at[key[j]] += 1
+        s_pos[0, to], s_lo[0, to] = member_pos[found[j]], least[key[j]]
+        for c in range(members_t.shape[0]):
+            s_t[0, c, to] = members_t[c, found[j]]
+    return s_pos, s_lo, s_t
 
 
 @nb.njit(cache=True, inline="always")

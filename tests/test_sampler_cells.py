@@ -49,6 +49,31 @@ def test_cells_drop_only_queries_whose_score_is_below_the_cut():
     assert (dist[dropped, 0] >= want_dist[dropped, 0]).all()
 
 
+@pytest.mark.parametrize(("decimals", "k"), [(None, 1), (0, 1), (None, 3), (1, 3)])
+def test_cells_refine_brings_lists_up_to_date_with_the_later_points(decimals, k):
+    """Lists valid for S[:start] (start 0: one point anywhere in S, as a dropped arrival keeps) become the
+    lists of all of S; ties from rounded coordinates."""
+    stream = MixtureStream(seed=7)
+    s, q = stream.draw(3000), stream.draw(4500)  # queries in two regions of cell_refine
+    if decimals is not None:
+        s, q = s.round(decimals).astype(np.float32), q.round(decimals).astype(np.float32)
+    rng = np.random.default_rng(0)
+    start = rng.choice([0, 50, 1000, 2999] if k == 1 else [50, 1000, 2999], len(q))
+    dist, pos = np.empty((len(q), k)), np.empty((len(q), k), dtype=np.int64)
+    for n in np.unique(start):
+        rows = start == n
+        if n == 0:
+            pos[rows] = rng.integers(0, len(s), (rows.sum(), 1))
+            dist[rows] = np.sqrt(row_sq_dist(q[rows], s[pos[rows, 0]]))[:, None]
+        else:
+            dist[rows], pos[rows] = brute_knn(q[rows], s[:n], k)
+    cells = Cells(15)
+    cells.refine(s, q, dist, pos, start)
+    want_dist, want_pos = brute_knn(q, s, k)
+    np.testing.assert_array_equal(dist, want_dist)
+    np.testing.assert_array_equal(pos, want_pos)
+
+
 def test_likely_cut_is_the_highest_sample_score_that_still_fills_the_cap():
     alive = np.array([5.0, 4.0, 3.0, 2.0])
     sample = np.array([4.5, 3.5, 1.0])
