@@ -19,7 +19,7 @@ import numpy as np
 
 SAMPLE = 512  # arrivals per batch searched in full to guess the cut
 SHARE = 0.8  # of the expected arrivals above a score that the guess counts on
-FLOOR = 0.95  # of the last guess: sampled arrivals proven below it are not searched in full
+FLOOR = 0.99  # of the last guess: sampled arrivals proven below it are not searched in full
 
 
 def sample_rows(n: int) -> np.ndarray:
