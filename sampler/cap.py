@@ -6,11 +6,12 @@ and are cut at once, and their k-NN lists are never used: only their nearest
 selected point counts, for the weights, and that is found when weights are asked
 for. So a strided sample of each batch is searched first, :func:`likely_cut` guesses
 from it a score below which arrivals will be cut, and the rest are searched only
-until their score is proven below that guess (:meth:`~mummi.sampler.index.SelectedIndex.search_unless_below`).
+until their score is proven below that guess (:meth:`~mummi.sampler.cells.Cells.search`).
 :func:`cut_holds` then checks the guess with the exact scores of every arrival
 that was searched in full: if fewer than ``cap`` candidates score at least as high,
-the dropped arrivals are searched in full after all. Nothing depends on the guess
-but the time taken.
+the guess was too high, and the dropped arrivals are searched again against
+:func:`sure_cut`, the cut that those exact scores prove. Nothing depends on the
+guess but the time taken.
 """
 
 from __future__ import annotations
@@ -54,3 +55,10 @@ def cut_holds(alive: np.ndarray, kept: np.ndarray, cap: int, give_up: float) -> 
     """Whether at least ``cap`` candidates (live ones and arrivals searched in full) score
     ``give_up`` or more, so that every arrival proven below it is cut."""
     return int(np.count_nonzero(alive >= give_up)) + int(np.count_nonzero(kept >= give_up)) >= cap
+
+
+def sure_cut(alive: np.ndarray, kept: np.ndarray, cap: int) -> float:
+    """The ``cap``-th highest score among the live candidates and the arrivals searched in full (``-inf``
+    if fewer): every arrival proven below it is cut."""
+    scores = np.concatenate([alive, kept])
+    return -np.inf if len(scores) < cap else float(np.partition(scores, len(scores) - cap)[len(scores) - cap])

@@ -54,7 +54,7 @@ import numpy as np
 from mummi.core.spec import SamplerSettings
 from mummi.sampler import checkpoint as ckpt
 from mummi.sampler.buffers import Growing
-from mummi.sampler.cap import FLOOR, SAMPLE, cut_holds, likely_cut, sample_rows
+from mummi.sampler.cap import FLOOR, SAMPLE, cut_holds, likely_cut, sample_rows, sure_cut
 from mummi.sampler.cells import Cells
 from mummi.sampler.core_share import CoreShare
 from mummi.sampler.groups import grouped_knn
@@ -257,13 +257,14 @@ class DynimSampler:
                 break
             log.debug("floor %.6g above the cut; the sample searched again in full", floor)
             floor = -np.inf
-        self._last_cut = give_up
         dist[rest], pos[rest], dropped[rest] = self._cells.search(s, x[rest], k, give_up)
         searched = knn_scores(dist[~dropped], len(self._sel))
         if dropped.any() and not cut_holds(alive, searched, cap, give_up):
-            log.debug("cut guess %.6g failed; %d dropped arrivals searched in full", give_up, dropped.sum())
-            dist[dropped], pos[dropped] = self._index.search(x[dropped], k)
-            dropped[:] = False
+            give_up = sure_cut(alive, searched, cap)
+            log.debug("cut guess failed; %d dropped arrivals searched again, down to %.6g", dropped.sum(), give_up)
+            again = np.flatnonzero(dropped)
+            dist[again], pos[again], dropped[again] = self._cells.search(s, x[again], k, give_up)
+        self._last_cut = give_up
         return dist, pos, dropped
 
     def _validate(self, ids: Sequence[str], latents: np.ndarray) -> np.ndarray:

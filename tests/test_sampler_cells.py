@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mummi.sampler.cap import cut_holds, likely_cut
+from mummi.sampler.cap import cut_holds, likely_cut, sure_cut
 from mummi.sampler.cells import Cells
 from mummi.sampler.index import brute_knn
 from mummi.sampler.knn import knn_scores, row_sq_dist
@@ -83,3 +83,8 @@ def test_likely_cut_is_the_highest_sample_score_that_still_fills_the_cap():
     assert likely_cut(alive, sample, 6, 100) == -np.inf
     assert cut_holds(alive, np.array([3.5, 1.0]), 3, 3.5)
     assert not cut_holds(alive, np.array([3.5, 1.0]), 4, 3.5)
+    # The cut the exact scores prove: the cap-th highest of them.
+    assert sure_cut(alive, np.array([3.5, 1.0]), 3) == 3.5
+    assert sure_cut(alive, np.array([3.5, 1.0]), 4) == 3.0
+    assert sure_cut(alive, np.array([3.5, 1.0]), 6) == 1.0
+    assert sure_cut(alive, np.array([3.5, 1.0]), 7) == -np.inf

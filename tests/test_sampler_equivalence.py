@@ -90,8 +90,8 @@ def test_large_batches_with_ties_match_brute_force(scale):
 @pytest.mark.parametrize("guess", ["fair", "too_high", "floor_too_high"])
 def test_arrivals_dropped_below_the_cut_match_brute_force(monkeypatch, caplog, guess):
     """With cells from 100 selected points on, most arrivals are proven below the cap's cut and dropped without a
-    full search; a guess of the cut that is too high is caught and those arrivals are searched in full, and so is
-    the sample when the floor from the last guess is too high."""
+    full search; a guess of the cut that is too high is caught and those arrivals are searched again against the
+    cut the exact scores prove, and the sample is searched in full when the floor from the last guess is too high."""
     monkeypatch.setattr(Cells, "MIN_POINTS", 100)
     if guess == "too_high":
         monkeypatch.setattr(cap, "SHARE", 50.0)
@@ -111,5 +111,5 @@ def test_arrivals_dropped_below_the_cut_match_brute_force(monkeypatch, caplog, g
     with caplog.at_level(logging.DEBUG, logger="mummi.sampler.dynim"):
         run_both(15, 10, 700, 2, 3, steps)
     assert sum(dropped) > 1000
-    assert ("arrivals searched in full" in caplog.text) == (guess == "too_high")
+    assert ("arrivals searched again" in caplog.text) == (guess == "too_high")
     assert guess != "floor_too_high" or caplog.text.count("sample searched again") >= 2
