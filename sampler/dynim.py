@@ -369,8 +369,8 @@ class DynimSampler:
 
     def _bound_blocks(self, start: int) -> None:
         """Bound the blocks from slot ``start`` (a block boundary) on by shells
-        (:func:`~mummi.sampler.layout.block_shells`). Picks and discards keep shells valid:
-        they only empty slots."""
+        (:func:`~mummi.sampler.layout.block_shells`). Picks and discards keep shells valid
+        (they only empty slots); each selection starts by bounding all blocks again, tighter."""
         centre, inner, outer, most = block_shells(self._c_x[start:], self._c_limit[start:], BLOCK)
         if start > 0:
             kept = start // BLOCK
@@ -399,6 +399,7 @@ class DynimSampler:
         if n < 0:
             raise ValueError(f"the number of selections must be >= 0, got {n}")
         with self._threads(n * self._n_alive):
+            self._bound_blocks(0)  # tighter shells: discards and earlier picks have emptied slots
             return self._select(n)
 
     def _select(self, n: int) -> list[Selection]:
