@@ -67,6 +67,10 @@ from mummi.sampler.layout import BLOCK, block_shells, spatial_order
 log = logging.getLogger(__name__)
 
 CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
+# From this many selected points on, a pool whose slots run out is sorted into spatial order again
+# (with fewer, the live candidates close ranks in the order they are in): k-th distances are then small
+# and each pick reaches few blocks, if the blocks are tight.
+SORT_POOL_FROM = 8192
 SERIAL_WORK = 1 << 20  # pairs (candidates x picks, queries x selected points) below which a phase runs serially
 
 
@@ -328,17 +332,18 @@ class DynimSampler:
         if len(age) == 0:
             return
         start = -(-self._used // BLOCK) * BLOCK
-        if start + len(age) > len(self._c):  # all live candidates are laid out again, the new ones with them
+        order = spatial_order(x, np.arange(len(x)), BLOCK)
+        if start + len(age) > len(self._c):  # lay out the live candidates again, the new ones after them
             live = np.flatnonzero(self._c >= 0)
             self._set_pool(
-                np.concatenate([self._c[live], age]),
-                np.concatenate([self._c_score[live], score]),
-                np.concatenate([self._c_dist[live], dist]),
-                np.concatenate([self._c_pos[live], pos]),
-                np.concatenate([self._c_x[live], x]),
+                np.concatenate([self._c[live], age[order]]),
+                np.concatenate([self._c_score[live], score[order]]),
+                np.concatenate([self._c_dist[live], dist[order]]),
+                np.concatenate([self._c_pos[live], pos[order]]),
+                np.concatenate([self._c_x[live], x[order]]),
+                in_order=len(self._sel) < SORT_POOL_FROM,
             )
             return
-        order = spatial_order(x, np.arange(len(x)), BLOCK)
         slots = slice(start, start + len(age))
         self._c[slots], self._c_score[slots] = age[order], score[order]
         self._c_dist[slots], self._c_pos[slots] = dist[order], pos[order]
@@ -349,13 +354,21 @@ class DynimSampler:
         self._used = start + len(age)
         self._bound_blocks(start)
 
-    def _set_pool(self, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, x: np.ndarray) -> None:
-        """Lay out the candidates (all live) in spatial order in slots twice as many: the arrival
-        index (age) of the candidate in each, its score, k-NN list and latent (row-major for
-        canonical distances, transposed for the compiled filter), and the filter's limit
-        (negative in free slots); then bound the blocks."""
+    def _set_pool(
+        self,
+        age: np.ndarray,
+        score: np.ndarray,
+        dist: np.ndarray,
+        pos: np.ndarray,
+        x: np.ndarray,
+        in_order: bool = False,
+    ) -> None:
+        """Lay out the candidates (all live) in slots twice as many, in spatial order unless
+        they are ``in_order`` already: the arrival index (age) of the candidate in each, its
+        score, k-NN list and latent (row-major for canonical distances, transposed for the
+        compiled filter), and the filter's limit (negative in free slots); then bound the blocks."""
         n, size = len(age), -(-2 * max(len(age), 1) // BLOCK) * BLOCK
-        order = spatial_order(x, np.arange(n), BLOCK)
+        order = np.arange(n) if in_order else spatial_order(x, np.arange(n), BLOCK)
         self._c = np.concatenate([age[order], np.full(size - n, -1)])
         self._c_score = np.concatenate([score[order], np.full(size - n, -np.inf)])
         self._c_dist = np.concatenate([dist[order], np.full((size - n, self.settings.k), np.inf)])
