@@ -59,7 +59,8 @@ class Cells:
     def refine(self, points: np.ndarray, q: np.ndarray, dist: np.ndarray, pos: np.ndarray, start: np.ndarray) -> None:
         """Bring the canonical k-NN lists ``dist``, ``pos`` of ``q`` among ``points[:start[i]]`` (full, so
         finite) up to date with all of ``points``, in place (:func:`~mummi.sampler.kernels.cell_refine`;
-        queries go in order of their nearest known point in a spatial order of ``points``)."""
+        queries go in order of their nearest known point in a spatial order of ``points``). A list with
+        ``start`` 0 may hold any one point (a dropped arrival's): met again, it enters again, so k = 1."""
         self._update(points)
         rank = np.empty(len(points), dtype=np.int64)
         rank[spatial_order(points, np.arange(len(points)), BLOCK)] = np.arange(len(points))

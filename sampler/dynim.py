@@ -31,7 +31,7 @@ below the cap's cut (:mod:`~mummi.sampler.cap`): most arrivals of a long campaig
 Discarded points keep their nearest selected point (or, if dropped that way, a
 selected point near them) and are brought up to date only when weights are asked
 for, by a search that skips the selected points the triangle inequality rules out
-(:mod:`~mummi.sampler.groups`).
+(through the cells once S is large, else :mod:`~mummi.sampler.groups`).
 
 With an approximate index (``ivf``, ``hnsw``) new candidates get approximate k-NN
 lists (true neighbours may be missing, so scores may be too high); every later

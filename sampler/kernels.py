@@ -2,8 +2,9 @@
 
 :func:`greedy_picks` merges each selected point into the k-NN list of every live
 candidate it comes nearer to than the candidate's k-th neighbour;
-:func:`grouped_scan` searches new points' neighbours (:mod:`mummi.sampler.groups`).
-Both filter pairs with float32 sums of squares (vectorised across points, summed
+:func:`grouped_scan` searches new points' neighbours (:mod:`mummi.sampler.groups`),
+:func:`cell_knn` and :func:`cell_refine` among the cells of S (:mod:`mummi.sampler.cells`).
+All filter pairs with float32 sums of squares (vectorised across points, summed
 in coordinate order), whose relative rounding error is below ``(dim + 3) u`` for
 non-negative terms, so the filters allow twice that. Every pair that passes is recomputed
 canonically (:func:`mummi.sampler.knn.row_sq_dist`: float64, the same pairwise
@@ -624,7 +625,7 @@ def _refine_group(
             total[c] += q[i, c]
     for c in range(dim):
         centre[0, c] = total[c] / len(group)
-    acc = np.empty(max(n_cells, len(group), 64), dtype=np.float32)
+    acc = np.empty(max(n_cells, 64), dtype=np.float32)
     reach = np.empty(len(group))
     cut = 0.0
     for t, i in enumerate(group):
