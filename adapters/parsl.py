@@ -33,14 +33,16 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mummi.adapters.backend import Backend, BackendError, JobSpec, JobStatus
 from mummi.core.layout import CampaignLayout
 from mummi.core.spec import CampaignSpec, ParslSettings
 from mummi.core.states import JobState
+
+if TYPE_CHECKING:
+    from parsl.dataflow.futures import AppFuture
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ class ParslBackend(Backend):
         self._dfk: Any = None
         self._started_at: float | None = None
         self._apps: dict[str, Any] = {}
-        self._futures: dict[str, Future[Any]] = {}
+        self._futures: dict[str, AppFuture] = {}
         self._lost: set[str] = set()
         self._run = uuid.uuid4().hex[:12]  # ids never repeat those of an earlier coordinator
         self._counter = 0
@@ -145,6 +147,7 @@ class ParslBackend(Backend):
         if self._dfk is not None:
             import parsl
 
+            self._await_handover()
             self._dfk.cleanup()
             parsl.clear()
             self._dfk = None
@@ -156,6 +159,17 @@ class ParslBackend(Backend):
             return []
 
     # ------------------------------------------------------------ helpers
+    def _await_handover(self, timeout_s: float = 60.0) -> None:
+        """Wait until Parsl has handed every submitted task to its executor: its cleanup stops the
+        executors before its launch threads, and a task still being handed over then can block it
+        for ever (seen once: a launch thread stuck sending to an interchange that had gone)."""
+        deadline = time.monotonic() + timeout_s
+        while any(f.task_status() == "pending" for f in self._futures.values()):
+            if time.monotonic() > deadline:
+                log.warning("Parsl has not handed every task to its executor after %g s; closing anyway", timeout_s)
+                return
+            time.sleep(0.05)
+
     def _start(self) -> None:
         if self._dfk is not None:
             return
