@@ -360,6 +360,18 @@ def _scan_one(
 
 
 @nb.njit(cache=True, inline="always")
+def _at_least(a: float, factor: float) -> float:
+    """A lower bound of the true distance whose float32 squared value (from :func:`_float32_distances`) is ``a``."""
+    return np.sqrt(np.float64(a) / factor) * (1 - 1e-9)
+
+
+@nb.njit(cache=True, inline="always")
+def _at_most(a: float, factor: float) -> float:
+    """An upper bound of the true distance whose float32 squared value is ``a`` (1e-30: underflow)."""
+    return np.sqrt(np.float64(a) * factor + 1e-30) * (1 + 1e-9)
+
+
+@nb.njit(cache=True, inline="always")
 def _float32_distances(q: np.ndarray, i: int, rows_t: np.ndarray, j0: int, j1: int, acc: np.ndarray) -> None:
     """``acc[j - j0]``: float32 squared distance of query i to column j of ``rows_t`` (dim, m), j0 <= j < j1."""
     acc[: j1 - j0] = 0
@@ -543,8 +555,7 @@ def cell_knn(
                 if cell_acc[cell] > factor * reach * reach:  # the whole cell is out of reach
                     continue
                 # The query's distance to the centre lies within [dq_lo, dq_hi].
-                dq_lo = np.sqrt(np.float64(cell_acc[cell]) / factor) * (1 - 1e-9)
-                dq_hi = np.sqrt(np.float64(cell_acc[cell]) * factor + 1e-30) * (1 + 1e-9)
+                dq_lo, dq_hi = _at_least(cell_acc[cell], factor), _at_most(cell_acc[cell], factor)
                 j0 = c0 + np.searchsorted(member_ds[c0:c1], (dq_lo - near) * (1 - 1e-9) - 1e-300)
                 while j0 < c1 and member_ds[j0] <= (dq_hi + near) * (1 + 1e-9):
                     j1 = min(j0 + chunk, c1)
@@ -633,7 +644,7 @@ def _refine_group(
         for c in range(dim):
             d = q[i, c] - centre[0, c]
             a += d * d
-        reach[t] = np.sqrt(np.float64(a) * factor + 1e-30) * (1 + 1e-9)
+        reach[t] = _at_most(a, factor)
         cut = max(cut, reach[t] + dist[i, k - 1])
     cut *= 1 + 1e-9
     _float32_distances(centre, 0, centres_t, 0, n_cells, acc)
@@ -641,8 +652,7 @@ def _refine_group(
     size = 0
     for cell in range(n_cells):
         c0, c1 = cell_start[cell], cell_start[cell + 1]
-        d_lo = np.sqrt(np.float64(acc[cell]) / factor) * (1 - 1e-9)
-        d_hi = np.sqrt(np.float64(acc[cell]) * factor + 1e-30) * (1 + 1e-9)
+        d_lo, d_hi = _at_least(acc[cell], factor), _at_most(acc[cell], factor)
         window[cell, 0] = c0 + np.searchsorted(member_ds[c0:c1], (d_lo - cut) * (1 - 1e-9) - 1e-300)
         window[cell, 1] = max(window[cell, 0], c0 + np.searchsorted(member_ds[c0:c1], (d_hi + cut) * (1 + 1e-9)))
         size += window[cell, 1] - window[cell, 0]
@@ -654,7 +664,7 @@ def _refine_group(
             j1 = min(j0 + 64, window[cell, 1])
             _float32_distances(centre, 0, members_t, j0, j1, acc)
             for j in range(j1 - j0):
-                d = np.sqrt(np.float64(acc[j]) / factor) * (1 - 1e-9)
+                d = _at_least(acc[j], factor)
                 if d <= cut:
                     found[n_found], bound[n_found] = j0 + j, d
                     n_found += 1
