@@ -217,7 +217,6 @@ class DynimSampler:
         first = self.n_seen
         self._x.extend(x)
         self._ids.extend(ids)
-        self._known.update(ids)
         self._status.extend(np.full(n, CANDIDATE, dtype=np.int8))
         self._nn_dist.extend(np.full(n, np.inf))
         self._nn_pos.extend(np.full(n, -1))
@@ -226,7 +225,8 @@ class DynimSampler:
         with self._threads(n * len(self._sel)):
             dist, pos, dropped = self._search_arrivals(x)
         kept = np.flatnonzero(~dropped)
-        discarded = self._insert(first + kept, x[kept], dist[kept], pos[kept])
+        rows = slice(None) if len(kept) == n else kept  # no copies when none was dropped
+        discarded = self._insert(first + kept, x[rows], dist[rows], pos[rows])
         if len(kept) < n:  # the nearest selected point is searched when weights are asked for (epoch 0)
             gone = np.flatnonzero(dropped)
             self._status[first + gone] = DISCARDED
@@ -291,15 +291,23 @@ class DynimSampler:
             raise SamplerInputError(f"latents must be finite float32 values; row {i} (id {ids[i]!r}) is {row}")
         if set(map(type, ids)) - {str}:
             raise SamplerInputError(f"ids must be strings, got {next(i for i in ids if not isinstance(i, str))!r}")
-        unique = set(ids)
-        if len(unique) != len(ids):
+        self._claim(ids)
+        return x
+
+    def _claim(self, ids: list[str]) -> None:
+        """Add ``ids`` to the known ids; for one repeated within ``ids`` or added before, raise and leave them as
+        they were (one set update in the common case)."""
+        known = len(self._known)
+        self._known.update(ids)
+        if len(self._known) == known + len(ids):
+            return
+        self._known = set(self._ids)
+        if len(set(ids)) != len(ids):
             seen: set[str] = set()
             dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
             raise SamplerInputError(f"id {dup!r} appears twice in one add_candidates call")
-        if not self._known.isdisjoint(unique):
-            again = [i for i in ids if i in self._known]
-            raise SamplerInputError(f"id {again[0]!r} was added before ({len(again)} repeated ids in this call)")
-        return x
+        again = [i for i in ids if i in self._known]
+        raise SamplerInputError(f"id {again[0]!r} was added before ({len(again)} repeated ids in this call)")
 
     def _insert(self, seen: np.ndarray, x: np.ndarray, dist: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """Put new candidates (k-NN lists valid for all of S) into free slots and

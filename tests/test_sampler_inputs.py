@@ -54,6 +54,7 @@ def test_bad_input_is_refused_and_changes_nothing(name: str) -> None:
     assert before[4][0] == after[4][0]
     np.testing.assert_array_equal(before[4][1], after[4][1])
     assert continue_run(sampler) == continue_run(fresh())
+    sampler.add_candidates(["x0", "x1"], np.ones((2, 4)))  # the refused call claimed no id
 
 
 def test_negative_selection_count_is_refused() -> None:

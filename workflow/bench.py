@@ -15,6 +15,8 @@ import platform
 import sys
 from collections.abc import Sequence
 
+from mummi.sampler.process_memory import keep_freed_memory
+
 BENCHMARKS: dict[str, str] = {
     "macro": "mummi.macro.bench",
     "dynim-replay": "mummi.sampler.bench_replay",
@@ -54,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench_parser = argparse.ArgumentParser(prog=f"mummi-bench {args.name}", description=module.__doc__)
     module.add_arguments(bench_parser)
     bench_args = bench_parser.parse_args(rest)
+    keep_freed_memory()  # as mummi-run does
     result = {"benchmark": args.name, "machine": machine(), **module.run(bench_args)}
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     return 0

@@ -129,10 +129,12 @@ def _saved_model_problems(spec: CampaignSpec, saved: Path) -> list[str]:
 
 
 def _run_campaign(spec: CampaignSpec, *, fresh: bool, force: bool) -> int:
+    from mummi.sampler.process_memory import keep_freed_memory
     from mummi.workflow.campaign import CampaignError, prepare
     from mummi.workflow.coordinator import run_campaign
     from mummi.workflow.progress import summary
 
+    keep_freed_memory()  # the sampler's arrays of every step reuse what the last one freed
     try:
         cdir, store, resuming = prepare(spec, fresh=fresh, force=force)
     except CampaignError as err:
