@@ -211,6 +211,7 @@ class DynimSampler:
             was added before; nothing is changed then.
         """
         x = self._validate(ids, latents)
+        self._claim(ids)
         n = len(x)
         if n == 0:
             return []
@@ -291,10 +292,9 @@ class DynimSampler:
             raise SamplerInputError(f"latents must be finite float32 values; row {i} (id {ids[i]!r}) is {row}")
         if set(map(type, ids)) - {str}:
             raise SamplerInputError(f"ids must be strings, got {next(i for i in ids if not isinstance(i, str))!r}")
-        self._claim(ids)
         return x
 
-    def _claim(self, ids: list[str]) -> None:
+    def _claim(self, ids: Sequence[str]) -> None:
         """Add ``ids`` to the known ids; for one repeated within ``ids`` or added before, raise and leave them as
         they were (one set update in the common case)."""
         known = len(self._known)
