@@ -285,13 +285,15 @@ class DynimSampler:
             raise SamplerInputError(f"latents must have shape (n, {self.dim}), got {x.shape}")
         if len(ids) != len(x):
             raise SamplerInputError(f"got {len(ids)} ids for {len(x)} latent rows")
-        bad = ~np.isfinite(x).all(axis=1)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
+        if not np.isfinite(x).all():
+            i = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
             row = np.asarray(latents)[i].tolist()
             raise SamplerInputError(f"latents must be finite float32 values; row {i} (id {ids[i]!r}) is {row}")
-        if set(map(type, ids)) - {str}:
-            raise SamplerInputError(f"ids must be strings, got {next(i for i in ids if not isinstance(i, str))!r}")
+        try:
+            "".join(ids)  # fails on the first id that is not a string (an order faster than checking each type)
+        except TypeError:
+            wrong = next(i for i in ids if not isinstance(i, str))
+            raise SamplerInputError(f"ids must be strings, got {wrong!r}") from None
         return x
 
     def _claim(self, ids: Sequence[str]) -> None:

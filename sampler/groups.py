@@ -62,7 +62,7 @@ def grouped_knn(
     s_t = gather_transposed(points, order)
     grouped_scan(
         q,
-        np.argsort(label, kind="stable"),
+        np.argsort(label.astype(np.int16), kind="stable"),  # 16-bit keys: a radix sort
         label,
         reach,
         order,

@@ -352,10 +352,13 @@ def _scan_one(
             break
         j1 = min(j0 + chunk, m)
         _float32_distances(q, i, s_t[g], j0, j1, acc)
+        if n_kept > kept.shape[0] - chunk:
+            n_kept, near, limit = _make_room(i, q64, s_pos[g], s_t[g], dist, pos, kept, kept_acc, n_kept, limit, near,
+                                             factor, work)  # fmt: skip
         for j in range(j1 - j0):
             if acc[j] <= limit and s_pos[g, j0 + j] >= start:  # rarely true once top is full
-                n_kept, near, limit = _keep(acc[j], j0 + j, i, q64, s_pos[g], s_t[g], dist, pos, top, kept,
-                                            kept_acc, n_kept, near, limit, factor, work)  # fmt: skip
+                n_kept, limit = _keep(acc[j], j0 + j, top, kept, kept_acc, n_kept, limit, factor)
+        near = min(near, np.sqrt(limit))
     _settle(i, q64, s_pos[g], s_t[g], dist, pos, kept, _shed(kept, kept_acc, n_kept, limit), work)
 
 
@@ -385,29 +388,11 @@ def _float32_distances(q: np.ndarray, i: int, rows_t: np.ndarray, j0: int, j1: i
 
 @nb.njit(cache=True, inline="always")
 def _keep(
-    a: float,
-    j: int,
-    i: int,
-    q64: np.ndarray,
-    positions: np.ndarray,
-    rows_t: np.ndarray,
-    dist: np.ndarray,
-    pos: np.ndarray,
-    top: np.ndarray,
-    kept: np.ndarray,
-    kept_acc: np.ndarray,
-    n_kept: int,
-    near: float,
-    limit: float,
-    factor: float,
-    work: np.ndarray,
-) -> tuple[int, float, float]:
-    """Keep column j of ``rows_t`` (float32 squared distance ``a`` to query i, within ``limit``), making
-    room first if the kept pairs are full (:func:`_make_room`); update ``top``, the limit and the bound
-    of the k-th distance. Returns the number kept, that bound and the limit."""
-    if n_kept == kept.shape[0]:
-        n_kept, near, limit = _make_room(i, q64, positions, rows_t, dist, pos, kept, kept_acc, limit, near, factor,
-                                         work)  # fmt: skip
+    a: float, j: int, top: np.ndarray, kept: np.ndarray, kept_acc: np.ndarray, n_kept: int, limit: float, factor: float
+) -> tuple[int, float]:
+    """Keep pair j (float32 squared distance ``a``, within ``limit``; there is room: :func:`_room_for`) and
+    update ``top`` and the limit. Returns the number kept and the limit (``near`` follows once per chunk:
+    ``min(near, sqrt(limit))``, so that no square root is taken per pair)."""
     kept[n_kept], kept_acc[n_kept] = j, a
     k = top.shape[0]
     if a < top[k - 1]:
@@ -418,7 +403,7 @@ def _keep(
         top[p] = a
         if top[k - 1] < np.inf:
             limit = min(limit, factor * factor * np.float64(top[k - 1]) + 1e-30)
-    return n_kept + 1, min(near, np.sqrt(limit)), limit
+    return n_kept + 1, limit
 
 
 @nb.njit(cache=True, inline="always")
@@ -431,14 +416,15 @@ def _make_room(
     pos: np.ndarray,
     kept: np.ndarray,
     kept_acc: np.ndarray,
+    n_kept: int,
     limit: float,
     near: float,
     factor: float,
     work: np.ndarray,
 ) -> tuple[int, float, float]:
-    """The kept pairs are full: drop those above the limit, and if many near-equal ones stay, settle
-    them now. Returns the number kept, the bound of the k-th distance and the limit."""
-    n_kept = _shed(kept, kept_acc, kept.shape[0], limit)
+    """The kept pairs might not leave room for a chunk: drop those above the limit, and if many near-equal
+    ones stay, settle them now. Returns the number kept, the bound of the k-th distance and the limit."""
+    n_kept = _shed(kept, kept_acc, n_kept, limit)
     if n_kept > kept.shape[0] // 2:
         _settle(i, q64, positions, rows_t, dist, pos, kept, n_kept, work)
         near = min(near, dist[i, dist.shape[1] - 1])
@@ -560,11 +546,13 @@ def cell_knn(
                 while j0 < c1 and member_ds[j0] <= (dq_hi + near) * (1 + 1e-9):
                     j1 = min(j0 + chunk, c1)
                     _float32_distances(q, i, members_t, j0, j1, acc)
+                    if n_kept > kept.shape[0] - chunk:
+                        n_kept, near, limit = _make_room(i, q64, member_pos, members_t, dist, pos, kept, kept_acc,
+                                                         n_kept, limit, near, factor, work)  # fmt: skip
                     for j in range(j1 - j0):
                         if acc[j] <= limit:
-                            n_kept, near, limit = _keep(acc[j], j0 + j, i, q64, member_pos, members_t, dist,
-                                                        pos, top, kept, kept_acc, n_kept, near, limit, factor,
-                                                        work)  # fmt: skip
+                            n_kept, limit = _keep(acc[j], j0 + j, top, kept, kept_acc, n_kept, limit, factor)
+                    near = min(near, np.sqrt(limit))
                     j0 = j1
                 if v < visits and top[k - 1] < np.inf and _score_above(top, factor) < give_up:
                     break
