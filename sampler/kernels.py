@@ -591,7 +591,7 @@ def cell_refine(
     n = by_near.shape[0]
     for region in nb.prange((n + _REGION - 1) // _REGION):
         r0, r1 = region * _REGION, min(region * _REGION + _REGION, n)
-        local = spatial_order(q, by_near[r0:r1], _GROUP)
+        local = spatial_order(q, by_near[r0:r1], _GROUP, False)
         for a in range(0, r1 - r0, _GROUP):
             group = local[a : min(a + _GROUP, r1 - r0)]
             _refine_group(q, group, centres_t, cell_start, members_t, member_pos, member_ds, start, dist, pos,

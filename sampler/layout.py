@@ -26,55 +26,119 @@ _POWER_STEPS = 8
 _STRAY = 2.0
 
 
-@nb.njit(cache=True, fastmath=True)
-def spatial_order(x: np.ndarray, slots: np.ndarray, block: int) -> np.ndarray:
+@nb.njit(cache=True)
+def spatial_order(x: np.ndarray, slots: np.ndarray, block: int, parallel: bool = True) -> np.ndarray:
     """``slots`` (rows of ``x``) reordered so that every run of ``block`` holds nearby points.
 
     Ranges are split along their principal axis (estimated by a few power steps on
     at most :data:`_SAMPLE` evenly spaced members) at the multiple of ``block``
     nearest the natural cut of the projections (:func:`_natural_cut`), until each
-    is one block; then strays go last (:func:`_strays_last`).
+    is one block; then strays go last (:func:`_strays_last`). The ranges of one
+    level of splits are split in parallel unless ``parallel`` is False (inside
+    compiled parallel loops).
     """
     order = slots.copy()
     xs = np.empty((len(slots), x.shape[1]), dtype=x.dtype)  # the rows in their current order: scanned in sequence
     for j in range(len(slots)):
         for c in range(x.shape[1]):
             xs[j, c] = x[slots[j], c]
-    n, dim = xs.shape
+    n = xs.shape[0]
     key = np.empty(n)
     at = np.empty(n, dtype=np.int64)
     buf = np.empty_like(xs)
     order_buf = np.empty_like(order)
+    # The ranges of the current level of splits: starts and ends, then each one's split point.
+    starts, ends = np.zeros(1, dtype=np.int64), np.full(1, n, dtype=np.int64)
+    while len(starts):
+        if parallel:
+            mids = _split_level(xs, order, key, at, buf, order_buf, starts, ends, block)
+        else:
+            mids = _split_level_serial(xs, order, key, at, buf, order_buf, starts, ends, block)
+        split = mids >= 0
+        starts = np.concatenate((starts[split], mids[split]))
+        ends = np.concatenate((mids[split], ends[split]))
+    return _strays_last(xs, order, block)
+
+
+@nb.njit(cache=True, parallel=True)
+def _split_level(
+    xs: np.ndarray,
+    order: np.ndarray,
+    key: np.ndarray,
+    at: np.ndarray,
+    buf: np.ndarray,
+    order_buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    block: int,
+) -> np.ndarray:
+    """Split every range longer than ``block`` (:func:`_split_range`), in parallel; returns the split points
+    (-1: not split)."""
+    mids = np.full(len(starts), -1, dtype=np.int64)
+    for r in nb.prange(len(starts)):
+        if ends[r] - starts[r] > block:
+            mids[r] = _split_range(xs, order, key, at, buf, order_buf, starts[r], ends[r], block)
+    return mids
+
+
+@nb.njit(cache=True)
+def _split_level_serial(
+    xs: np.ndarray,
+    order: np.ndarray,
+    key: np.ndarray,
+    at: np.ndarray,
+    buf: np.ndarray,
+    order_buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    block: int,
+) -> np.ndarray:
+    """:func:`_split_level` on one thread."""
+    mids = np.full(len(starts), -1, dtype=np.int64)
+    for r in range(len(starts)):
+        if ends[r] - starts[r] > block:
+            mids[r] = _split_range(xs, order, key, at, buf, order_buf, starts[r], ends[r], block)
+    return mids
+
+
+@nb.njit(cache=True, fastmath=True)
+def _split_range(
+    xs: np.ndarray,
+    order: np.ndarray,
+    key: np.ndarray,
+    at: np.ndarray,
+    buf: np.ndarray,
+    order_buf: np.ndarray,
+    lo: int,
+    hi: int,
+    block: int,
+) -> int:
+    """Split rows ``lo:hi`` of ``xs`` (and ``order`` alike) along their principal axis; returns where.
+    Touches only ``lo:hi`` of every array."""
+    dim = xs.shape[1]
     axis = np.empty(dim)
     mean = np.empty(dim)
-    stack = [(0, n)]
-    while stack:
-        lo, hi = stack.pop()
-        if hi - lo <= block:
-            continue
-        step = max(1, (hi - lo) // _SAMPLE)
-        _principal_axis(xs[lo:hi:step], mean, axis)
-        for j in range(lo, hi):
-            t = 0.0
-            for c in range(dim):
-                t += (xs[j, c] - mean[c]) * axis[c]
-            key[j] = t
-            at[j] = j
-        blocks = (hi - lo + block - 1) // block
-        left = round(_count_below(key[lo:hi], _natural_cut(key[lo:hi])) / block)
-        mid = lo + min(max(left, 1), blocks - 1) * block
-        _split(key, at, lo, hi, mid)
-        for j in range(lo, hi):
-            for c in range(dim):
-                buf[j, c] = xs[at[j], c]
-            order_buf[j] = order[at[j]]
-        for j in range(lo, hi):
-            for c in range(dim):
-                xs[j, c] = buf[j, c]
-            order[j] = order_buf[j]
-        stack.append((lo, mid))
-        stack.append((mid, hi))
-    return _strays_last(xs, order, block)
+    step = max(1, (hi - lo) // _SAMPLE)
+    _principal_axis(xs[lo:hi:step], mean, axis)
+    for j in range(lo, hi):
+        t = 0.0
+        for c in range(dim):
+            t += (xs[j, c] - mean[c]) * axis[c]
+        key[j] = t
+        at[j] = j
+    blocks = (hi - lo + block - 1) // block
+    left = round(_count_below(key[lo:hi], _natural_cut(key[lo:hi])) / block)
+    mid = lo + min(max(left, 1), blocks - 1) * block
+    _split(key, at, lo, hi, mid)
+    for j in range(lo, hi):
+        for c in range(dim):
+            buf[j, c] = xs[at[j], c]
+        order_buf[j] = order[at[j]]
+    for j in range(lo, hi):
+        for c in range(dim):
+            xs[j, c] = buf[j, c]
+        order[j] = order_buf[j]
+    return mid
 
 
 @nb.njit(cache=True)
@@ -204,7 +268,7 @@ def _split(key: np.ndarray, at: np.ndarray, lo: int, hi: int, mid: int) -> None:
             return
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def block_shells(x: np.ndarray, limit: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per block of ``block`` slots: centre, shell radii (inner, outer) and the largest filter limit.
 
@@ -217,7 +281,7 @@ def block_shells(x: np.ndarray, limit: np.ndarray, block: int) -> tuple[np.ndarr
     inner = np.zeros(n_blocks)
     outer = np.zeros(n_blocks)
     most = np.full(n_blocks, -1.0)
-    for b in range(n_blocks):
+    for b in nb.prange(n_blocks):
         lo, hi = b * block, min(b * block + block, n)
         live = 0
         for i in range(lo, hi):
