@@ -23,7 +23,8 @@ MIN_WINDOW_S = 0.05  # shorter windows are too coarse for clock ticks of 10 ms
 def _cpu_busy_s() -> float | None:
     """CPU seconds spent busy by the whole machine since boot (None without /proc/stat)."""
     try:
-        fields = PROC_STAT.read_text().split("\n", 1)[0].split()
+        with PROC_STAT.open() as stat:  # the first line only: the whole file is long (a count per interrupt)
+            fields = stat.readline().split()
     except OSError:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
@@ -48,13 +49,14 @@ class CoreShare:
 
     def taken_by_others(self) -> float:
         """Cores other processes kept busy since the last measurement (the previous figure within 50 ms)."""
+        if time.monotonic() - self._mark[0] < MIN_WINDOW_S:
+            return self._taken
         now = self._sample()
         (t0, busy0, own0), (t1, busy1, own1) = self._mark, now
         if busy0 is None or busy1 is None:
             return 0.0
-        if t1 - t0 >= MIN_WINDOW_S:
-            self._taken = max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
-            self._mark = now
+        self._taken = max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
+        self._mark = now
         return self._taken
 
     def threads(self, limit: int) -> int:

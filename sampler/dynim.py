@@ -60,8 +60,7 @@ from mummi.sampler.core_share import CoreShare
 from mummi.sampler.groups import grouped_knn
 from mummi.sampler.history import EventHistory
 from mummi.sampler.index import make_index
-from mummi.sampler.kernels import absorb, block_bests, filter_factor, filter_limit, greedy_picks
-from mummi.sampler.knn import knn_scores
+from mummi.sampler.kernels import absorb, block_bests, filter_factor, filter_limit, greedy_picks, list_scores
 from mummi.sampler.layout import BLOCK, block_shells, spatial_order
 
 log = logging.getLogger(__name__)
@@ -256,14 +255,14 @@ class DynimSampler:
         floor = FLOOR * self._last_cut
         for _ in range(2):  # a second time, in full, if the floor was above the cut
             dist[sample], pos[sample], dropped[sample] = self._cells.search(s, x[sample], k, floor)
-            sampled = np.where(dropped[sample], -np.inf, knn_scores(dist[sample], len(self._sel)))
+            sampled = np.where(dropped[sample], -np.inf, list_scores(dist[sample], len(self._sel)))
             give_up = likely_cut(alive, sampled, len(rest), cap, floor)
             if give_up > -np.inf or floor == -np.inf:
                 break
             log.debug("floor %.6g above the cut; the sample searched again in full", floor)
             floor = -np.inf
         dist[rest], pos[rest], dropped[rest] = self._cells.search(s, x[rest], k, give_up)
-        searched = knn_scores(dist[~dropped], len(self._sel))
+        searched = list_scores(dist[~dropped], len(self._sel))
         if dropped.any() and not cut_holds(alive, searched, cap, give_up):
             give_up = sure_cut(alive, searched, cap)
             log.debug("cut guess failed; %d dropped arrivals searched again, down to %.6g", dropped.sum(), give_up)
@@ -314,7 +313,7 @@ class DynimSampler:
     def _insert(self, seen: np.ndarray, x: np.ndarray, dist: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """Put new candidates (k-NN lists valid for all of S) into free slots and
         enforce the cap; return the discarded seen indices, ascending."""
-        score = knn_scores(dist, len(self._sel))
+        score = list_scores(dist, len(self._sel))
         new = np.arange(len(seen))
         discarded = np.empty(0, dtype=np.int64)
         alive = np.flatnonzero(self._c >= 0)

@@ -203,6 +203,24 @@ def _tree_sum_columns(v: np.ndarray, width: int, n: int) -> None:
 
 
 @nb.njit(cache=True)
+def list_scores(dist: np.ndarray, n_selected: int) -> np.ndarray:
+    """:func:`mummi.sampler.knn.knn_scores` of sorted k-NN rows, bit for bit (the same tree of sums), compiled."""
+    n, k = dist.shape
+    m = min(k, n_selected)
+    out = np.full(n, np.inf)
+    if m == 0:
+        return out
+    work = np.empty((m, n))
+    for i in range(n):
+        for r in range(m):
+            work[r, i] = dist[i, r]
+    _tree_sum_columns(work, m, n)
+    for i in range(n):
+        out[i] = work[0, i] / m
+    return out
+
+
+@nb.njit(cache=True)
 def _best_slot(score: np.ndarray, age: np.ndarray, lo: int, hi: int) -> int:
     """The slot in lo..hi with the highest score, the oldest of equal ones (-1 if all are -inf)."""
     best, slot = -np.inf, -1
