@@ -408,9 +408,9 @@ def _float32_distances(q: np.ndarray, i: int, rows_t: np.ndarray, j0: int, j1: i
 def _keep(
     a: float, j: int, top: np.ndarray, kept: np.ndarray, kept_acc: np.ndarray, n_kept: int, limit: float, factor: float
 ) -> tuple[int, float]:
-    """Keep pair j (float32 squared distance ``a``, within ``limit``; there is room: :func:`_room_for`) and
-    update ``top`` and the limit. Returns the number kept and the limit (``near`` follows once per chunk:
-    ``min(near, sqrt(limit))``, so that no square root is taken per pair)."""
+    """Keep pair j (float32 squared distance ``a``, within ``limit``; :func:`_make_room` left room before the
+    chunk) and update ``top`` and the limit. Returns the number kept and the limit (the bound of the k-th
+    distance follows once per chunk, ``min(near, sqrt(limit))``: no square root per pair)."""
     kept[n_kept], kept_acc[n_kept] = j, a
     k = top.shape[0]
     if a < top[k - 1]:
