@@ -222,11 +222,11 @@ class DynimSampler:
         self._nn_pos.extend(np.full(n, -1))
         self._nn_epoch.extend(np.zeros(n, dtype=np.int64))
 
-        with self._threads(n * len(self._sel)):
+        with self._threads(n * len(self._sel)):  # the spatial order and shells of _insert run in parallel too
             dist, pos, dropped = self._search_arrivals(x)
-        kept = np.flatnonzero(~dropped)
-        rows = slice(None) if len(kept) == n else kept  # no copies when none was dropped
-        discarded = self._insert(first + kept, x[rows], dist[rows], pos[rows])
+            kept = np.flatnonzero(~dropped)
+            rows = slice(None) if len(kept) == n else kept  # no copies when none was dropped
+            discarded = self._insert(first + kept, x[rows], dist[rows], pos[rows])
         if len(kept) < n:  # the nearest selected point is searched when weights are asked for (epoch 0)
             gone = np.flatnonzero(dropped)
             self._status[first + gone] = DISCARDED
@@ -594,5 +594,6 @@ class DynimSampler:
         self._index.add(self._x[self._sel.view])
         alive = arrays["c_score"] > -np.inf
         c = arrays["c"][alive]
-        self._set_pool(c, arrays["c_score"][alive], arrays["c_dist"][alive], arrays["c_pos"][alive], self._x[c])
+        with self._threads(len(c) * len(self._sel)):
+            self._set_pool(c, arrays["c_score"][alive], arrays["c_dist"][alive], arrays["c_pos"][alive], self._x[c])
         return self

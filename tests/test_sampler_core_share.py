@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from mummi.sampler.bench_load import busy_cores
 from mummi.sampler.core_share import CoreShare
 
@@ -38,3 +40,44 @@ def test_the_limit_and_one_thread_bound_the_count() -> None:
     share = CoreShare()
     assert 1 <= share.threads(1) == 1
     assert 1 <= share.threads(10**6) <= share.cores
+
+
+def test_every_parallel_phase_of_the_sampler_runs_on_the_threads_the_cores_leave(monkeypatch) -> None:
+    """With every core taken by others, no compiled parallel loop of adds, selections or weights may run on
+    more than one thread (a loop waits at its end for a descheduled thread)."""
+    import numba
+    import numpy as np
+
+    from mummi.core.spec import SamplerSettings
+    from mummi.sampler import dynim, index
+    from mummi.sampler.kernels import sampler_threads
+
+    sampler = dynim.DynimSampler(6, SamplerSettings(k=5, candidate_cap=3000, warmup=2))
+    seen: dict[str, set[int]] = {}
+
+    def counted(module, name):
+        original = getattr(module, name)
+
+        def call(*args, **kwargs):
+            seen.setdefault(name, set()).add(numba.get_num_threads())
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, call)
+
+    for name in ("spatial_order", "block_shells", "greedy_picks", "absorb", "grouped_knn"):
+        counted(dynim, name)
+    counted(index, "grouped_knn")
+    monkeypatch.setattr(CoreShare, "threads", lambda self, limit: 1)
+    previous = numba.get_num_threads()
+    try:
+        if sampler_threads(2) < 2:
+            pytest.skip("numba has one thread here")
+        rng = np.random.default_rng(0)
+        for b in range(4):
+            sampler.add_candidates([f"p{b}-{i}" for i in range(2000)], rng.normal(size=(2000, 6)))
+            sampler.select(300)
+        sampler.weight_array()
+    finally:
+        sampler_threads(previous)
+    assert {"spatial_order", "block_shells", "greedy_picks", "grouped_knn"} <= seen.keys()
+    assert all(counts == {1} for counts in seen.values()), seen
