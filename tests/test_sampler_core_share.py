@@ -5,10 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numba
+import numpy as np
 import pytest
 
+from mummi.core.spec import SamplerSettings
+from mummi.sampler import dynim, index
 from mummi.sampler.bench_load import busy_cores
 from mummi.sampler.core_share import CoreShare
+from mummi.sampler.kernels import sampler_threads
 
 
 def _running(pid: int) -> bool:
@@ -45,13 +50,6 @@ def test_the_limit_and_one_thread_bound_the_count() -> None:
 def test_every_parallel_phase_of_the_sampler_runs_on_the_threads_the_cores_leave(monkeypatch) -> None:
     """With every core taken by others, no compiled parallel loop of adds, selections or weights may run on
     more than one thread (a loop waits at its end for a descheduled thread)."""
-    import numba
-    import numpy as np
-
-    from mummi.core.spec import SamplerSettings
-    from mummi.sampler import dynim, index
-    from mummi.sampler.kernels import sampler_threads
-
     sampler = dynim.DynimSampler(6, SamplerSettings(k=5, candidate_cap=3000, warmup=2))
     seen: dict[str, set[int]] = {}
 
