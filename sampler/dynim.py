@@ -393,14 +393,14 @@ class DynimSampler:
         """Bound the blocks from slot ``start`` (a block boundary) on by shells
         (:func:`~mummi.sampler.layout.block_shells`). Picks and discards keep shells valid
         (they only empty slots); each selection starts by bounding all blocks again, tighter."""
-        centre, inner, outer, most = block_shells(self._c_x[start:], self._c_limit[start:], BLOCK)
+        centre_t, inner, outer, most = block_shells(self._c_x[start:], self._c_limit[start:], BLOCK)
         if start > 0:
             kept = start // BLOCK
-            centre = np.concatenate([self._shells[0][:kept], centre])
+            centre_t = np.concatenate([self._shells[0][:, :kept], centre_t], axis=1)
             inner, outer, most = (
                 np.concatenate([old[:kept], part]) for old, part in zip(self._shells[1:], (inner, outer, most))
             )
-        self._shells = centre, inner, outer, most
+        self._shells = centre_t, inner, outer, most
 
     def _limits(self, slots: np.ndarray | slice) -> np.ndarray:
         kth = self._c_dist[slots, -1]

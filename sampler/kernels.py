@@ -19,7 +19,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from mummi.sampler.layout import BLOCK, shell_gap, spatial_order
+from mummi.sampler.layout import BLOCK, shell_gaps, spatial_order
 
 _U32 = float(np.finfo(np.float32).eps) / 2
 
@@ -70,7 +70,7 @@ def absorb(
     dist: np.ndarray,
     pos: np.ndarray,
     limit: np.ndarray,
-    centre: np.ndarray,
+    centre_t: np.ndarray,
     inner: np.ndarray,
     outer: np.ndarray,
     most: np.ndarray,
@@ -85,8 +85,9 @@ def absorb(
     Candidate slots hold ``xt`` (dim, n) and ``x`` (n, dim), float32, and their
     ``age`` (order of arrival); ``limit`` holds ``factor * kth^2 + 1e-30`` (``inf``
     for lists not full, negative for dead slots). The slots form blocks of
-    :data:`~mummi.sampler.layout.BLOCK` with shells ``centre``, ``inner``, ``outer``
-    and ``most``, an upper bound of their limits (:func:`~mummi.sampler.layout.block_shells`):
+    :data:`~mummi.sampler.layout.BLOCK` with shells ``centre_t`` (their centres, a column
+    each), ``inner``, ``outer`` and ``most``, an upper bound of their limits
+    (:func:`~mummi.sampler.layout.block_shells`; the shells' gaps to ``src``: :func:`~mummi.sampler.layout.shell_gaps`):
     a block whose shell is farther from ``src`` than ``sqrt(most)`` is skipped, and
     ``most`` is tightened in every block whose lists change. Scores are updated to
     ``|S| = s_pos + 1``. ``block_best`` (the best slot of every block, see
@@ -101,10 +102,9 @@ def absorb(
     s64 = s32.astype(np.float64)
     active = np.empty(len(block_best), dtype=np.int64)
     n_active = 0
+    gap = shell_gaps(s64, centre_t, inner, outer)
     for blk in range(len(block_best)):
-        if block_best[blk] == src or (
-            most[blk] >= 0 and shell_gap(s64, centre[blk], inner[blk], outer[blk]) ** 2 <= most[blk]
-        ):
+        if block_best[blk] == src or (most[blk] >= 0 and gap[blk] ** 2 <= most[blk]):
             active[n_active] = blk
             n_active += 1
     accs = np.empty((threads, BLOCK), dtype=np.float32)
@@ -258,7 +258,7 @@ def greedy_picks(
     dist: np.ndarray,
     pos: np.ndarray,
     limit: np.ndarray,
-    centre: np.ndarray,
+    centre_t: np.ndarray,
     inner: np.ndarray,
     outer: np.ndarray,
     most: np.ndarray,
@@ -278,7 +278,7 @@ def greedy_picks(
             break
         slots[made], scores[made] = b, score[b]
         score[b], limit[b] = -np.inf, -1.0
-        shells = (centre, inner, outer, most)
+        shells = (centre_t, inner, outer, most)
         absorb(xt, x, age, score, dist, pos, limit, *shells, b, n_selected + made, factor, block_best, threads)
         made += 1
     return slots[:made], scores[:made]

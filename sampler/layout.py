@@ -271,36 +271,38 @@ def _split(key: np.ndarray, at: np.ndarray, lo: int, hi: int, mid: int) -> None:
 
 @nb.njit(cache=True, parallel=True)
 def block_shells(x: np.ndarray, limit: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per block of ``block`` slots: centre, shell radii (inner, outer) and the largest filter limit.
+    """Per block of ``block`` slots: centre (a column each), shell radii (inner, outer) and the largest filter limit.
 
     Slots with a negative limit are free; a block without candidates gets limit -1,
     so every pick skips it.
     """
     n, dim = x.shape
     n_blocks = (n + block - 1) // block
-    centre = np.zeros((n_blocks, dim))
+    centre_t = np.zeros((dim, n_blocks))
     inner = np.zeros(n_blocks)
     outer = np.zeros(n_blocks)
     most = np.full(n_blocks, -1.0)
     for b in nb.prange(n_blocks):
         lo, hi = b * block, min(b * block + block, n)
+        centre = np.zeros(dim)
         live = 0
         for i in range(lo, hi):
             if limit[i] >= 0:
                 live += 1
                 for c in range(dim):
-                    centre[b, c] += x[i, c]
+                    centre[c] += x[i, c]
         if live == 0:
             continue
-        centre[b] /= live
+        centre /= live
+        centre_t[:, b] = centre
         near, far = np.inf, 0.0
         for i in range(lo, hi):
             if limit[i] >= 0:
-                d = _distance(x[i], centre[b])
+                d = _distance(x[i], centre)
                 near, far = min(near, d), max(far, d)
                 most[b] = max(most[b], limit[i])
         inner[b], outer[b] = near * (1 - _MARGIN), far * (1 + _MARGIN)
-    return centre, inner, outer, most
+    return centre_t, inner, outer, most
 
 
 @nb.njit(cache=True, inline="always")
@@ -311,8 +313,18 @@ def _distance(a: np.ndarray, centre: np.ndarray) -> float:
     return np.sqrt(t)
 
 
-@nb.njit(cache=True, inline="always")
-def shell_gap(a: np.ndarray, centre: np.ndarray, inner: float, outer: float) -> float:
-    """A lower bound (with margin) of the distance from ``a`` to any point of the shell (0 if it may be inside)."""
-    d = _distance(a, centre)
-    return max(d - outer, inner - d, 0.0) * (1 - _MARGIN)
+@nb.njit(cache=True)
+def shell_gaps(a: np.ndarray, centre_t: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """Per block, a lower bound (with margin) of the distance from ``a`` (float64) to any point of its shell (0 if
+    ``a`` may be inside); the sums of :func:`_distance`, term for term, a loop over blocks for each coordinate."""
+    dim, n_blocks = centre_t.shape
+    sq = np.zeros(n_blocks)
+    for c in range(dim):
+        ac, row = a[c], centre_t[c]
+        for b in range(n_blocks):
+            sq[b] += (ac - row[b]) ** 2
+    gap = np.empty(n_blocks)
+    for b in range(n_blocks):
+        d = np.sqrt(sq[b])
+        gap[b] = max(d - outer[b], inner[b] - d, 0.0) * (1 - _MARGIN)
+    return gap
