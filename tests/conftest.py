@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,16 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def finished_dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """The tiny campaign (campaign_helpers.SPEC) run once to its end with ``--dry-run``: its folder (the spec is
+    ``tiny.yaml``, the run ``run/``), exit code and output. Tests that read a finished campaign share it; tests
+    that kill, fill or otherwise disturb one run their own."""
+    from campaign_helpers import SPEC, finish, mummi
+
+    folder = tmp_path_factory.mktemp("dry-run")
+    (folder / "tiny.yaml").write_text(SPEC)
+    code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=folder))
+    return folder, code, out

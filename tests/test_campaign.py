@@ -30,10 +30,10 @@ def campaign(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_dry_run_completes_the_whole_loop(campaign):
-    code, out = finish(mummi("tiny.yaml", "--dry-run", cwd=campaign))
+def test_dry_run_completes_the_whole_loop(finished_dry_run):
+    folder, code, out = finished_dry_run
     assert code == 0, out[-4000:]
-    run = campaign / "run"
+    run = folder / "run"
     result = check_campaign(run)
     assert (run / "feedback" / "feedback.png").stat().st_size > 1000
     status = subprocess.run(

@@ -8,9 +8,7 @@ process, at the same time) serve every test of the module; a real browser
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import sqlite3
 import subprocess
 from html.parser import HTMLParser
@@ -20,13 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from campaign_helpers import finish, mummi
 from conftest import require_program
 from matplotlib.image import imread
 
 from mummi.analysis.coverage import Box, density_2d, divergences, kl_divergence
 from mummi.core.exit_codes import EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE
-from mummi.workflow.bench_reliability import TINY_SPEC
 from mummi.workflow.cli import run_main, status_main
 from mummi.workflow.report import build, main
 from mummi.workflow.report_data import CampaignClock
@@ -73,21 +69,15 @@ def simulated_spec(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def campaigns(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The workdirs of a finished dry run and a finished simulated replay, each with its report built."""
-    dry = tmp_path_factory.mktemp("dry")
-    (dry / "tiny.yaml").write_text(TINY_SPEC.format(name="tiny", seed=11, max_sims=6, wall_time_h=0.2))
-    dry_run = mummi("tiny.yaml", "--dry-run", cwd=dry)
-    replay = simulated_spec(tmp_path_factory.mktemp("replay"))
-    try:
-        codes = [run_main([str(replay)])]
-        while codes[-1] == EXIT_RESUMABLE and len(codes) < 10:
-            codes.append(run_main([str(replay)]))
-    except BaseException:
-        os.killpg(dry_run.pid, signal.SIGKILL)  # the dry run runs in a session of its own
-        raise
-    code, out = finish(dry_run)
+def campaigns(tmp_path_factory: pytest.TempPathFactory, finished_dry_run: tuple[Path, int, str]) -> dict[str, Path]:
+    """The workdirs of a finished dry run (the one the campaign tests share) and a finished simulated replay, each
+    with its report built."""
+    dry, code, out = finished_dry_run
     assert code == EXIT_OK, out[-3000:]
+    replay = simulated_spec(tmp_path_factory.mktemp("replay"))
+    codes = [run_main([str(replay)])]
+    while codes[-1] == EXIT_RESUMABLE and len(codes) < 10:
+        codes.append(run_main([str(replay)]))
     assert codes[-1] == EXIT_OK and len(codes) >= 2, codes
     workdirs = {"dry run": dry / "run", "replay": replay.parent / "run"}
     assert status_main([str(workdirs["dry run"]), "--report"]) == EXIT_OK  # the shortcut
