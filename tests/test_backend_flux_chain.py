@@ -23,8 +23,8 @@ def test_a_campaign_chains_its_flux_batch_jobs_until_it_is_done(tmp_path: Path, 
     )
     spec = SPEC.replace("resources: {cores_per_node: 8, gpus_per_node: 2}", resources)
     spec = spec.replace("  seed: 11\n", "  seed: 11\n  chain: 15\n")
-    # One-minute batch jobs of which the campaign uses the first 12 s: it needs several.
-    (tmp_path / "tiny.yaml").write_text(spec + "checkpoint: {end_margin_min: 0.8}\n")
+    # One-minute batch jobs of which the campaign uses the first 21 s: it needs two or more.
+    (tmp_path / "tiny.yaml").write_text(spec + "checkpoint: {end_margin_min: 0.65}\n")
     script = tmp_path / "campaign.sh"
     script.write_text(f"#!/bin/bash\nexec {sys.executable} -m mummi.workflow.cli tiny.yaml\n")
     env = {**os.environ, "FLUX_URI": flux_instance}

@@ -18,8 +18,8 @@ def test_a_campaign_chains_its_allocations_until_it_is_done(tmp_path: Path) -> N
     resources = f"resources: {{backend: slurm, nodes: 1, cores_per_node: 8, gpus_per_node: {SLURM_GPUS}}}"
     spec = SPEC.replace("resources: {cores_per_node: 8, gpus_per_node: 2}", resources)
     spec = spec.replace("  seed: 11\n", "  seed: 11\n  chain: 15\n")
-    # One-minute allocations of which the campaign uses the first 12 s: it needs several.
-    (tmp_path / "tiny.yaml").write_text(spec + "checkpoint: {end_margin_min: 0.8}\n")
+    # One-minute allocations of which the campaign uses the first 21 s: it needs two or more.
+    (tmp_path / "tiny.yaml").write_text(spec + "checkpoint: {end_margin_min: 0.65}\n")
     script = tmp_path / "campaign.sbatch"
     script.write_text(
         "#!/bin/bash\n#SBATCH -N1 --exclusive --gres=gpu:4 -t 1 -J mummi-chain -o chain-%j.out\n"
