@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.layout import BLOCK, block_shells, shell_gaps, spatial_order
 from mummi.sampler.streams import MixtureStream
 from tests.test_sampler_equivalence import run_both
@@ -45,6 +46,16 @@ def test_shell_gap_never_exceeds_the_distance_to_a_member(scale):
 def test_selection_from_blocks_laid_out_again_and_again_matches_brute_force():
     """Arrivals fill fresh blocks until the pool is laid out anew; rounded latents give ties."""
     stream = MixtureStream(dim=5, seed=7)
-    steps = [(stream.draw(700).round(1), 150) for _ in range(6)] + [(stream.draw(0), 300)]
-    sampler = run_both(5, 6, 1200, 2, 3, steps)
+    steps = [(stream.draw(350).round(1), 75) for _ in range(6)] + [(stream.draw(0), 150)]
+    layouts = []
+    set_pool = DynimSampler._set_pool
+
+    def counted(self, *args, **kwargs):
+        layouts.append(len(args[0]))
+        return set_pool(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DynimSampler, "_set_pool", counted)
+        sampler = run_both(5, 6, 600, 2, 3, steps)
     assert sampler.n_discarded > 0
+    assert len(layouts) >= 3, f"the pool should be laid out, then laid out again at least twice: {layouts}"
