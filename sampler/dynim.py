@@ -59,6 +59,7 @@ from mummi.sampler.cells import Cells
 from mummi.sampler.core_share import CoreShare
 from mummi.sampler.groups import grouped_knn
 from mummi.sampler.history import EventHistory
+from mummi.sampler.id_view import IdView
 from mummi.sampler.index import make_index
 from mummi.sampler.kernels import absorb, block_bests, filter_factor, filter_limit, greedy_picks, list_scores
 from mummi.sampler.layout import BLOCK, block_shells, spatial_order
@@ -200,8 +201,9 @@ class DynimSampler:
         )
 
     # ------------------------------------------------------------------- adds
-    def add_candidates(self, ids: Sequence[str], latents: np.ndarray) -> list[str]:
-        """Score new candidates and insert them into C; return the ids this call discarded.
+    def add_candidates(self, ids: Sequence[str], latents: np.ndarray) -> IdView:
+        """Score new candidates and insert them into C; return the ids this call discarded (a sequence that looks
+        them up when read, :mod:`~mummi.sampler.id_view`).
 
         Raises
         ------
@@ -213,7 +215,7 @@ class DynimSampler:
         self._claim(ids)
         n = len(x)
         if n == 0:
-            return []
+            return IdView(self._ids, np.empty(0, dtype=np.int64))
         first = self.n_seen
         self._x.extend(x)
         self._ids.extend(ids)
@@ -235,7 +237,7 @@ class DynimSampler:
         self._event("add", "", np.nan, n)
         if len(discarded):
             self._event("discard", "", np.nan, len(discarded))
-        return list(map(self._ids.__getitem__, discarded.tolist()))
+        return IdView(self._ids, discarded)
 
     def _search_arrivals(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """k-NN lists of new candidates, except for those surely cut by the cap (:mod:`~mummi.sampler.cap`):
