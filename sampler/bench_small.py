@@ -23,7 +23,7 @@ import numpy as np
 from mummi.core.spec import SamplerSettings
 from mummi.sampler.bench_load import busy_cores
 from mummi.sampler.bench_reference import REFERENCE_K, drive_reference, load_reference, reference_dir
-from mummi.sampler.bench_replay import blas_threads, drive
+from mummi.sampler.bench_replay import blas_threads, compile_kernels, drive
 from mummi.sampler.dynim import DynimSampler
 from mummi.sampler.kernels import sampler_threads
 from mummi.sampler.streams import MixtureStream
@@ -65,9 +65,7 @@ def _spread(values: list[float]) -> dict[str, float]:
 def _side_by_side(args: argparse.Namespace, steps: list, reference) -> dict[str, dict]:
     """Both samplers on ``steps`` in each ordering, alternating which runs first over the repeats."""
     settings = SamplerSettings(k=args.k, candidate_cap=args.cap, index=args.index)
-    warm = SamplerSettings(k=args.k, candidate_cap=1500, index=args.index)  # every kernel compiled or loaded, untimed
-    for interleave in ORDERINGS.values():
-        drive(DynimSampler(15, warm, seed=args.seed), [(x[:2000], 150) for x, _ in steps[:3]], interleave)
+    compile_kernels(15, args.k)
     out: dict[str, dict] = {}
     for ordering, interleave in ORDERINGS.items():
         runs: dict[str, list[dict[str, float]]] = {"ours": [], "reference": []}
