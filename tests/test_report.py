@@ -1,8 +1,8 @@
 """mummi-report: the campaign as one HTML page, from a dry run and from a simulated replay, checked against the store.
 
-One small dry run (in a subprocess) and one small simulated replay (in this
-process, at the same time) serve every test of the module; a real browser
-(Debian's headless Chromium) renders the page once.
+One small dry run (the finished dry run the campaign tests share) and one small
+simulated replay (in this process) serve every test of the module; a real
+browser (Debian's headless Chromium) renders the page once.
 """
 
 from __future__ import annotations
