@@ -94,7 +94,8 @@ def _split_level_serial(
     block: int,
 ) -> np.ndarray:
     """:func:`_split_level` on one thread, for :func:`spatial_order` inside compiled parallel loops: a parallel
-    function called there would nest parallel regions, which numba's workqueue threading layer refuses."""
+    function called there would nest parallel regions, which numba's workqueue threading layer (its fallback
+    without OpenMP or TBB) refuses and the others run on more threads than the core share allows."""
     mids = np.full(len(starts), -1, dtype=np.int64)
     for r in range(len(starts)):
         if ends[r] - starts[r] > block:

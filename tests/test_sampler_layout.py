@@ -58,4 +58,5 @@ def test_selection_from_blocks_laid_out_again_and_again_matches_brute_force():
         patch.setattr(DynimSampler, "_set_pool", counted)
         sampler = run_both(5, 6, 600, 2, 3, steps)
     assert sampler.n_discarded > 0
-    assert len(layouts) >= 3, f"the pool should be laid out, then laid out again at least twice: {layouts}"
+    laid_out = [n for n in layouts if n]  # the empty pool of a new sampler is not a layout of candidates
+    assert len(laid_out) >= 3, f"the pool should be laid out, then laid out again at least twice: {layouts}"
