@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mummi.sampler.kernels import filter_factor, gather_transposed, grouped_scan
+from mummi.sampler.kernels import centre_means, filter_factor, gather_transposed, grouped_scan, nearest_by_products
 from mummi.sampler.knn import slack, sq_norms
 
 _QUERIES_PER_GROUP = 512
@@ -90,19 +90,18 @@ def _sorted_bounds(lo: np.ndarray, buckets: int = 1 << 16) -> tuple[np.ndarray, 
 def _cluster(q: np.ndarray, n_groups: int, rounds: int = 3, sample: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Centres (float32) and the nearest centre of every query: a few k-means rounds on
     evenly spaced queries (the clustering only affects speed)."""
+    if n_groups == 1:
+        return q.mean(axis=0, dtype=np.float64).astype(np.float32)[None, :], np.zeros(len(q), dtype=np.int64)
     x = q[:: max(1, len(q) // sample)]
     centres = x[np.linspace(0, len(x) - 1, n_groups).astype(np.int64)]
     for _ in range(rounds):
-        label = nearest_centre(x, centres)
-        counts = np.bincount(label, minlength=n_groups)[:, None]
-        sums = np.stack([np.bincount(label, weights=column, minlength=n_groups) for column in x.T], axis=1)
-        centres = np.where(counts > 0, sums / np.maximum(counts, 1), centres).astype(np.float32)
+        centres = centre_means(x, nearest_centre(x, centres), centres)
     return centres, nearest_centre(q, centres)
 
 
 def nearest_centre(q: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """The row of ``centres`` nearest to each row of ``q`` (float32 expanded distances: speed only)."""
-    return np.argmin(sq_norms(centres)[None, :] - 2 * (q @ centres.T), axis=1)
+    return nearest_by_products(centres @ q.T, sq_norms(centres))
 
 
 def _lower_bounds(centres: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -488,6 +488,41 @@ def _settle(
         _enter(dist, pos, i, np.sqrt(work[0, h]), positions[kept[h]])
 
 
+@nb.njit(cache=True)
+def nearest_by_products(products_t: np.ndarray, sq_norms: np.ndarray) -> np.ndarray:
+    """Per column i, the first row j smallest in ``sq_norms[j] - 2 products_t[j, i]``: with ``products_t`` the dot
+    products of centres (rows) with points (columns) and ``sq_norms`` the centres' squared norms, each point's
+    nearest centre (vectorised across points: no branch per pair)."""
+    m, n = products_t.shape
+    out = np.zeros(n, dtype=np.int64)
+    best = np.full(n, np.inf, dtype=products_t.dtype)
+    for j in range(m):
+        for i in range(n):
+            v = sq_norms[j] - 2 * products_t[j, i]
+            nearer = v < best[i]
+            best[i] = v if nearer else best[i]
+            out[i] = j if nearer else out[i]
+    return out
+
+
+@nb.njit(cache=True)
+def centre_means(x: np.ndarray, label: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The mean of the rows of ``x`` with each label (float32); a centre without rows stays as in ``centres``."""
+    m, dim = centres.shape
+    sums = np.zeros((m, dim))
+    counts = np.zeros(m, dtype=np.int64)
+    for i in range(x.shape[0]):
+        counts[label[i]] += 1
+        for c in range(dim):
+            sums[label[i], c] += x[i, c]
+    out = centres.copy()
+    for b in range(m):
+        if counts[b] > 0:
+            for c in range(dim):
+                out[b, c] = sums[b, c] / counts[b]
+    return out
+
+
 @nb.njit(cache=True, parallel=True)
 def gather_transposed(s: np.ndarray, order: np.ndarray) -> np.ndarray:
     """``out[g, c, j] = s[order[g, j], c]``: each group's points in its order, coordinates in rows."""
