@@ -498,7 +498,7 @@ def nearest_by_products(products_t: np.ndarray, sq_norms: np.ndarray) -> np.ndar
     best = np.full(n, np.inf, dtype=products_t.dtype)
     for j in range(m):
         for i in range(n):
-            v = sq_norms[j] - 2 * products_t[j, i]
+            v = sq_norms[j] - (products_t[j, i] + products_t[j, i])  # in the products' precision
             nearer = v < best[i]
             best[i] = v if nearer else best[i]
             out[i] = j if nearer else out[i]
