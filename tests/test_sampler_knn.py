@@ -104,3 +104,24 @@ def test_grouped_search_is_exact_among_many_equal_distances():
         want_dist, want_pos = brute_knn(q, s, k)
         np.testing.assert_array_equal(dist, want_dist)
         np.testing.assert_array_equal(pos, want_pos)
+
+
+def test_query_groups_go_to_their_nearest_centre_and_centres_are_group_means():
+    """The clustering only affects speed, but a wrong assignment would slow every search silently."""
+    from mummi.sampler.groups import _cluster, nearest_centre
+
+    rng = np.random.default_rng(4)
+    modes = rng.uniform(-20, 20, (6, 15)).astype(np.float32)
+    q = (modes[rng.integers(6, size=3000)] + rng.normal(size=(3000, 15))).astype(np.float32)
+    centres = q[rng.choice(len(q), 16, replace=False)]
+    d2 = ((q[:, None, :].astype(float) - centres[None].astype(float)) ** 2).sum(-1)
+    label = nearest_centre(q, centres)
+    clear = np.sort(d2, axis=1)[:, 1] - d2.min(axis=1) > 1e-2 * d2.min(axis=1)  # no near tie
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(label[clear], d2.argmin(axis=1)[clear])
+    found, label = _cluster(q, 6)
+    for g in np.unique(label):
+        np.testing.assert_allclose(
+            found[g], q[label == g].mean(axis=0), atol=0.5
+        )  # three rounds: close to a fixed point
+    assert np.all(_cluster(q, 1)[1] == 0)
