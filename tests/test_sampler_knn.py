@@ -120,8 +120,6 @@ def test_query_groups_go_to_their_nearest_centre_and_centres_are_group_means():
     assert clear.mean() > 0.9
     np.testing.assert_array_equal(label[clear], d2.argmin(axis=1)[clear])
     found, label = _cluster(q, 6)
-    for g in np.unique(label):
-        np.testing.assert_allclose(
-            found[g], q[label == g].mean(axis=0), atol=0.5
-        )  # three rounds: close to a fixed point
+    for g in np.unique(label):  # after three rounds: near a fixed point, each centre its group's mean
+        np.testing.assert_allclose(found[g], q[label == g].mean(axis=0), atol=0.5)
     assert np.all(_cluster(q, 1)[1] == 0)
