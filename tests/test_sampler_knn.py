@@ -114,7 +114,7 @@ def test_query_groups_go_to_their_nearest_centre_and_centres_are_group_means():
     modes = rng.uniform(-20, 20, (6, 15)).astype(np.float32)
     q = (modes[rng.integers(6, size=3000)] + rng.normal(size=(3000, 15))).astype(np.float32)
     centres = q[rng.choice(len(q), 16, replace=False)]
-    d2 = ((q[:, None, :].astype(float) - centres[None].astype(float)) ** 2).sum(-1)
+    d2 = cross_sq_dist(q, centres)
     label = nearest_centre(q, centres)
     clear = np.sort(d2, axis=1)[:, 1] - d2.min(axis=1) > 1e-2 * d2.min(axis=1)  # no near tie
     assert clear.mean() > 0.9
