@@ -62,7 +62,7 @@ from mummi.sampler.history import EventHistory
 from mummi.sampler.id_view import IdView
 from mummi.sampler.index import make_index
 from mummi.sampler.kernels import absorb, block_bests, filter_factor, filter_limit, greedy_picks, list_scores
-from mummi.sampler.layout import BLOCK, block_shells, spatial_order
+from mummi.sampler.layout import BLOCK, block_shells, put_rows, spatial_order
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,11 @@ CANDIDATE, SELECTED, DISCARDED = 0, 1, 2
 # and each pick reaches few blocks, if the blocks are tight.
 SORT_POOL_FROM = 8192
 SERIAL_WORK = 1 << 20  # pairs (candidates x picks, queries x selected points) below which a phase runs serially
+
+
+def _pool_size(n: int) -> int:
+    """Slots for ``n`` candidates: twice as many, in whole blocks."""
+    return -(-2 * max(n, 1) // BLOCK) * BLOCK
 
 
 def _best(score: np.ndarray, age: np.ndarray, m: int) -> np.ndarray:
@@ -131,7 +136,6 @@ class DynimSampler:
         self._rng = np.random.default_rng(seed)
         self._history = EventHistory(history) if history is not None else None
         self._cores = CoreShare()
-        k = self.settings.k
         self._index = make_index(self.settings.index, dim, self.settings.device, self.settings.index_probe)
         self._cells = Cells(dim, seed)  # S again, in cells: exact searches of large S on the CPU
         self._last_cut = -np.inf  # the last guess of the cap's cut (cap.likely_cut)
@@ -146,15 +150,10 @@ class DynimSampler:
         self._nn_epoch = Growing(np.int64)
         # S, in order of selection (seen indices).
         self._sel = Growing(np.int64)
-        # C in slots (see _set_pool); a free slot has age -1 and score -inf.
+        # C in slots (see _empty_pool); a free slot has age -1, score -inf and a negative limit.
         self._factor = filter_factor(dim)
-        self._set_pool(
-            np.empty(0, dtype=np.int64),
-            np.empty(0),
-            np.empty((0, k)),
-            np.empty((0, k), dtype=np.int64),
-            np.empty((0, dim), dtype=np.float32),
-        )
+        self._empty_pool(_pool_size(0))
+        self._bound_blocks(0)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -333,37 +332,33 @@ class DynimSampler:
             self._nn_epoch[discarded] = len(self._sel)
             self._free(gone)
             new = new[stay[len(alive) :]]
-        self._place(seen[new], score[new], dist[new], pos[new], x[new])
+        self._place(new, seen, score, dist, pos, x)
         return np.sort(discarded)
 
-    def _place(self, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, x: np.ndarray) -> None:
-        """Put new candidates into fresh blocks after the used slots, in spatial order
-        (:mod:`~mummi.sampler.layout`), and bound those blocks; where they do not fit,
-        lay out the whole pool again."""
-        if len(age) == 0:
+    def _place(
+        self, rows: np.ndarray, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, x: np.ndarray
+    ) -> None:
+        """Put the new candidates ``rows`` (of the arrays given) into fresh blocks after the used slots, in spatial
+        order (:mod:`~mummi.sampler.layout`), and bound those blocks; where they do not fit, the live candidates
+        close ranks first (or, from :data:`SORT_POOL_FROM` selected points on, all are laid out again)."""
+        if len(rows) == 0:
             return
+        rows = spatial_order(x, rows, BLOCK)
         start = -(-self._used // BLOCK) * BLOCK
-        order = spatial_order(x, np.arange(len(x)), BLOCK)
-        if start + len(age) > len(self._c):  # lay out the live candidates again, the new ones after them
-            live = np.flatnonzero(self._c >= 0)
-            self._set_pool(
-                np.concatenate([self._c[live], age[order]]),
-                np.concatenate([self._c_score[live], score[order]]),
-                np.concatenate([self._c_dist[live], dist[order]]),
-                np.concatenate([self._c_pos[live], pos[order]]),
-                np.concatenate([self._c_x[live], x[order]]),
-                in_order=len(self._sel) < SORT_POOL_FROM,
-            )
-            return
-        slots = slice(start, start + len(age))
-        self._c[slots], self._c_score[slots] = age[order], score[order]
-        self._c_dist[slots], self._c_pos[slots] = dist[order], pos[order]
-        self._c_x[slots] = x[order]
-        self._c_xt[:, slots] = self._c_x[slots].T
-        self._c_limit[slots] = self._limits(slots)
-        self._n_alive += len(age)
-        self._used = start + len(age)
-        self._bound_blocks(start)
+        if start + len(rows) > len(self._c):
+            if len(self._sel) >= SORT_POOL_FROM:
+                live = np.flatnonzero(self._c >= 0)
+                self._set_pool(
+                    np.concatenate([self._c[live], age[rows]]),
+                    np.concatenate([self._c_score[live], score[rows]]),
+                    np.concatenate([self._c_dist[live], dist[rows]]),
+                    np.concatenate([self._c_pos[live], pos[rows]]),
+                    np.concatenate([self._c_x[live], x[rows]]),
+                )
+                return
+            start = self._close_ranks(self._n_alive + len(rows))
+        self._put(start, rows, age, score, dist, pos, x)
+        self._bound_blocks(start - start % BLOCK)
 
     def _set_pool(
         self,
@@ -372,24 +367,51 @@ class DynimSampler:
         dist: np.ndarray,
         pos: np.ndarray,
         x: np.ndarray,
-        in_order: bool = False,
     ) -> None:
-        """Lay out the candidates (all live) in slots twice as many, in spatial order unless
-        they are ``in_order`` already: the arrival index (age) of the candidate in each, its
-        score, k-NN list and latent (row-major for canonical distances, transposed for the
-        compiled filter), and the filter's limit (negative in free slots); then bound the blocks."""
-        n, size = len(age), -(-2 * max(len(age), 1) // BLOCK) * BLOCK
-        order = np.arange(n) if in_order else spatial_order(x, np.arange(n), BLOCK)
-        self._c = np.concatenate([age[order], np.full(size - n, -1)])
-        self._c_score = np.concatenate([score[order], np.full(size - n, -np.inf)])
-        self._c_dist = np.concatenate([dist[order], np.full((size - n, self.settings.k), np.inf)])
-        self._c_pos = np.concatenate([pos[order], np.full((size - n, self.settings.k), -1)])
-        self._c_x = np.concatenate([x[order], np.zeros((size - n, self.dim), dtype=np.float32)])
-        self._c_xt = np.ascontiguousarray(self._c_x.T)
-        self._c_limit = self._limits(np.arange(size))
-        self._n_alive = n
-        self._used = n
+        """Lay out the candidates (all live) in spatial order in a fresh pool (:meth:`_empty_pool`) and bound its
+        blocks."""
+        self._empty_pool(_pool_size(len(age)))
+        self._put(0, spatial_order(x, np.arange(len(age)), BLOCK), age, score, dist, pos, x)
         self._bound_blocks(0)
+
+    def _close_ranks(self, n: int) -> int:
+        """Move the live candidates, in the order they are in, to the first slots of a pool sized for ``n``
+        candidates: the same arrays if their size is about right, else fresh ones. Returns the first free slot;
+        the blocks need bounding again."""
+        live = np.flatnonzero(self._c >= 0)
+        size = _pool_size(n)
+        pool = self._c, self._c_score, self._c_dist, self._c_pos, self._c_x
+        if size <= len(self._c) <= 2 * size:
+            self._n_alive = self._used = 0
+            self._put(0, live, *pool)
+            self._c[len(live) :], self._c_score[len(live) :], self._c_limit[len(live) :] = -1, -np.inf, -1.0
+        else:
+            self._empty_pool(size)
+            self._put(0, live, *pool)
+        return len(live)
+
+    def _empty_pool(self, size: int) -> None:
+        """Fresh slot arrays, all ``size`` slots free: the arrival index (age) of the candidate in each, its score,
+        k-NN list and latent (row-major, and by block for the compiled filter: blocks, dim, BLOCK), and the
+        filter's limit (negative in free slots)."""
+        k, dim = self.settings.k, self.dim
+        self._c, self._c_score, self._c_limit = np.full(size, -1), np.full(size, -np.inf), np.full(size, -1.0)
+        self._c_dist, self._c_pos = np.full((size, k), np.inf), np.full((size, k), -1)
+        self._c_x, self._c_xb = np.zeros((size, dim), np.float32), np.zeros((size // BLOCK, dim, BLOCK), np.float32)
+        self._n_alive = self._used = 0
+
+    def _put(
+        self, start: int, rows: np.ndarray, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray,
+        x: np.ndarray,
+    ) -> None:  # fmt: skip
+        """Candidates ``rows`` of the arrays given into the slots from ``start`` on
+        (:func:`~mummi.sampler.layout.put_rows`)."""
+        end = start + len(rows)
+        put_rows(start, rows, age, score, dist, pos, x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_x,
+                 self._c_xb)  # fmt: skip
+        self._c_limit[start:end] = self._limits(slice(start, end))
+        self._n_alive += len(rows)
+        self._used = max(self._used, end)
 
     def _bound_blocks(self, start: int) -> None:
         """Bound the blocks from slot ``start`` (a block boundary) on by shells
@@ -447,7 +469,7 @@ class DynimSampler:
 
     def _pool(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The candidate slots as the compiled loops take them (then their blocks' shells)."""
-        return self._c_xt, self._c_x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_limit
+        return self._c_xb, self._c_x, self._c, self._c_score, self._c_dist, self._c_pos, self._c_limit
 
     def _record(self, slots: np.ndarray, scores: np.ndarray, random: bool) -> list[Selection]:
         """Move the picked ``slots`` (in picking order, already merged into the other candidates' lists) to S."""

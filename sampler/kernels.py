@@ -63,7 +63,7 @@ def filter_limit(kth: Any, factor: float) -> Any:
 
 @nb.njit(cache=True, parallel=True)
 def absorb(
-    xt: np.ndarray,
+    xb: np.ndarray,
     x: np.ndarray,
     age: np.ndarray,
     score: np.ndarray,
@@ -82,7 +82,7 @@ def absorb(
 ) -> None:
     """Merge candidate ``src`` (just selected, position ``s_pos`` in S) into the live candidates' lists.
 
-    Candidate slots hold ``xt`` (dim, n) and ``x`` (n, dim), float32, and their
+    Candidate slots hold ``x`` (n, dim) and ``xb`` (the same by block: n / BLOCK, dim, BLOCK), float32, and their
     ``age`` (order of arrival); ``limit`` holds ``factor * kth^2 + 1e-30`` (``inf``
     for lists not full, negative for dead slots). The slots form blocks of
     :data:`~mummi.sampler.layout.BLOCK` with shells ``centre_t`` (their centres, a column
@@ -95,7 +95,7 @@ def absorb(
     searched again only when its best slot was hit or is ``src``. The blocks are shared
     out to ``threads`` tasks (the compiled loops' thread count).
     """
-    dim, n = xt.shape
+    dim = x.shape[1]
     k = dist.shape[1]
     m = min(k, s_pos + 1)
     s32 = x[src].copy()
@@ -113,13 +113,13 @@ def absorb(
     for t in nb.prange(threads):  # every thread takes every threads-th active block
         acc, hit, work = accs[t], hits[t], works[t]
         for a in range(t, n_active, threads):
-            _absorb_block(xt, age, score, dist, pos, limit, most, active[a], s32, s64, s_pos, m, factor,
+            _absorb_block(xb[active[a]], age, score, dist, pos, limit, most, active[a], s32, s64, s_pos, m, factor,
                           block_best, src, acc, hit, work)  # fmt: skip
 
 
 @nb.njit(cache=True, inline="always")
 def _absorb_block(
-    xt: np.ndarray,
+    rows: np.ndarray,
     age: np.ndarray,
     score: np.ndarray,
     dist: np.ndarray,
@@ -138,33 +138,34 @@ def _absorb_block(
     hit: np.ndarray,
     work: np.ndarray,
 ) -> None:
-    """:func:`absorb` in one block (``acc``, ``hit``, ``work``: the thread's work space)."""
-    dim, n = xt.shape
+    """:func:`absorb` in block ``blk``, whose latents are ``rows`` (dim, BLOCK) (``acc``, ``hit``, ``work``: the
+    thread's work space)."""
+    dim = rows.shape[0]
     k = dist.shape[1]
     lo = blk * BLOCK
-    hi = min(lo + BLOCK, n)
+    hi = lo + BLOCK
     acc[:] = 0
     for c in range(dim):
         sc = s32[c]
-        row = xt[c, lo:hi]
-        for i in range(hi - lo):
+        row = rows[c]
+        for i in range(BLOCK):
             d = row[i] - sc
             acc[i] += d * d
     n_hit = 0
-    for i in range(hi - lo):
-        hit[n_hit] = lo + i
+    for i in range(BLOCK):
+        hit[n_hit] = i
         n_hit += acc[i] <= limit[lo + i]
     # Canonical squared distances of the slots that passed (knn.row_sq_dist), a column each.
     for c in range(dim):
         sc64 = s64[c]
-        row = xt[c]
+        row = rows[c]
         for j in range(n_hit):
             d64 = np.float64(row[hit[j]]) - sc64
             work[c, j] = d64 * d64
     _tree_sum_columns(work, dim, n_hit)
     n_in = 0
     for j in range(n_hit):
-        i = hit[j]
+        i = lo + hit[j]
         if _enter(dist, pos, i, np.sqrt(work[0, j]), s_pos):
             hit[n_in] = i
             n_in += 1
@@ -251,7 +252,7 @@ def _overall_best(score: np.ndarray, age: np.ndarray, block_best: np.ndarray) ->
 
 @nb.njit(cache=True)
 def greedy_picks(
-    xt: np.ndarray,
+    xb: np.ndarray,
     x: np.ndarray,
     age: np.ndarray,
     score: np.ndarray,
@@ -279,7 +280,7 @@ def greedy_picks(
         slots[made], scores[made] = b, score[b]
         score[b], limit[b] = -np.inf, -1.0
         shells = (centre_t, inner, outer, most)
-        absorb(xt, x, age, score, dist, pos, limit, *shells, b, n_selected + made, factor, block_best, threads)
+        absorb(xb, x, age, score, dist, pos, limit, *shells, b, n_selected + made, factor, block_best, threads)
         made += 1
     return slots[:made], scores[:made]
 

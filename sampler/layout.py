@@ -329,3 +329,32 @@ def shell_gaps(a: np.ndarray, centre_t: np.ndarray, inner: np.ndarray, outer: np
         d = np.sqrt(sq[b])
         gap[b] = max(d - outer[b], inner[b] - d, 0.0) * (1 - _MARGIN)
     return gap
+
+
+@nb.njit(cache=True)
+def put_rows(
+    start: int,
+    rows: np.ndarray,
+    age: np.ndarray,
+    score: np.ndarray,
+    dist: np.ndarray,
+    pos: np.ndarray,
+    x: np.ndarray,
+    to_age: np.ndarray,
+    to_score: np.ndarray,
+    to_dist: np.ndarray,
+    to_pos: np.ndarray,
+    to_x: np.ndarray,
+    to_xb: np.ndarray,
+) -> None:
+    """Row ``rows[j]`` of the candidate arrays into slot ``start + j`` of the pool's (``to_xb``: the latents by
+    block, (blocks, dim, BLOCK)). The pool may be the source too if ``rows[j] >= start + j`` (candidates closing
+    ranks)."""
+    k, dim = dist.shape[1], x.shape[1]
+    for j in range(len(rows)):
+        i, s = rows[j], start + j
+        to_age[s], to_score[s] = age[i], score[i]
+        for r in range(k):
+            to_dist[s, r], to_pos[s, r] = dist[i, r], pos[i, r]
+        for c in range(dim):
+            to_x[s, c] = to_xb[s // BLOCK, c, s % BLOCK] = x[i, c]
