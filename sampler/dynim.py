@@ -122,7 +122,6 @@ class DynimSampler:
         ``None`` keeps no history.
     """
 
-    _shells: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # the blocks' shells, see _bound_blocks
     _used: int  # slots up to the last one filled since the pool was laid out
 
     def __init__(
@@ -153,7 +152,6 @@ class DynimSampler:
         # C in slots (see _empty_pool); a free slot has age -1, score -inf and a negative limit.
         self._factor = filter_factor(dim)
         self._empty_pool(_pool_size(0))
-        self._bound_blocks(0)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -223,7 +221,7 @@ class DynimSampler:
         self._nn_pos.extend(np.full(n, -1))
         self._nn_epoch.extend(np.zeros(n, dtype=np.int64))
 
-        with self._threads(n * len(self._sel)):  # the spatial order and shells of _insert run in parallel too
+        with self._threads(n * len(self._sel)):  # the spatial order of _insert runs in parallel too
             dist, pos, dropped = self._search_arrivals(x)
             kept = np.flatnonzero(~dropped)
             rows = slice(None) if len(kept) == n else kept  # no copies when none was dropped
@@ -339,8 +337,8 @@ class DynimSampler:
         self, rows: np.ndarray, age: np.ndarray, score: np.ndarray, dist: np.ndarray, pos: np.ndarray, x: np.ndarray
     ) -> None:
         """Put the new candidates ``rows`` (of the arrays given) into fresh blocks after the used slots, in spatial
-        order (:mod:`~mummi.sampler.layout`), and bound those blocks; where they do not fit, the live candidates
-        close ranks first (or, from :data:`SORT_POOL_FROM` selected points on, all are laid out again)."""
+        order (:mod:`~mummi.sampler.layout`); where they do not fit, the live candidates close ranks first (or,
+        from :data:`SORT_POOL_FROM` selected points on, all are laid out again)."""
         if len(rows) == 0:
             return
         rows = spatial_order(x, rows, BLOCK)
@@ -358,7 +356,6 @@ class DynimSampler:
                 return
             start = self._close_ranks(self._n_alive + len(rows))
         self._put(start, rows, age, score, dist, pos, x)
-        self._bound_blocks(start - start % BLOCK)
 
     def _set_pool(
         self,
@@ -368,16 +365,13 @@ class DynimSampler:
         pos: np.ndarray,
         x: np.ndarray,
     ) -> None:
-        """Lay out the candidates (all live) in spatial order in a fresh pool (:meth:`_empty_pool`) and bound its
-        blocks."""
+        """Lay out the candidates (all live) in spatial order in a fresh pool (:meth:`_empty_pool`)."""
         self._empty_pool(_pool_size(len(age)))
         self._put(0, spatial_order(x, np.arange(len(age)), BLOCK), age, score, dist, pos, x)
-        self._bound_blocks(0)
 
     def _close_ranks(self, n: int) -> int:
         """Move the live candidates, in the order they are in, to the first slots of a pool sized for ``n``
-        candidates: the same arrays if their size is about right, else fresh ones. Returns the first free slot;
-        the blocks need bounding again."""
+        candidates: the same arrays if their size is about right, else fresh ones. Returns the first free slot."""
         live = np.flatnonzero(self._c >= 0)
         size = _pool_size(n)
         pool = self._c, self._c_score, self._c_dist, self._c_pos, self._c_x
@@ -413,19 +407,6 @@ class DynimSampler:
         self._n_alive += len(rows)
         self._used = max(self._used, end)
 
-    def _bound_blocks(self, start: int) -> None:
-        """Bound the blocks from slot ``start`` (a block boundary) on by shells
-        (:func:`~mummi.sampler.layout.block_shells`). Picks and discards keep shells valid
-        (they only empty slots); each selection starts by bounding all blocks again, tighter."""
-        centre_t, inner, outer, most = block_shells(self._c_x[start:], self._c_limit[start:], BLOCK)
-        if start > 0:
-            kept = start // BLOCK
-            centre_t = np.concatenate([self._shells[0][:, :kept], centre_t], axis=1)
-            inner, outer, most = (
-                np.concatenate([old[:kept], part]) for old, part in zip(self._shells[1:], (inner, outer, most))
-            )
-        self._shells = centre_t, inner, outer, most
-
     def _limits(self, slots: np.ndarray | slice) -> np.ndarray:
         kth = self._c_dist[slots, -1]
         return np.where(self._c[slots] >= 0, filter_limit(kth, self._factor), -1.0)
@@ -445,10 +426,11 @@ class DynimSampler:
         if n < 0:
             raise ValueError(f"the number of selections must be >= 0, got {n}")
         with self._threads(n * self._n_alive):
-            self._bound_blocks(0)  # tighter shells: discards and earlier picks have emptied slots
-            return self._select(n)
+            # Every block bounded by a shell (layout.block_shells); picks only empty slots, so the shells hold
+            # for the whole call.
+            return self._select(n, block_shells(self._c_x, self._c_limit, BLOCK))
 
-    def _select(self, n: int) -> list[Selection]:
+    def _select(self, n: int, shells: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> list[Selection]:
         picks: list[Selection] = []
         threads = numba.get_num_threads()
         while len(picks) < n and self._n_alive > 0 and len(self._sel) < self.settings.warmup:
@@ -456,12 +438,10 @@ class DynimSampler:
             score = self._c_score[slot]
             self._c_score[slot], self._c_limit[slot] = -np.inf, -1.0
             best = block_bests(self._c_score, self._c)
-            absorb(*self._pool(), *self._shells, slot, len(self._sel), self._factor, best, threads)
+            absorb(*self._pool(), *shells, slot, len(self._sel), self._factor, best, threads)
             picks += self._record(np.array([slot]), np.array([score]), random=True)
         if len(picks) < n and self._n_alive > 0:
-            slots, scores = greedy_picks(
-                *self._pool(), *self._shells, n - len(picks), len(self._sel), self._factor, threads
-            )
+            slots, scores = greedy_picks(*self._pool(), *shells, n - len(picks), len(self._sel), self._factor, threads)
             picks += self._record(slots, scores, random=False)
         if len(picks) < n:
             log.info("asked for %d selections, C had only %d candidates", n, len(picks))
