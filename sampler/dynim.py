@@ -341,10 +341,9 @@ class DynimSampler:
         from :data:`SORT_POOL_FROM` selected points on, all are laid out again)."""
         if len(rows) == 0:
             return
-        rows = spatial_order(x, rows, BLOCK)
         start = -(-self._used // BLOCK) * BLOCK
         if start + len(rows) > len(self._c):
-            if len(self._sel) >= SORT_POOL_FROM:
+            if len(self._sel) >= SORT_POOL_FROM:  # _set_pool puts all in spatial order
                 live = np.flatnonzero(self._c >= 0)
                 self._set_pool(
                     np.concatenate([self._c[live], age[rows]]),
@@ -355,7 +354,7 @@ class DynimSampler:
                 )
                 return
             start = self._close_ranks(self._n_alive + len(rows))
-        self._put(start, rows, age, score, dist, pos, x)
+        self._put(start, spatial_order(x, rows, BLOCK), age, score, dist, pos, x)
 
     def _set_pool(
         self,
